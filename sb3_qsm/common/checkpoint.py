@@ -1,0 +1,82 @@
+"""Checks run on a saved model before Stable-Baselines3 loads it, so that a bad file fails with a clear message."""
+
+import io
+import json
+import pathlib
+import zipfile
+from typing import Any
+
+from stable_baselines3.common.save_util import json_to_data
+
+
+def _describe(path: str | pathlib.Path | io.BufferedIOBase) -> str:
+    return str(path) if isinstance(path, str | pathlib.Path) else repr(path)
+
+
+def _resolve(path: str | pathlib.Path) -> pathlib.Path:
+    # SB3 appends ".zip" when the given path does not exist (save_util.open_path)
+    path = pathlib.Path(path)
+    if not path.exists() and path.suffix != ".zip" and path.with_suffix(path.suffix + ".zip").exists():
+        return path.with_suffix(path.suffix + ".zip")
+    return path
+
+
+def read_checkpoint_data(
+    path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """
+    Open a Stable-Baselines3 ``.zip`` checkpoint, verify the CRC of every member and decode its ``data`` entry.
+    File objects are rewound afterwards, so the caller can load from them.
+
+    :param path: Path to the checkpoint, or an open binary file
+    :param custom_objects: Values that replace stored entries before they are deserialised (as in ``load``)
+    :return: The decoded ``data`` entry (hyperparameters, spaces, policy class, ...)
+    :raises ValueError: naming the file and the problem when it is missing, not a zip archive, truncated,
+        corrupt, or not a Stable-Baselines3 checkpoint
+    """
+    name = _describe(path)
+    if isinstance(path, str | pathlib.Path):
+        path = _resolve(path)
+        if not path.is_file():
+            raise ValueError(f"Cannot load checkpoint {name}: no such file")
+    start = path.tell() if isinstance(path, io.BufferedIOBase) else 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+            if bad_member is not None:
+                raise ValueError(f"Cannot load checkpoint {name}: member {bad_member!r} is corrupt (CRC mismatch)")
+            if "data" not in archive.namelist():
+                raise ValueError(
+                    f"Cannot load checkpoint {name}: it has no 'data' entry, so it is truncated, corrupt or not a "
+                    "Stable-Baselines3 model file"
+                )
+            raw = archive.read("data").decode()
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f"Cannot load checkpoint {name}: not a valid zip archive (truncated or corrupt): {error}") from error
+    finally:
+        if isinstance(path, io.BufferedIOBase):
+            path.seek(start)
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Cannot load checkpoint {name}: its 'data' entry is not valid JSON: {error}") from error
+    return json_to_data(raw, custom_objects=custom_objects)
+
+
+def check_policy_class(data: dict[str, Any], expected: type, algo_name: str, path: Any) -> None:
+    """
+    Raise a ``ValueError`` when a checkpoint holds a model of another algorithm.
+
+    :param data: Decoded ``data`` entry of the checkpoint
+    :param expected: Base class its policy must derive from
+    :param algo_name: Name of the algorithm loading it (for the message)
+    :param path: The checkpoint, for the message
+    """
+    policy_class = data.get("policy_class")
+    if not (isinstance(policy_class, type) and issubclass(policy_class, expected)):
+        found = getattr(policy_class, "__qualname__", repr(policy_class))
+        module = getattr(policy_class, "__module__", "")
+        raise ValueError(
+            f"Cannot load checkpoint {_describe(path)} with {algo_name}: it holds a model whose policy is "
+            f"{module}.{found}, not a {expected.__name__}. Load it with the algorithm that saved it."
+        )

@@ -1,0 +1,169 @@
+"""
+Discrete DDPM math used by QSM: noise schedules, the forward (noising) process and the reverse sampler.
+
+Everything here works in the normalised action box ``[-1, 1]`` and is independent of the networks:
+the sampler takes the denoiser as a callable.
+Time indices are 0-based: ``t = 0`` is the least noisy step, ``t = T - 1`` the noisiest.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch as th
+from torch import nn
+
+BETA_SCHEDULES = ("vp", "linear", "cosine")
+
+
+def vp_beta_schedule(n_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> th.Tensor:
+    """
+    Variance-preserving schedule of the QSM reference implementation (a discretised VP-SDE):
+    ``alpha_t = exp(-beta_min / T - 0.5 (beta_max - beta_min) (2t - 1) / T^2)`` for ``t = 1..T``.
+
+    :param n_steps: Number of diffusion steps ``T``
+    :param beta_min: Lower end of the continuous-time noise rate
+    :param beta_max: Upper end of the continuous-time noise rate
+    :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
+    """
+    t = th.arange(1, n_steps + 1, dtype=th.float64)
+    alphas = th.exp(-beta_min / n_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / n_steps**2)
+    return 1.0 - alphas
+
+
+def linear_beta_schedule(n_steps: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> th.Tensor:
+    """
+    Linear schedule of Ho et al. (2020), as in the QSM reference.
+
+    :param n_steps: Number of diffusion steps ``T``
+    :param beta_start: ``beta_1``
+    :param beta_end: ``beta_T``
+    :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
+    """
+    return th.linspace(beta_start, beta_end, n_steps, dtype=th.float64)
+
+
+def cosine_beta_schedule(n_steps: int, offset: float = 0.008) -> th.Tensor:
+    """
+    Cosine schedule of Nichol & Dhariwal (2021), as in the QSM reference (betas clipped to 0.999).
+
+    :param n_steps: Number of diffusion steps ``T``
+    :param offset: Small offset ``s`` that keeps ``beta_1`` away from zero
+    :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
+    """
+    t = th.linspace(0, n_steps, n_steps + 1, dtype=th.float64) / n_steps
+    alpha_bars = th.cos((t + offset) / (1 + offset) * math.pi * 0.5) ** 2
+    alpha_bars = alpha_bars / alpha_bars[0]
+    return th.clamp(1.0 - alpha_bars[1:] / alpha_bars[:-1], 0.0, 0.999)
+
+
+def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float) -> None:
+    """
+    Raise a ``ValueError`` naming the argument when a diffusion hyperparameter is not usable.
+
+    :param n_diffusion_steps: Number of diffusion steps ``T`` (must be an integer >= 1)
+    :param beta_schedule: Name of the noise schedule (one of ``BETA_SCHEDULES``)
+    :param sampler_temperature: Scale of the noise injected by the reverse sampler (finite, >= 0)
+    """
+    if isinstance(n_diffusion_steps, bool) or not isinstance(n_diffusion_steps, int) or n_diffusion_steps < 1:
+        raise ValueError(f"n_diffusion_steps must be an integer >= 1, got {n_diffusion_steps!r}")
+    if beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(f"Unknown beta_schedule {beta_schedule!r}: expected one of {', '.join(BETA_SCHEDULES)}")
+    if not math.isfinite(sampler_temperature) or sampler_temperature < 0:
+        raise ValueError(f"sampler_temperature must be finite and >= 0, got {sampler_temperature!r}")
+
+
+def make_beta_schedule(name: str, n_steps: int) -> th.Tensor:
+    """
+    Build a noise schedule by name.
+
+    :param name: ``"vp"`` (QSM reference default), ``"linear"`` or ``"cosine"``
+    :param n_steps: Number of diffusion steps ``T``
+    :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
+    """
+    check_diffusion_args(n_steps, name, 1.0)
+    schedules: dict[str, Callable[[int], th.Tensor]] = {
+        "vp": vp_beta_schedule,
+        "linear": linear_beta_schedule,
+        "cosine": cosine_beta_schedule,
+    }
+    return schedules[name](n_steps)
+
+
+class DiffusionSchedule(nn.Module):
+    """
+    The constants of a discrete DDPM, held as non-persistent float32 buffers so that they follow
+    ``.to(device)`` but never enter a ``state_dict`` (they are a pure function of the constructor arguments).
+
+    :param n_steps: Number of diffusion steps ``T``
+    :param beta_schedule: Name of the noise schedule (``"vp"``, ``"linear"`` or ``"cosine"``)
+    """
+
+    betas: th.Tensor
+    alphas: th.Tensor
+    alpha_bars: th.Tensor
+
+    def __init__(self, n_steps: int, beta_schedule: str = "vp"):
+        super().__init__()
+        self.n_steps = n_steps
+        self.beta_schedule = beta_schedule
+        betas = make_beta_schedule(beta_schedule, n_steps)
+        alphas = 1.0 - betas
+        # Computed in float64, stored in float32
+        self.register_buffer("betas", betas.float(), persistent=False)
+        self.register_buffer("alphas", alphas.float(), persistent=False)
+        self.register_buffer("alpha_bars", th.cumprod(alphas, dim=0).float(), persistent=False)
+
+    def add_noise(self, actions: th.Tensor, noise: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+        """
+        Forward process ``q(a_t | a_0)``: ``a_t = sqrt(alpha_bar_t) a_0 + sqrt(1 - alpha_bar_t) eps``.
+
+        :param actions: Clean actions ``a_0``, shape ``(batch, action_dim)``
+        :param noise: Gaussian noise ``eps``, same shape
+        :param timesteps: 0-based time index per sample, shape ``(batch,)``, integer
+        :return: Noisy actions ``a_t``
+        """
+        alpha_bars = self.alpha_bars[timesteps].unsqueeze(-1)
+        return alpha_bars.sqrt() * actions + (1.0 - alpha_bars).sqrt() * noise
+
+    def reverse_step(self, x: th.Tensor, eps_pred: th.Tensor, t: int) -> th.Tensor:
+        """
+        Mean of the DDPM reverse step ``p(x_{t-1} | x_t)``:
+        ``(x - beta_t / sqrt(1 - alpha_bar_t) * eps_pred) / sqrt(alpha_t)``.
+
+        :param x: Current sample ``x_t``
+        :param eps_pred: Denoiser output at ``(x_t, t)``
+        :param t: 0-based time index
+        :return: The posterior mean
+        """
+        coef = self.betas[t] / (1.0 - self.alpha_bars[t]).sqrt()
+        return (x - coef * eps_pred) / self.alphas[t].sqrt()
+
+    def sample(
+        self,
+        denoise_fn: Callable[[th.Tensor, int], th.Tensor],
+        x: th.Tensor,
+        temperature: float = 1.0,
+        clip: bool = True,
+        deterministic: bool = False,
+    ) -> th.Tensor:
+        """
+        Run the reverse process from ``x_T = x`` down to ``x_0``, as the QSM reference does:
+        at each step take the posterior mean, add ``sqrt(beta_t) * temperature * z`` unless ``t == 0``
+        (or ``deterministic``), and clip to ``[-1, 1]`` after every step when ``clip`` is set.
+        The last sample is always clipped, so the result lies in ``[-1, 1]``.
+
+        :param denoise_fn: ``(x_t, t) -> eps_pred``; ``t`` is a Python int
+        :param x: Starting point ``x_T``, shape ``(batch, action_dim)``
+        :param temperature: Scale of the injected noise (0 gives a deterministic chain)
+        :param clip: Whether to clip to ``[-1, 1]`` after every step (the reference does; with a large
+            score scale a single step can move far outside the box)
+        :param deterministic: Skip the injected noise, so no random number is drawn
+        :return: Actions ``x_0`` in ``[-1, 1]``
+        """
+        for t in reversed(range(self.n_steps)):
+            x = self.reverse_step(x, denoise_fn(x, t), t)
+            if t > 0 and not deterministic and temperature > 0:
+                x = x + self.betas[t].sqrt() * temperature * th.randn_like(x)
+            if clip:
+                x = x.clamp(-1.0, 1.0)
+        return x.clamp(-1.0, 1.0)

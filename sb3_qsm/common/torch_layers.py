@@ -1,0 +1,92 @@
+"""Networks for the diffusion actor: a learnable Fourier time embedding and the noise-prediction MLP."""
+
+import math
+
+import torch as th
+from stable_baselines3.common.torch_layers import create_mlp
+from torch import nn
+
+
+class FourierFeatures(nn.Module):
+    """
+    Learnable random Fourier features of a scalar input: ``[cos(2 pi x W^T), sin(2 pi x W^T)]``
+    with ``W`` initialised from ``N(0, std^2)``, as in the QSM reference.
+
+    :param output_dim: Number of features (half cosines, half sines); must be even
+    :param std: Standard deviation of the initial frequencies
+    """
+
+    def __init__(self, output_dim: int, std: float = 0.2):
+        super().__init__()
+        if output_dim < 2 or output_dim % 2 != 0:
+            raise ValueError(f"time_embed_dim must be an even integer >= 2, got {output_dim!r}")
+        self.weight = nn.Parameter(th.randn(output_dim // 2, 1) * std)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        """
+        :param x: Inputs of shape ``(n,)``
+        :return: Features of shape ``(n, output_dim)``
+        """
+        freqs = 2 * math.pi * x.unsqueeze(-1) @ self.weight.T
+        return th.cat([th.cos(freqs), th.sin(freqs)], dim=-1)
+
+
+class Denoiser(nn.Module):
+    """
+    Noise-prediction network ``eps_theta(s, a_t, t)``: the time index goes through Fourier features and a
+    small MLP (the "time code"), then ``[a_t, features(s), time code]`` goes through an MLP to ``action_dim``
+    outputs. Linear layers use Xavier-uniform weights and zero biases, as in the QSM reference.
+
+    :param features_dim: Size of the observation features
+    :param action_dim: Size of the action
+    :param n_steps: Number of diffusion steps ``T`` (the time index ranges over ``0..T-1``)
+    :param net_arch: Hidden layer sizes of the main MLP
+    :param activation_fn: Activation used in both MLPs
+    :param time_embed_dim: Number of Fourier features of the time index
+    :param time_net_arch: Layer sizes of the time MLP; the last one is the size of the time code (no activation
+        after it). An empty list feeds the Fourier features directly.
+    """
+
+    def __init__(
+        self,
+        features_dim: int,
+        action_dim: int,
+        n_steps: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module] = nn.Mish,
+        time_embed_dim: int = 64,
+        time_net_arch: list[int] | None = None,
+    ):
+        super().__init__()
+        time_net_arch = [128, 128] if time_net_arch is None else list(time_net_arch)
+        self.n_steps = n_steps
+        self.time_features = FourierFeatures(time_embed_dim)
+        if time_net_arch:
+            time_layers = create_mlp(time_embed_dim, time_net_arch[-1], time_net_arch[:-1], activation_fn)
+            time_code_dim = time_net_arch[-1]
+        else:
+            time_layers, time_code_dim = [], time_embed_dim
+        self.time_net = nn.Sequential(*time_layers)
+        self.net = nn.Sequential(*create_mlp(action_dim + features_dim + time_code_dim, action_dim, net_arch, activation_fn))
+        for module in [*self.time_net, *self.net]:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def time_codes(self) -> th.Tensor:
+        """
+        The time code of every diffusion step, computed in one pass.
+
+        :return: Tensor of shape ``(T, time_code_dim)``; row ``t`` is the code of time index ``t``
+        """
+        steps = th.arange(self.n_steps, dtype=th.float32, device=self.time_features.weight.device)
+        return self.time_net(self.time_features(steps))
+
+    def forward(self, features: th.Tensor, noisy_actions: th.Tensor, time_codes: th.Tensor) -> th.Tensor:
+        """
+        :param features: Observation features, shape ``(batch, features_dim)``
+        :param noisy_actions: ``a_t``, shape ``(batch, action_dim)``
+        :param time_codes: Time codes, shape ``(batch, time_code_dim)`` (rows of ``time_codes()``)
+        :return: Predicted noise, shape ``(batch, action_dim)``
+        """
+        return self.net(th.cat([noisy_actions, features, time_codes], dim=-1))

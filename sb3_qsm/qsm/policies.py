@@ -1,0 +1,386 @@
+"""Policies for QSM: a diffusion actor (denoiser + DDPM sampler) paired with SB3's ``ContinuousCritic``."""
+
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    get_actor_critic_arch,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from sb3_qsm.common.diffusion import DiffusionSchedule, check_diffusion_args
+from sb3_qsm.common.torch_layers import Denoiser
+
+
+class BoundedActionPolicy(BasePolicy):
+    """
+    A ``BasePolicy`` whose actions, once mapped back from ``[-1, 1]`` to the action space, are clipped to its
+    bounds, so that float rounding in ``unscale_action`` can never return an action outside the space.
+    """
+
+    action_space: spaces.Box
+
+    def unscale_action(self, scaled_action: np.ndarray) -> np.ndarray:
+        """
+        Rescale an action from ``[-1, 1]`` to ``[low, high]`` and clip it to the bounds.
+
+        :param scaled_action: Action in ``[-1, 1]``
+        :return: Action in ``[low, high]``
+        """
+        return np.clip(super().unscale_action(scaled_action), self.action_space.low, self.action_space.high)
+
+
+class DiffusionActor(BoundedActionPolicy):
+    """
+    Diffusion actor for QSM: a noise-prediction network ``eps_theta(s, a_t, t)`` and its DDPM sampler.
+
+    Sampling extracts the observation features once and then runs ``T`` denoiser calls on the whole batch.
+    With ``deterministic=True`` the chain starts at ``x_T = 0`` and injects no noise, so the action is a pure
+    function of the observation and the weights; otherwise ``x_T ~ N(0, I)`` and the noise comes from torch's
+    global random number generator (seeded by ``set_random_seed``).
+
+    :param observation_space: Observation space
+    :param action_space: Action space (a ``Box``)
+    :param net_arch: Hidden layer sizes of the denoiser MLP
+    :param features_extractor: Network to extract features
+    :param features_dim: Number of features
+    :param activation_fn: Activation function of the denoiser (the reference uses mish)
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    :param n_diffusion_steps: Number of diffusion steps ``T``
+    :param beta_schedule: Noise schedule: ``"vp"``, ``"linear"`` or ``"cosine"``
+    :param sampler_temperature: Scale of the noise the sampler injects at each step
+    :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (the reference does)
+    :param time_embed_dim: Number of Fourier features of the time index
+    :param time_net_arch: Layer sizes of the MLP applied to the Fourier features (``[128, 128]`` by default)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.Mish,
+        normalize_images: bool = True,
+        n_diffusion_steps: int = 5,
+        beta_schedule: str = "vp",
+        sampler_temperature: float = 1.0,
+        clip_sampler: bool = True,
+        time_embed_dim: int = 64,
+        time_net_arch: list[int] | None = None,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor=features_extractor,
+            normalize_images=normalize_images,
+            squash_output=True,
+        )
+        check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
+        self.net_arch = net_arch
+        self.features_dim = features_dim
+        self.activation_fn = activation_fn
+        self.n_diffusion_steps = n_diffusion_steps
+        self.beta_schedule = beta_schedule
+        self.sampler_temperature = sampler_temperature
+        self.clip_sampler = clip_sampler
+        self.time_embed_dim = time_embed_dim
+        self.time_net_arch = [128, 128] if time_net_arch is None else list(time_net_arch)
+        self.action_dim = get_action_dim(self.action_space)
+        self.schedule = DiffusionSchedule(n_diffusion_steps, beta_schedule)
+        self.denoiser = Denoiser(
+            features_dim,
+            self.action_dim,
+            n_diffusion_steps,
+            net_arch,
+            activation_fn,
+            time_embed_dim=time_embed_dim,
+            time_net_arch=self.time_net_arch,
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                features_dim=self.features_dim,
+                activation_fn=self.activation_fn,
+                features_extractor=self.features_extractor,
+                n_diffusion_steps=self.n_diffusion_steps,
+                beta_schedule=self.beta_schedule,
+                sampler_temperature=self.sampler_temperature,
+                clip_sampler=self.clip_sampler,
+                time_embed_dim=self.time_embed_dim,
+                time_net_arch=self.time_net_arch,
+            )
+        )
+        return data
+
+    def predict_noise(self, features: th.Tensor, noisy_actions: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+        """
+        Predict the noise ``eps_theta(s, a_t, t)`` for a batch with one time index per sample.
+
+        :param features: Observation features (see ``extract_features``), shape ``(batch, features_dim)``
+        :param noisy_actions: ``a_t`` in the normalised action space, shape ``(batch, action_dim)``
+        :param timesteps: 0-based time indices, shape ``(batch,)``, integer
+        :return: Predicted noise, shape ``(batch, action_dim)``
+        """
+        return self.denoiser(features, noisy_actions, self.denoiser.time_codes()[timesteps])
+
+    def sample(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        """
+        Draw actions in ``[-1, 1]`` with the reverse diffusion process.
+
+        :param obs: Observations (a batch)
+        :param deterministic: Start from ``x_T = 0`` and inject no noise (no random draw at all)
+        :return: Actions in the normalised space ``[-1, 1]``, shape ``(batch, action_dim)``
+        """
+        features = self.extract_features(obs, self.features_extractor)
+        time_codes = self.denoiser.time_codes()
+        shape = (features.shape[0], self.action_dim)
+        x = features.new_zeros(shape) if deterministic else th.randn(shape, device=features.device, dtype=features.dtype)
+
+        def denoise(x_t: th.Tensor, t: int) -> th.Tensor:
+            return self.denoiser(features, x_t, time_codes[t].expand(x_t.shape[0], -1))
+
+        return self.schedule.sample(
+            denoise, x, temperature=self.sampler_temperature, clip=self.clip_sampler, deterministic=deterministic
+        )
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.sample(obs, deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.sample(observation, deterministic)
+
+
+class QSMPolicy(BoundedActionPolicy):
+    """
+    Policy class (diffusion actor and SB3 ``ContinuousCritic``) for QSM.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param net_arch: Hidden layer sizes: a list for both networks, or ``dict(pi=[...], qf=[...])`` for the
+        denoiser (``pi``) and the critics (``qf``). Default ``[256, 256]`` (the paper used ``[512, 512]``).
+    :param activation_fn: Activation function of the critics (ReLU, as in SAC, TD3 and the QSM reference)
+    :param features_extractor_class: Features extractor to use.
+    :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
+    :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param n_critics: Number of critic networks to create.
+    :param share_features_extractor: Whether to share the features extractor between the actor and the critic
+        (it is then trained by the actor loss only, as in SAC and TD3)
+    :param n_diffusion_steps: Number of diffusion steps ``T`` (paper: 5)
+    :param beta_schedule: Noise schedule: ``"vp"`` (paper), ``"linear"`` or ``"cosine"``
+    :param sampler_temperature: Scale of the noise injected by the sampler (paper: 1.0)
+    :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (paper: True)
+    :param denoiser_activation_fn: Activation function of the denoiser (paper: mish)
+    :param time_embed_dim: Number of Fourier features of the time index (paper: 64)
+    :param time_net_arch: Layer sizes of the MLP applied to the time features (paper: ``[128, 128]``)
+    :param xavier_critic_init: Initialise the critics' linear layers with Xavier-uniform weights and zero biases,
+        as the reference does (default: PyTorch's initialisation, as in SAC and TD3)
+    """
+
+    actor: DiffusionActor
+    critic: ContinuousCritic
+    critic_target: ContinuousCritic
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        n_critics: int = 2,
+        share_features_extractor: bool = False,
+        n_diffusion_steps: int = 5,
+        beta_schedule: str = "vp",
+        sampler_temperature: float = 1.0,
+        clip_sampler: bool = True,
+        denoiser_activation_fn: type[nn.Module] = nn.Mish,
+        time_embed_dim: int = 64,
+        time_net_arch: list[int] | None = None,
+        xavier_critic_init: bool = False,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,
+            normalize_images=normalize_images,
+        )
+        if net_arch is None:
+            net_arch = [256, 256]
+        actor_arch, critic_arch = get_actor_critic_arch(net_arch)
+        self.net_arch = net_arch
+        self.activation_fn = activation_fn
+        self.share_features_extractor = share_features_extractor
+        self.xavier_critic_init = xavier_critic_init
+        net_args = {
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "normalize_images": normalize_images,
+        }
+        self.actor_kwargs = {
+            **net_args,
+            "net_arch": actor_arch,
+            "activation_fn": denoiser_activation_fn,
+            "n_diffusion_steps": n_diffusion_steps,
+            "beta_schedule": beta_schedule,
+            "sampler_temperature": sampler_temperature,
+            "clip_sampler": clip_sampler,
+            "time_embed_dim": time_embed_dim,
+            "time_net_arch": time_net_arch,
+        }
+        self.critic_kwargs = {
+            **net_args,
+            "net_arch": critic_arch,
+            "activation_fn": activation_fn,
+            "n_critics": n_critics,
+            "share_features_extractor": share_features_extractor,
+        }
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.actor = self.make_actor()
+        self.actor.optimizer = self.optimizer_class(
+            self.actor.parameters(),
+            lr=lr_schedule(1),  # type: ignore[call-arg]
+            **self.optimizer_kwargs,
+        )
+        if self.share_features_extractor:
+            self.critic = self.make_critic(features_extractor=self.actor.features_extractor)
+            # The shared extractor is trained by the actor loss only (SB3 convention)
+            critic_parameters = [param for name, param in self.critic.named_parameters() if "features_extractor" not in name]
+        else:
+            self.critic = self.make_critic(features_extractor=None)
+            critic_parameters = list(self.critic.parameters())
+        if self.xavier_critic_init:
+            for module in self.critic.q_networks:
+                module.apply(_xavier_init)
+        # The target never shares the features extractor
+        self.critic_target = self.make_critic(features_extractor=None)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic.optimizer = self.optimizer_class(
+            critic_parameters,
+            lr=lr_schedule(1),  # type: ignore[call-arg]
+            **self.optimizer_kwargs,
+        )
+        self.critic_target.set_training_mode(False)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            dict(
+                net_arch=self.net_arch,
+                activation_fn=self.activation_fn,
+                lr_schedule=self._dummy_schedule,  # not needed to load the policy alone
+                optimizer_class=self.optimizer_class,
+                optimizer_kwargs=self.optimizer_kwargs,
+                features_extractor_class=self.features_extractor_class,
+                features_extractor_kwargs=self.features_extractor_kwargs,
+                n_critics=self.critic_kwargs["n_critics"],
+                share_features_extractor=self.share_features_extractor,
+                n_diffusion_steps=self.actor_kwargs["n_diffusion_steps"],
+                beta_schedule=self.actor_kwargs["beta_schedule"],
+                sampler_temperature=self.actor_kwargs["sampler_temperature"],
+                clip_sampler=self.actor_kwargs["clip_sampler"],
+                denoiser_activation_fn=self.actor_kwargs["activation_fn"],
+                time_embed_dim=self.actor_kwargs["time_embed_dim"],
+                time_net_arch=self.actor_kwargs["time_net_arch"],
+                xavier_critic_init=self.xavier_critic_init,
+            )
+        )
+        return data
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> DiffusionActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return DiffusionActor(**actor_kwargs).to(self.device)
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return ContinuousCritic(**critic_kwargs).to(self.device)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.actor.sample(observation, deterministic)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """
+        Put the policy in either training or evaluation mode (affects batch normalisation and dropout).
+
+        :param mode: if true, set to training mode, else set to evaluation mode
+        """
+        self.actor.set_training_mode(mode)
+        self.critic.set_training_mode(mode)
+        self.training = mode
+
+
+def _xavier_init(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+MlpPolicy = QSMPolicy
+
+
+class CnnPolicy(QSMPolicy):
+    """
+    Policy class for QSM with a ``NatureCNN`` features extractor by default (image observations).
+    Same parameters as :class:`QSMPolicy`.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
+        )
+
+
+class MultiInputPolicy(QSMPolicy):
+    """
+    Policy class for QSM with a ``CombinedExtractor`` by default (``Dict`` observations).
+    Same parameters as :class:`QSMPolicy`.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
+        )

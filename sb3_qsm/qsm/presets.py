@@ -1,0 +1,42 @@
+"""
+The configuration the QSM paper ran (the reference implementation's "paper" config), as QSM arguments.
+
+Use it in one line with ``QSM.from_paper_config(env)``, or spread it yourself:
+``QSM("MlpPolicy", env, **PAPER_HYPERPARAMS, action_noise=NormalActionNoise(0, 0.1))``.
+"""
+
+from typing import Any
+
+from torch import nn
+
+# Standard deviation of the Gaussian noise the reference adds to the diffusion sample when acting
+PAPER_EXPLORATION_NOISE = 0.1
+
+PAPER_HYPERPARAMS: dict[str, Any] = dict(
+    learning_rate=3e-4,
+    buffer_size=1_000_000,
+    learning_starts=10_000,
+    batch_size=256,
+    tau=0.005,
+    gamma=0.99,
+    train_freq=1,
+    gradient_steps=1,
+    score_scale=50.0,
+    n_diffusion_steps=5,
+    beta_schedule="vp",
+    sampler_temperature=1.0,
+    target_policy_noise=0.1,
+    target_noise_clip=None,
+    policy_delay=1,
+    actor_lr_decay_steps=2_000_000,
+    policy_kwargs=dict(
+        net_arch=[512, 512],
+        activation_fn=nn.ReLU,
+        denoiser_activation_fn=nn.Mish,
+        time_embed_dim=64,
+        time_net_arch=[128, 128],
+        clip_sampler=True,
+        xavier_critic_init=True,
+        n_critics=2,
+    ),
+)

@@ -1,0 +1,458 @@
+"""Q-Score Matching (QSM) as a Stable-Baselines3 off-policy algorithm."""
+
+import io
+import math
+import pathlib
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update, update_learning_rate
+from torch.nn import functional as F
+
+from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data
+from sb3_qsm.common.diffusion import check_diffusion_args
+from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, MlpPolicy, MultiInputPolicy, QSMPolicy
+from sb3_qsm.qsm.presets import PAPER_EXPLORATION_NOISE, PAPER_HYPERPARAMS
+
+SelfQSM = TypeVar("SelfQSM", bound="QSM")
+
+# Policy keyword arguments of SAC's Gaussian actor that mean nothing for a diffusion actor
+SAC_ONLY_POLICY_KWARGS = ("use_sde", "log_std_init", "use_expln", "clip_mean", "full_std")
+# QSM constructor arguments that are forwarded to the policy
+DIFFUSION_POLICY_ARGS = ("n_diffusion_steps", "beta_schedule", "sampler_temperature")
+
+
+class QSM(OffPolicyAlgorithm):
+    """
+    Q-Score Matching (QSM): a diffusion-model policy trained by matching its score to the critic's action gradient.
+
+    Paper: "Learning a Diffusion Model Policy from Rewards via Q-Score Matching", Psenka, Escontrela, Abbeel, Ma,
+    ICML 2024, https://arxiv.org/abs/2312.11752.
+    Original implementation: https://github.com/Alescontrela/score_matching_rl
+
+    Each gradient step updates the critics with a TD target built from a fresh diffusion sample at the next
+    observation (plus Gaussian target noise, min over the target critics), then regresses the denoiser
+    ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_a mean_i Q_i(s, a_t)`` at a noised replay action ``a_t``.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: learning rate for the Adam optimizers of the actor and the critics,
+        it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: size of the replay buffer
+    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
+    :param gamma: the discount factor
+    :param train_freq: Update the model every ``train_freq`` steps. Alternatively pass a tuple of frequency and unit
+        like ``(5, "step")`` or ``(2, "episode")``.
+    :param gradient_steps: How many gradient steps to do after each rollout (see ``train_freq``).
+        Set to ``-1`` means to do as many gradient steps as steps done in the environment during the rollout.
+    :param action_noise: the action noise type (None by default) added to the stochastic diffusion sample when
+        collecting data. The paper adds ``NormalActionNoise`` with std 0.1.
+    :param replay_buffer_class: Replay buffer class to use (for instance ``HerReplayBuffer``).
+        If ``None``, it will be automatically selected.
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
+    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
+        at a cost of more complexity.
+    :param n_steps: When n_step > 1, uses n-step return (with the NStepReplayBuffer) when updating the Q-value network.
+    :param score_scale: Q-score scale, the paper's ``alpha`` (``M_q`` in the reference code): the denoiser is
+        regressed onto ``-score_scale * grad_a Q``. It multiplies a gradient whose size grows with the reward scale
+        and with ``1 / (1 - gamma)``; the paper used 50 (about 120 for humanoid-like tasks).
+    :param n_diffusion_steps: Number of diffusion steps ``T`` of the policy (paper: 5)
+    :param beta_schedule: Noise schedule ``beta_1..beta_T``: ``"vp"`` (paper), ``"linear"`` or ``"cosine"``
+    :param sampler_temperature: Scale of the noise the reverse sampler injects (paper: 1.0); 0 makes the stochastic
+        sampler deterministic apart from its random start ``x_T``
+    :param target_policy_noise: Standard deviation of the Gaussian noise added to the sampled next action in the
+        critic target (paper: 0.1)
+    :param target_noise_clip: Limit for the absolute value of that noise (``None``: no limit, as in the paper)
+    :param policy_delay: The actor is updated once every ``policy_delay`` critic updates (paper: 1).
+        The target critics are updated at every critic update, as in the paper.
+    :param actor_lr_decay_steps: If set, the actor's learning rate follows a cosine decay to 0 over this many actor
+        updates (paper: 2e6), on top of ``learning_rate``. ``None`` keeps it equal to ``learning_rate``.
+    :param use_sde: Not supported (gSDE is for Gaussian policies); must stay False
+    :param sde_sample_freq: Not supported; must stay -1
+    :param use_sde_at_warmup: Not supported; must stay False
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation. See :class:`QSMPolicy`
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
+        debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: QSMPolicy
+    actor: DiffusionActor
+    critic: ContinuousCritic
+    critic_target: ContinuousCritic
+
+    def __init__(
+        self,
+        policy: str | type[QSMPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,  # 1e6
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        score_scale: float = 50.0,
+        n_diffusion_steps: int = 5,
+        beta_schedule: str = "vp",
+        sampler_temperature: float = 1.0,
+        target_policy_noise: float = 0.1,
+        target_noise_clip: float | None = None,
+        policy_delay: int = 1,
+        actor_lr_decay_steps: int | None = None,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        if use_sde or sde_sample_freq != -1 or use_sde_at_warmup:
+            raise ValueError(
+                "QSM does not support gSDE (use_sde, sde_sample_freq, use_sde_at_warmup): its diffusion policy explores "
+                "through the sampler noise. Remove these arguments, or use action_noise for extra exploration."
+            )
+        policy_kwargs = dict(policy_kwargs or {})
+        _check_policy_kwargs(policy_kwargs)
+        check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
+        _check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps)
+        policy_kwargs.update(
+            n_diffusion_steps=n_diffusion_steps, beta_schedule=beta_schedule, sampler_temperature=sampler_temperature
+        )
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=None,  # checked in _setup_model, with a ValueError
+            support_multi_env=True,
+        )
+        self.score_scale = score_scale
+        self.n_diffusion_steps = n_diffusion_steps
+        self.beta_schedule = beta_schedule
+        self.sampler_temperature = sampler_temperature
+        self.target_policy_noise = target_policy_noise
+        self.target_noise_clip = target_noise_clip
+        self.policy_delay = policy_delay
+        self.actor_lr_decay_steps = actor_lr_decay_steps
+
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        if not isinstance(self.action_space, spaces.Box):
+            raise ValueError(
+                f"QSM needs a continuous (Box) action space, got {self.action_space}: a diffusion policy over "
+                "Discrete, MultiDiscrete or MultiBinary actions is not defined."
+            )
+        super()._setup_model()
+        self._create_aliases()
+        # Running mean and running var of batch norm layers, copied to the target (SB3 GH#996)
+        self.critic_batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+        self.critic_batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+
+    @classmethod
+    def from_paper_config(
+        cls: type[SelfQSM], env: GymEnv | str, policy: str | type[QSMPolicy] = "MlpPolicy", **kwargs: Any
+    ) -> SelfQSM:
+        """
+        Build QSM with the configuration the paper ran (the reference's "paper" config): 512x512 networks, mish in
+        the denoiser, T=5 with the vp schedule, score scale 50, Adam 3e-4 with the actor's cosine decay over 2e6
+        updates, 10k random warm-up steps, exploration and target noise 0.1. See ``sb3_qsm.qsm.presets``.
+
+        :param env: The environment to learn from
+        :param policy: The policy model to use
+        :param kwargs: Any QSM constructor argument, overriding the preset
+        :return: The model
+        """
+        hyperparams = {**PAPER_HYPERPARAMS, "policy_kwargs": dict(PAPER_HYPERPARAMS["policy_kwargs"]), **kwargs}
+        model = cls(policy, env, **hyperparams)
+        if "action_noise" not in kwargs:
+            action_dim = model.action_space.shape[0]  # type: ignore[index]
+            model.action_noise = NormalActionNoise(np.zeros(action_dim), PAPER_EXPLORATION_NOISE * np.ones(action_dim))
+        return model
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        # Switch to train mode (this affects batch norm / dropout)
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+
+        actor_losses, critic_losses, q_grad_norms = [], [], []
+        for _ in range(gradient_steps):
+            self._n_updates += 1
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            critic_losses.append(self._update_critic(replay_data))
+
+            if self._n_updates % self.policy_delay == 0:
+                actor_loss, q_grad_norm = self._update_actor(replay_data)
+                actor_losses.append(actor_loss)
+                q_grad_norms.append(q_grad_norm)
+
+            polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+            # Copy running stats, see GH issue #996
+            polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/critic_loss", np.mean(critic_losses))
+        if len(actor_losses) > 0:
+            self.logger.record("train/actor_loss", np.mean(actor_losses))
+            self.logger.record("train/q_grad_norm", np.mean(q_grad_norms))
+        if self.actor_lr_decay_steps is not None:
+            self.logger.record("train/actor_learning_rate", self.actor.optimizer.param_groups[0]["lr"])
+
+    def _update_critic(self, replay_data: ReplayBufferSamples) -> float:
+        """
+        One critic step: regress every critic onto ``r + gamma (1 - d) min_i Q'_i(s', a')`` where ``a'`` is a fresh
+        sample of the current diffusion policy plus target noise, clipped to ``[-1, 1]``.
+
+        :param replay_data: A batch from the replay buffer
+        :return: The critic loss (mean over critics of the squared TD errors)
+        """
+        # For n-step replay, discount factor is gamma**n_steps (when no early termination)
+        discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+        with th.no_grad():
+            next_actions = self.actor.sample(replay_data.next_observations, deterministic=False)
+            if self.target_policy_noise > 0:
+                noise = th.randn_like(next_actions) * self.target_policy_noise
+                if self.target_noise_clip is not None:
+                    noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+                next_actions = (next_actions + noise).clamp(-1.0, 1.0)
+            next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+            target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+
+        current_q_values = self.critic(replay_data.observations, replay_data.actions)
+        # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
+        critic_loss = th.stack([F.mse_loss(current_q, target_q_values) for current_q in current_q_values]).mean()
+        self._check_finite("critic_loss", critic_loss)
+        self.critic.optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic.optimizer.step()
+        return critic_loss.item()
+
+    def q_score(self, observations: Any, actions: th.Tensor) -> th.Tensor:
+        """
+        The critics' action gradient ``grad_a mean_i Q_i(s, a)``, detached. Only the actions are differentiated:
+        the critics' parameter gradients (``.grad``) are left untouched.
+
+        :param observations: A batch of observations (tensors, as sampled from the replay buffer)
+        :param actions: Actions in ``[-1, 1]``, shape ``(batch, action_dim)``
+        :return: The gradient, same shape as ``actions``
+        """
+        actions = actions.detach().requires_grad_(True)
+        q_values = th.cat(self.critic(observations, actions), dim=1).mean(dim=1)
+        (q_grad,) = th.autograd.grad(q_values.sum(), actions)
+        return q_grad
+
+    def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, float]:
+        """
+        One Q-score matching step (paper section 4, reference ``update_actor``): noise the replay action,
+        ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with ``t ~ U{0..T-1}``, and regress
+        ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_{a_t} mean_i Q_i(s, a_t)``.
+
+        :param replay_data: A batch from the replay buffer
+        :return: The actor loss and the mean L2 norm of the critic's action gradient
+        """
+        actions = replay_data.actions
+        timesteps = th.randint(0, self.actor.n_diffusion_steps, (actions.shape[0],), device=actions.device)
+        noisy_actions = self.actor.schedule.add_noise(actions, th.randn_like(actions), timesteps)
+        q_grad = self.q_score(replay_data.observations, noisy_actions)
+
+        if self.actor_lr_decay_steps is not None:
+            update_learning_rate(self.actor.optimizer, self._actor_learning_rate())
+        features = self.actor.extract_features(replay_data.observations, self.actor.features_extractor)
+        eps_pred = self.actor.predict_noise(features, noisy_actions, timesteps)
+        actor_loss = F.mse_loss(eps_pred, -self.score_scale * q_grad)
+        self._check_finite("actor_loss", actor_loss)
+        self.actor.optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor.optimizer.step()
+        return actor_loss.item(), q_grad.norm(dim=1).mean().item()
+
+    def _actor_learning_rate(self) -> float:
+        """
+        :return: ``learning_rate`` times the cosine decay ``0.5 (1 + cos(pi min(k, K) / K))`` where ``k`` counts the
+            actor updates done so far and ``K`` is ``actor_lr_decay_steps`` (optax ``cosine_decay_schedule``)
+        """
+        assert self.actor_lr_decay_steps is not None
+        actor_updates = min((self._n_updates - 1) // self.policy_delay, self.actor_lr_decay_steps)
+        decay = 0.5 * (1.0 + math.cos(math.pi * actor_updates / self.actor_lr_decay_steps))
+        return self.lr_schedule(self._current_progress_remaining) * decay
+
+    def _check_finite(self, name: str, loss: th.Tensor) -> None:
+        """
+        Stop training before a non-finite loss reaches the weights.
+
+        :param name: Name of the loss, for the message
+        :param loss: The loss
+        :raises FloatingPointError: if the loss is NaN or infinite
+        """
+        if not th.isfinite(loss):
+            raise FloatingPointError(
+                f"QSM update {self._n_updates} (after {self.num_timesteps} environment steps): {name} is "
+                f"{loss.item()}. Training stopped before the optimizer step, so the model holds the weights of the "
+                "previous update. Check the rewards and observations for NaN/inf, or lower learning_rate or score_scale."
+            )
+
+    def learn(
+        self: SelfQSM,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "QSM",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfQSM:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfQSM],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfQSM:
+        """
+        Load a QSM model from a zip file. The file is checked first (a readable, uncorrupted Stable-Baselines3
+        archive that holds a QSM model), so that a bad file fails with a ``ValueError`` naming the file and the
+        problem. Pass ``buffer_size=1`` to avoid allocating the full replay buffer when only predicting.
+        See ``BaseAlgorithm.load`` for the parameters.
+
+        :param path: path to the file (or a file-like) where to load the agent from
+        :param env: the new environment to run the loaded model on (its spaces must match the saved ones)
+        :param device: Device on which the code should run.
+        :param custom_objects: Dictionary of objects to replace upon loading.
+        :param print_system_info: Whether to print system info from the saved model
+        :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior.
+        :param kwargs: extra arguments to change the model when loading
+        :return: new model instance with loaded parameters
+        """
+        data = read_checkpoint_data(path, custom_objects)
+        check_policy_class(data, QSMPolicy, cls.__name__, path)
+        return super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return super()._excluded_save_params() + ["actor", "critic", "critic_target"]  # noqa: RUF005
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]
+        return state_dicts, []
+
+
+def _check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
+    """
+    Refuse policy keyword arguments that belong to SAC's Gaussian actor or to the QSM constructor.
+
+    :param policy_kwargs: The user's policy keyword arguments
+    """
+    sac_only = [key for key in SAC_ONLY_POLICY_KWARGS if key in policy_kwargs]
+    if sac_only:
+        raise ValueError(
+            f"policy_kwargs {sac_only} only apply to SAC's Gaussian actor (gSDE / log-std settings); QSM's diffusion "
+            "actor has no such parameter. Remove them from policy_kwargs."
+        )
+    duplicated = [key for key in DIFFUSION_POLICY_ARGS if key in policy_kwargs]
+    if duplicated:
+        raise ValueError(f"Pass {duplicated} to the QSM constructor, not in policy_kwargs.")
+
+
+def _check_qsm_args(
+    score_scale: float,
+    policy_delay: int,
+    target_policy_noise: float,
+    target_noise_clip: float | None,
+    actor_lr_decay_steps: int | None,
+) -> None:
+    """
+    Raise a ``ValueError`` naming the argument when a QSM hyperparameter is not usable.
+
+    :param score_scale: Q-score scale (finite, > 0)
+    :param policy_delay: Actor update period (integer >= 1)
+    :param target_policy_noise: Target noise standard deviation (finite, >= 0)
+    :param target_noise_clip: Target noise limit (None or finite, > 0)
+    :param actor_lr_decay_steps: Length of the actor's cosine decay (None or integer >= 1)
+    """
+    if not isinstance(score_scale, int | float) or not math.isfinite(score_scale) or score_scale <= 0:
+        raise ValueError(f"score_scale must be a finite number > 0, got {score_scale!r}")
+    if isinstance(policy_delay, bool) or not isinstance(policy_delay, int) or policy_delay < 1:
+        raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
+    if not math.isfinite(target_policy_noise) or target_policy_noise < 0:
+        raise ValueError(f"target_policy_noise must be finite and >= 0, got {target_policy_noise!r}")
+    if target_noise_clip is not None and (not math.isfinite(target_noise_clip) or target_noise_clip <= 0):
+        raise ValueError(f"target_noise_clip must be None or a finite number > 0, got {target_noise_clip!r}")
+    if actor_lr_decay_steps is not None and (
+        isinstance(actor_lr_decay_steps, bool) or not isinstance(actor_lr_decay_steps, int) or actor_lr_decay_steps < 1
+    ):
+        raise ValueError(f"actor_lr_decay_steps must be None or an integer >= 1, got {actor_lr_decay_steps!r}")

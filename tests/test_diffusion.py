@@ -1,0 +1,116 @@
+"""The diffusion math: schedules, forward noising and the reverse sampler."""
+
+import math
+
+import pytest
+import torch as th
+
+from sb3_qsm.common.diffusion import (
+    DiffusionSchedule,
+    check_diffusion_args,
+    cosine_beta_schedule,
+    linear_beta_schedule,
+    make_beta_schedule,
+    vp_beta_schedule,
+)
+
+
+def test_vp_schedule_matches_reference_values():
+    # QSM_SPEC: T = 5 vp schedule of the reference implementation
+    schedule = DiffusionSchedule(5, "vp")
+    expected_betas = th.tensor([0.1959, 0.4588, 0.6358, 0.7549, 0.8350])
+    expected_alpha_bars = th.tensor([0.8041, 0.4352, 0.1585, 0.0389, 0.0064])
+    assert th.allclose(schedule.betas, expected_betas, atol=1e-4)
+    assert th.allclose(schedule.alpha_bars, expected_alpha_bars, atol=1e-4)
+    # Closed form of the first step: alpha_1 = exp(-0.1 / 5 - 0.5 * 9.9 / 25)
+    assert schedule.alphas[0].item() == pytest.approx(math.exp(-0.1 / 5 - 0.5 * 9.9 / 25), rel=1e-6)
+
+
+def test_linear_and_cosine_schedules():
+    linear = linear_beta_schedule(10)
+    assert linear[0].item() == pytest.approx(1e-4)
+    assert linear[-1].item() == pytest.approx(2e-2)
+    cosine = cosine_beta_schedule(10)
+    assert cosine.shape == (10,)
+    assert th.all(cosine > 0) and th.all(cosine <= 0.999)
+    # The product of alphas equals the cosine curve at the end points
+    alpha_bar_T = th.prod(1 - cosine).item()
+    s = 0.008
+    expected = math.cos((1 + s) / (1 + s) * math.pi / 2) ** 2 / math.cos(s / (1 + s) * math.pi / 2) ** 2
+    assert alpha_bar_T == pytest.approx(max(expected, 0.0), abs=1e-3)
+    for name in ("vp", "linear", "cosine"):
+        betas = make_beta_schedule(name, 7)
+        assert betas.shape == (7,)
+        # Noise increases with t, and alpha_bar decreases
+        assert th.all(betas[1:] >= betas[:-1])
+        alpha_bars = DiffusionSchedule(7, name).alpha_bars
+        assert th.all(alpha_bars[1:] < alpha_bars[:-1])
+
+
+def test_vp_schedule_single_step():
+    betas = vp_beta_schedule(1)
+    assert betas.item() == pytest.approx(1 - math.exp(-0.1 - 0.5 * 9.9))
+
+
+def test_schedule_not_in_state_dict():
+    assert len(DiffusionSchedule(5).state_dict()) == 0
+
+
+def test_forward_noising_formula():
+    schedule = DiffusionSchedule(5, "vp")
+    actions = th.tensor([[0.5, -0.25], [1.0, 0.0], [-1.0, 0.3]])
+    noise = th.tensor([[1.0, 2.0], [-1.0, 0.5], [0.0, -2.0]])
+    timesteps = th.tensor([0, 2, 4])
+    noisy = schedule.add_noise(actions, noise, timesteps)
+    alpha_bars = [0.8041, 0.1585, 0.0064]
+    for i, alpha_bar in enumerate(alpha_bars):
+        expected = math.sqrt(alpha_bar) * actions[i] + math.sqrt(1 - alpha_bar) * noise[i]
+        assert th.allclose(noisy[i], expected, atol=1e-4)
+
+
+def test_reverse_step_inverts_exact_noise_prediction():
+    # If eps_pred is the true noise, one reverse step from a_1 is the posterior mean, which for t = 0 gives
+    # (a_1 - beta_1 / sqrt(1 - alpha_bar_1) eps) / sqrt(alpha_1) = a_0 exactly (alpha_bar_1 = alpha_1)
+    schedule = DiffusionSchedule(5, "vp")
+    a0 = th.tensor([[0.3, -0.6]])
+    eps = th.tensor([[0.7, 0.1]])
+    a1 = schedule.add_noise(a0, eps, th.tensor([0]))
+    assert th.allclose(schedule.reverse_step(a1, eps, 0), a0, atol=1e-5)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_sampler_output_in_box(deterministic):
+    schedule = DiffusionSchedule(5, "vp")
+    th.manual_seed(0)
+    x = th.randn(512, 3) * 10
+
+    def wild_denoiser(x_t, t):
+        return 1000.0 * th.sin(x_t * 7 + t)
+
+    for clip in (True, False):
+        out = schedule.sample(wild_denoiser, x, temperature=2.0, clip=clip, deterministic=deterministic)
+        assert out.shape == (512, 3)
+        assert th.all(out >= -1) and th.all(out <= 1)
+
+
+def test_deterministic_sampling_draws_no_random_numbers():
+    schedule = DiffusionSchedule(5, "vp")
+    th.manual_seed(1)
+    state = th.get_rng_state()
+    schedule.sample(lambda x_t, t: x_t * 0.1, th.zeros(4, 2), deterministic=True)
+    assert th.equal(state, th.get_rng_state())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0, "vp", 1.0), "n_diffusion_steps must be an integer >= 1"),
+        ((2.5, "vp", 1.0), "n_diffusion_steps must be an integer >= 1"),
+        ((5, "quadratic", 1.0), "Unknown beta_schedule 'quadratic'"),
+        ((5, "vp", -0.1), "sampler_temperature must be finite and >= 0"),
+        ((5, "vp", float("nan")), "sampler_temperature must be finite and >= 0"),
+    ],
+)
+def test_bad_diffusion_args(args, message):
+    with pytest.raises(ValueError, match=message):
+        check_diffusion_args(*args)

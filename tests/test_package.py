@@ -1,0 +1,28 @@
+"""The package: version, typing marker, public names and policy aliases."""
+
+import importlib.resources
+
+import sb3_qsm
+from sb3_qsm import QSM
+from sb3_qsm.qsm import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_qsm.qsm.policies import QSMPolicy
+
+
+def test_version_and_typing_marker():
+    version = (importlib.resources.files("sb3_qsm") / "version.txt").read_text().strip()
+    assert sb3_qsm.__version__ == version
+    assert all(part.isdigit() for part in version.split("."))
+    assert (importlib.resources.files("sb3_qsm") / "py.typed").is_file()
+
+
+def test_policy_aliases():
+    assert QSM.policy_aliases == {"MlpPolicy": MlpPolicy, "CnnPolicy": CnnPolicy, "MultiInputPolicy": MultiInputPolicy}
+    assert MlpPolicy is QSMPolicy
+    assert issubclass(CnnPolicy, QSMPolicy) and issubclass(MultiInputPolicy, QSMPolicy)
+
+
+def test_constructor_without_env_for_loading():
+    """BaseAlgorithm.load builds the model with env=None and _init_setup_model=False."""
+    model = QSM("MlpPolicy", None, device="cpu", _init_setup_model=False)
+    assert model.policy_kwargs["n_diffusion_steps"] == 5
+    assert not hasattr(model, "actor")

@@ -1,0 +1,142 @@
+"""predict(): shapes, action bounds, the deterministic path is RNG-free, the stochastic path is seeded."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import IdentityEnvBox
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_qsm import QSM
+
+
+class BoxEnv(gym.Env):
+    """A one-step env with an arbitrary action box."""
+
+    def __init__(self, low, high, dtype=np.float32):
+        self.observation_space = spaces.Box(-1, 1, (3,), np.float32)
+        self.action_space = spaces.Box(np.asarray(low, dtype), np.asarray(high, dtype), dtype=dtype)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype))
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
+def test_auto_wrap_and_shapes(small_kwargs):
+    model = QSM("MlpPolicy", gym.make("Pendulum-v1"), **small_kwargs)
+    obs = np.zeros(3, dtype=np.float32)
+    action, state = model.predict(obs)
+    assert action.shape == (1,) and state is None
+    actions, _ = model.predict(np.zeros((7, 3), dtype=np.float32))
+    assert actions.shape == (7, 1)
+    vec_env = make_vec_env("Pendulum-v1", n_envs=2)
+    model = QSM("MlpPolicy", vec_env, **small_kwargs)
+    actions, _ = model.predict(vec_env.reset())
+    assert actions.shape == (2, 1)
+    with pytest.raises(ValueError, match="tuple"):
+        model.predict(gym.make("Pendulum-v1").reset())
+
+
+@pytest.mark.parametrize(
+    "low, high, dtype",
+    [
+        ([-2.0, 0.0, 10.0], [2.0, 1e-3, 10.5], np.float32),
+        ([-1e6, -3.3], [1e6, 7.7], np.float32),
+        ([0.1, -5.0], [0.2, -4.0], np.float64),
+    ],
+)
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_actions_inside_action_space(low, high, dtype, deterministic):
+    env = BoxEnv(low, high, dtype)
+    model = QSM(
+        "MlpPolicy",
+        env,
+        learning_starts=0,
+        batch_size=8,
+        n_diffusion_steps=2,
+        sampler_temperature=5.0,
+        policy_kwargs=dict(net_arch=[8]),
+    )
+    # Make the denoiser output huge, so that the sampler is pushed hard against the bounds
+    with th.no_grad():
+        model.actor.denoiser.net[-1].bias.fill_(-1e4)
+    observations = np.random.uniform(-1, 1, (256, 3)).astype(np.float32)
+    actions, _ = model.predict(observations, deterministic=deterministic)
+    assert all(env.action_space.contains(action) for action in actions)
+    model.learn(20)  # collecting rollouts steps the env, which asserts every action is inside the space
+
+
+def test_deterministic_predict_is_pure(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", seed=0, **small_kwargs)
+    model.learn(150)
+    obs = np.random.uniform(-1, 1, (5, 3)).astype(np.float32)
+    th.manual_seed(123)
+    state = th.get_rng_state()
+    first, _ = model.predict(obs, deterministic=True)
+    assert th.equal(state, th.get_rng_state()), "deterministic predict must not draw random numbers"
+    th.manual_seed(999)
+    second, _ = model.predict(obs, deterministic=True)
+    assert np.array_equal(first, second)
+    # Stochastic predict draws from the global RNG: repeated with the same seed, different otherwise
+    th.manual_seed(5)
+    a, _ = model.predict(obs, deterministic=False)
+    th.manual_seed(5)
+    b, _ = model.predict(obs, deterministic=False)
+    c, _ = model.predict(obs, deterministic=False)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_deterministic_predict_same_on_cuda(small_kwargs):
+    if not th.cuda.is_available():
+        pytest.skip("CUDA not available")
+    model = QSM("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", **small_kwargs)
+    obs = np.random.uniform(-1, 1, (5, 3)).astype(np.float32)
+    expected, _ = model.predict(obs, deterministic=True)
+    model.policy.to("cuda")
+    actions, _ = model.predict(obs, deterministic=True)
+    assert np.allclose(expected, actions, atol=1e-5)
+
+
+def _run(seed: int, small_kwargs) -> tuple[float, float]:
+    env = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    model = QSM(
+        "MlpPolicy",
+        env,
+        seed=seed,
+        train_freq=4,
+        action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+        **small_kwargs,
+    )
+    model.learn(256)
+    env.seed(seed)
+    obs = env.reset()
+    actions, rewards = [], []
+    for _ in range(50):
+        action, _ = model.predict(obs, deterministic=False)
+        obs, reward, _, _ = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+    return float(np.sum(actions)), float(np.sum(rewards))
+
+
+def test_seeded_runs_repeat_exactly(small_kwargs):
+    first = _run(0, small_kwargs)
+    second = _run(0, {**small_kwargs, "policy_kwargs": dict(small_kwargs["policy_kwargs"])})
+    assert first == second
+    other = _run(1, {**small_kwargs, "policy_kwargs": dict(small_kwargs["policy_kwargs"])})
+    assert other != first
+
+
+def test_predict_2d_identity(small_kwargs):
+    env = IdentityEnvBox(low=-2, high=2)
+    model = QSM("MlpPolicy", env, **small_kwargs)
+    action, _ = model.predict(np.array([0.5], dtype=np.float32), deterministic=True)
+    assert env.action_space.contains(action)

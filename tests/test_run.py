@@ -1,0 +1,177 @@
+"""QSM runs with every SB3 training option a user may set."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+from sb3_qsm import QSM
+
+
+def test_run_default_pendulum(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", seed=0, **small_kwargs)
+    model.learn(200)
+    assert model.num_timesteps == 200
+    assert model.logger.name_to_value["train/n_updates"] == 100
+
+
+@pytest.mark.parametrize("n_critics", [1, 3])
+def test_n_critics(small_kwargs, n_critics):
+    small_kwargs["policy_kwargs"]["n_critics"] = n_critics
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    model.learn(150)
+    assert len(model.critic.q_networks) == n_critics
+
+
+def test_n_steps_returns(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", n_steps=3, **small_kwargs)
+    model.learn(150)
+    assert type(model.replay_buffer).__name__ == "NStepReplayBuffer"
+
+
+@pytest.mark.parametrize("train_freq", [4, (4, "step"), (1, "episode")])
+def test_train_freq(small_kwargs, train_freq):
+    model = QSM("MlpPolicy", "Pendulum-v1", train_freq=train_freq, **small_kwargs)
+    model.learn(250)
+
+
+@pytest.mark.parametrize("train_freq", ["4", ("1", "episode"), "non_sense", (1, "close")])
+def test_train_freq_fail(small_kwargs, train_freq):
+    with pytest.raises(ValueError):
+        QSM("MlpPolicy", "Pendulum-v1", train_freq=train_freq, **small_kwargs).learn(150)
+
+
+@pytest.mark.parametrize("noise_class", [NormalActionNoise, OrnsteinUhlenbeckActionNoise])
+def test_action_noise(small_kwargs, noise_class):
+    noise = noise_class(np.zeros(1), 0.1 * np.ones(1))
+    QSM("MlpPolicy", "Pendulum-v1", action_noise=noise, **small_kwargs).learn(150)
+
+
+def test_multi_env(small_kwargs):
+    """Two envs with a TimeLimit, as SB3's ``test_offpolicy_multi_env``."""
+    env = make_vec_env(
+        "Pendulum-v1", n_envs=2, seed=0, wrapper_class=gym.wrappers.TimeLimit, wrapper_kwargs=dict(max_episode_steps=50)
+    )
+    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+    model = QSM("MlpPolicy", env, train_freq=5, action_noise=noise, **small_kwargs)
+    model.learn(200)
+    assert model.num_timesteps == 200
+    assert model.logger.name_to_value["train/n_updates"] > 0
+
+
+def test_gradient_steps_minus_one_counts_updates(small_kwargs):
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    small_kwargs["learning_starts"] = 0
+    model = QSM("MlpPolicy", env, train_freq=4, gradient_steps=-1, **small_kwargs)
+    model.learn(8)
+    # one rollout of 4 steps in 2 envs: 8 gradient steps
+    assert model.logger.name_to_value["train/n_updates"] == 8
+
+
+def test_gradient_steps_zero_does_not_train(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", gradient_steps=0, **small_kwargs)
+    before = [p.clone() for p in model.policy.parameters()]
+    model.learn(150)
+    assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_share_features_extractor(small_kwargs, share):
+    small_kwargs["policy_kwargs"]["share_features_extractor"] = share
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    assert (model.critic.features_extractor is model.actor.features_extractor) == share
+    assert model.critic_target.features_extractor is not model.actor.features_extractor
+    model.learn(150)
+
+
+def test_net_arch_dict_and_activation(small_kwargs):
+    small_kwargs["policy_kwargs"].update(net_arch=dict(pi=[8, 8], qf=[16]), activation_fn=th.nn.Tanh)
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    linear_sizes = [m.out_features for m in model.actor.denoiser.net if isinstance(m, th.nn.Linear)]
+    assert linear_sizes == [8, 8, 1]
+    assert [m.out_features for m in model.critic.qf0 if isinstance(m, th.nn.Linear)] == [16, 1]
+    assert any(isinstance(m, th.nn.Tanh) for m in model.critic.qf0)
+    model.learn(150)
+
+
+def test_optimizer_kwargs(small_kwargs):
+    small_kwargs["policy_kwargs"].update(optimizer_class=th.optim.AdamW, optimizer_kwargs=dict(weight_decay=0.01))
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    assert isinstance(model.actor.optimizer, th.optim.AdamW)
+    assert isinstance(model.critic.optimizer, th.optim.AdamW)
+    model.learn(150)
+
+
+@pytest.mark.parametrize("schedule", ["vp", "linear", "cosine"])
+def test_beta_schedules(small_kwargs, schedule):
+    model = QSM("MlpPolicy", "Pendulum-v1", beta_schedule=schedule, **small_kwargs)
+    assert model.actor.schedule.beta_schedule == schedule
+    model.learn(150)
+
+
+def test_policy_delay(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", policy_delay=3, **small_kwargs)
+    actor_before = [p.clone() for p in model.actor.parameters()]
+    model.learn(102)  # 2 updates: the actor is not updated yet
+    assert all(th.equal(a, b) for a, b in zip(actor_before, model.actor.parameters(), strict=True))
+    assert "train/actor_loss" not in model.logger.name_to_value
+    model.learn(2, reset_num_timesteps=False)  # third update
+    assert any(not th.equal(a, b) for a, b in zip(actor_before, model.actor.parameters(), strict=True))
+
+
+def test_target_policy_noise_clip(small_kwargs):
+    QSM("MlpPolicy", "Pendulum-v1", target_policy_noise=0.3, target_noise_clip=0.5, **small_kwargs).learn(150)
+    QSM("MlpPolicy", "Pendulum-v1", target_policy_noise=0.0, **small_kwargs).learn(150)
+
+
+def test_actor_lr_cosine_decay(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, actor_lr_decay_steps=100, **small_kwargs)
+    model.learn(151)  # 51 updates: the last one at actor update index 50 of 100 -> half the rate
+    assert model.actor.optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-3)
+    assert model.critic.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert model.logger.name_to_value["train/actor_learning_rate"] == pytest.approx(0.5e-3)
+    model.learn(100, reset_num_timesteps=False)  # past the end of the decay: zero
+    assert model.actor.optimizer.param_groups[0]["lr"] == 0.0
+
+
+def test_paper_preset():
+    model = QSM.from_paper_config("Pendulum-v1", learning_starts=50, buffer_size=1000)
+    assert model.score_scale == 50.0 and model.n_diffusion_steps == 5 and model.beta_schedule == "vp"
+    assert model.learning_starts == 50  # overrides win
+    assert model.actor_lr_decay_steps == 2_000_000
+    assert [m.out_features for m in model.critic.qf0 if isinstance(m, th.nn.Linear)] == [512, 512, 1]
+    assert [m.out_features for m in model.actor.denoiser.net if isinstance(m, th.nn.Linear)] == [512, 512, 1]
+    assert any(isinstance(m, th.nn.Mish) for m in model.actor.denoiser.net)
+    assert any(isinstance(m, th.nn.ReLU) for m in model.critic.qf0)
+    assert isinstance(model.action_noise, NormalActionNoise)
+    assert np.allclose(model.action_noise._sigma, 0.1)
+    # Xavier-uniform with zero biases in the critics, as the reference
+    assert all(th.all(m.bias == 0) for m in model.critic.qf0 if isinstance(m, th.nn.Linear))
+    assert model.target_policy_noise == 0.1 and model.target_noise_clip is None
+    model.learn(60)
+
+
+def test_logger_keys(small_kwargs, tmp_path):
+    model = QSM("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs)
+    model.learn(150)
+    values = model.logger.name_to_value
+    for key in ("train/actor_loss", "train/critic_loss", "train/n_updates", "train/q_grad_norm", "train/learning_rate"):
+        assert key in values, key
+        assert np.isfinite(values[key])
+    assert values["train/q_grad_norm"] > 0
+    # Tensorboard event file written in a "QSM_1" folder
+    assert list(tmp_path.glob("QSM_1/events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_learns_pendulum():
+    """QSM with default settings improves a lot over a random policy within 5k steps (about a minute)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    model = QSM("MlpPolicy", "Pendulum-v1", seed=0)
+    model.learn(5_000)
+    mean_reward, _ = evaluate_policy(model, gym.make("Pendulum-v1"), n_eval_episodes=5, deterministic=True)
+    # a random policy scores about -1200
+    assert mean_reward > -900

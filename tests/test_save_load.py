@@ -1,0 +1,146 @@
+"""Saving and loading: the model, the policy alone, the actor alone, the replay buffer and raw parameters."""
+
+import io
+import pathlib
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.envs import FakeImageEnv
+from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_qsm import QSM
+from sb3_qsm.qsm.policies import DiffusionActor, QSMPolicy
+
+
+def _observations(env, n: int = 10) -> np.ndarray:
+    return np.stack([env.observation_space.sample() for _ in range(n)])
+
+
+def test_save_load(tmp_path, small_kwargs):
+    env = DummyVecEnv([lambda: __import__("gymnasium").make("Pendulum-v1")])
+    model = QSM("MlpPolicy", env, seed=0, **small_kwargs)
+    model.learn(150)
+    params = model.get_parameters()
+    original = {k: v.clone() for k, v in params["policy"].items()}
+    assert set(params) == {"policy", "actor.optimizer", "critic.optimizer"}
+
+    # Randomise every weight, then restore through set_parameters
+    random_params = {
+        name: {k: th.rand_like(v) if v.is_floating_point() else v for k, v in tensors.items()}
+        for name, tensors in params.items()
+        if name == "policy"
+    }
+    model.set_parameters(random_params, exact_match=False)
+    for key, value in model.get_parameters()["policy"].items():
+        assert not th.allclose(value, original[key]), key
+    with pytest.raises(ValueError):
+        model.set_parameters({"unknown_object": {}}, exact_match=False)
+    with pytest.raises(ValueError):
+        model.set_parameters(random_params, exact_match=True)  # optimizers missing
+    with pytest.raises(RuntimeError):
+        model.set_parameters({"policy": {"actor.denoiser.net.0.weight": th.zeros(3, 3)}}, exact_match=False)
+
+    observations = _observations(env.envs[0])
+    expected, _ = model.predict(observations, deterministic=True)
+    model.save(tmp_path / "qsm.zip")
+    del model
+    for device in ["cpu", "auto"]:
+        loaded = QSM.load(tmp_path / "qsm.zip", env=env, device=device)
+        assert loaded.policy.device.type == get_device(device).type
+        actions, _ = loaded.predict(observations, deterministic=True)
+        assert np.allclose(expected, actions, rtol=1e-5, atol=1e-6)
+        # Hyperparameters survive
+        assert loaded.score_scale == 50.0 and loaded.n_diffusion_steps == 3
+        loaded.learn(200, reset_num_timesteps=False)
+
+    # Loading from a file object works too
+    with open(tmp_path / "qsm.zip", "rb") as file:
+        loaded = QSM.load(io.BufferedReader(file) if not isinstance(file, io.BufferedIOBase) else file)
+    actions, _ = loaded.predict(observations, deterministic=True)
+    assert np.allclose(expected, actions, rtol=1e-5, atol=1e-6)
+
+
+def test_load_predict_only_with_small_buffer(tmp_path, small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    model.save(tmp_path / "qsm")
+    loaded = QSM.load(tmp_path / "qsm", buffer_size=1)
+    assert loaded.replay_buffer.buffer_size == 1
+    obs = np.zeros(3, dtype=np.float32)
+    assert np.allclose(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+def test_set_env(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    model.learn(150)
+    model.set_env(DummyVecEnv([lambda: __import__("gymnasium").make("Pendulum-v1")]))
+    model.learn(150, reset_num_timesteps=False)
+    model.set_env(__import__("gymnasium").make("Pendulum-v1"))
+    model.learn(150, reset_num_timesteps=True)
+
+
+def test_exclude_include_saved_params(tmp_path, small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", verbose=0, **small_kwargs)
+    model.save(tmp_path / "qsm", exclude=["verbose"])
+    loaded = QSM.load(tmp_path / "qsm")
+    assert loaded.verbose == 0  # default value, the saved one was excluded
+    model.verbose = 2
+    model.save(tmp_path / "qsm", exclude=["verbose"], include=["verbose"])
+    assert QSM.load(tmp_path / "qsm").verbose == 2
+
+
+def test_save_load_replay_buffer(tmp_path, small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    model.learn(300)
+    old_buffer = model.replay_buffer
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    model.replay_buffer = None
+    model.load_replay_buffer(tmp_path / "buffer.pkl")
+    for field in ("observations", "actions", "rewards", "dones", "next_observations"):
+        assert np.array_equal(getattr(old_buffer, field), getattr(model.replay_buffer, field))
+    # Training continues from the reloaded buffer
+    model.learn(50, reset_num_timesteps=False)
+
+
+@pytest.mark.parametrize("policy_str", ["MlpPolicy", "CnnPolicy"])
+def test_save_load_policy_and_actor(tmp_path, small_kwargs, policy_str):
+    if policy_str == "MlpPolicy":
+        env = "Pendulum-v1"
+    else:
+        env = FakeImageEnv(screen_height=40, screen_width=40, n_channels=2, discrete=False)
+        small_kwargs["policy_kwargs"]["features_extractor_kwargs"] = dict(features_dim=16)
+        small_kwargs["buffer_size"] = 250
+    model = QSM(policy_str, env, seed=0, **small_kwargs)
+    model.learn(150)
+    env = model.get_env()
+    observations = np.concatenate([env.reset() for _ in range(4)])
+
+    # Randomise the whole state dict of the policy: every key must change (the schedule is not in it)
+    state_dict = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    randomized = {k: th.rand_like(v) if v.is_floating_point() else th.randint_like(v, 0, 10) for k, v in state_dict.items()}
+    model.policy.load_state_dict(randomized)
+    for key, value in model.policy.state_dict().items():
+        assert not th.equal(value, state_dict[key]), key
+
+    policy_actions, _ = model.policy.predict(observations, deterministic=True)
+    actor_actions, _ = model.actor.predict(observations, deterministic=True)
+    assert np.allclose(policy_actions, actor_actions)
+    model.policy.save(tmp_path / "policy.pkl")
+    model.actor.save(tmp_path / "actor.pkl")
+    for device in ["cpu", "auto"]:
+        policy = type(model.policy).load(tmp_path / "policy.pkl", device=device)
+        assert isinstance(policy, QSMPolicy)
+        assert np.allclose(policy.predict(observations, deterministic=True)[0], policy_actions, atol=1e-6)
+        actor = DiffusionActor.load(tmp_path / "actor.pkl", device=device)
+        assert np.allclose(actor.predict(observations, deterministic=True)[0], actor_actions, atol=1e-6)
+        assert actor.n_diffusion_steps == 3 and actor.beta_schedule == "vp"
+
+
+def test_paper_preset_save_load(tmp_path):
+    model = QSM.from_paper_config("Pendulum-v1", buffer_size=10, policy_kwargs=dict(net_arch=[8], time_net_arch=[4]))
+    model.save(tmp_path / "paper")
+    loaded = QSM.load(tmp_path / "paper")
+    assert loaded.actor_lr_decay_steps == 2_000_000
+    assert loaded.policy_kwargs == model.policy_kwargs
+    assert isinstance(pathlib.Path(tmp_path / "paper.zip").stat().st_size, int)
