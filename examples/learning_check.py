@@ -15,6 +15,7 @@ import time
 import gymnasium as gym
 import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from sb3_qsm import QSM, __version__
 
@@ -33,7 +34,7 @@ def run_seed(env_id: str, seed: int, steps: int, eval_episodes: int) -> dict:
     start = time.perf_counter()
     model.learn(steps)
     train_seconds = time.perf_counter() - start
-    eval_env = gym.make(env_id)
+    eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=seed + 10_000)
     returns, _ = evaluate_policy(
         model, eval_env, n_eval_episodes=eval_episodes, deterministic=True, return_episode_rewards=True

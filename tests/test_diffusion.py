@@ -114,3 +114,19 @@ def test_deterministic_sampling_draws_no_random_numbers():
 def test_bad_diffusion_args(args, message):
     with pytest.raises(ValueError, match=message):
         check_diffusion_args(*args)
+
+
+@pytest.mark.parametrize("net_arch", [[16, 16], []])
+def test_conditioned_denoiser_equals_full_forward(net_arch):
+    """The sampler's precomputed first layer gives the same noise prediction as the plain forward pass."""
+    from sb3_qsm.common.torch_layers import Denoiser
+
+    th.manual_seed(0)
+    denoiser = Denoiser(features_dim=5, action_dim=2, n_steps=4, net_arch=net_arch, time_embed_dim=8, time_net_arch=[8])
+    features, actions = th.randn(7, 5), th.randn(7, 2)
+    condition = denoiser.condition(features)
+    codes = denoiser.time_codes()
+    assert condition.shape == (4, 7, net_arch[0] if net_arch else 2)
+    for t in range(4):
+        expected = denoiser(features, actions, codes[t].expand(7, -1))
+        assert th.allclose(denoiser.forward_conditioned(actions, condition[t]), expected, atol=1e-5)

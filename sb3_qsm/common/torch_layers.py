@@ -53,13 +53,14 @@ class Denoiser(nn.Module):
         action_dim: int,
         n_steps: int,
         net_arch: list[int],
-        activation_fn: type[nn.Module] = nn.Mish,
+        activation_fn: type[nn.Module] = nn.SiLU,
         time_embed_dim: int = 64,
         time_net_arch: list[int] | None = None,
     ):
         super().__init__()
         time_net_arch = [128, 128] if time_net_arch is None else list(time_net_arch)
         self.n_steps = n_steps
+        self.action_dim = action_dim
         self.time_features = FourierFeatures(time_embed_dim)
         if time_net_arch:
             time_layers = create_mlp(time_embed_dim, time_net_arch[-1], time_net_arch[:-1], activation_fn)
@@ -90,3 +91,32 @@ class Denoiser(nn.Module):
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
         return self.net(th.cat([noisy_actions, features, time_codes], dim=-1))
+
+    def condition(self, features: th.Tensor) -> th.Tensor:
+        """
+        The part of the first layer's pre-activation that does not depend on the noisy action, for every time index:
+        ``W_s features + W_t code_t + b``. The sampler computes it once per call, so that each of its ``T`` steps
+        only multiplies the (small) action by ``W_a``.
+
+        :param features: Observation features, shape ``(batch, features_dim)``
+        :return: Tensor of shape ``(T, batch, hidden)``
+        """
+        first = self.net[0]
+        assert isinstance(first, nn.Linear)
+        features_dim = features.shape[-1]
+        w_features = first.weight[:, self.action_dim : self.action_dim + features_dim]
+        w_time = first.weight[:, self.action_dim + features_dim :]
+        per_time = self.time_codes() @ w_time.T + first.bias
+        return (features @ w_features.T).unsqueeze(0) + per_time.unsqueeze(1)
+
+    def forward_conditioned(self, noisy_actions: th.Tensor, condition: th.Tensor) -> th.Tensor:
+        """
+        Same as ``forward`` given one time slice of ``condition(features)``.
+
+        :param noisy_actions: ``a_t``, shape ``(batch, action_dim)``
+        :param condition: ``condition(features)[t]``, shape ``(batch, hidden)``
+        :return: Predicted noise, shape ``(batch, action_dim)``
+        """
+        first = self.net[0]
+        assert isinstance(first, nn.Linear)
+        return self.net[1:](noisy_actions @ first.weight[:, : self.action_dim].T + condition)

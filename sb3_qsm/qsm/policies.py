@@ -53,7 +53,7 @@ class DiffusionActor(BoundedActionPolicy):
     :param net_arch: Hidden layer sizes of the denoiser MLP
     :param features_extractor: Network to extract features
     :param features_dim: Number of features
-    :param activation_fn: Activation function of the denoiser (the reference uses mish)
+    :param activation_fn: Activation function of the denoiser (the reference uses mish, ``nn.Mish``)
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
     :param n_diffusion_steps: Number of diffusion steps ``T``
     :param beta_schedule: Noise schedule: ``"vp"``, ``"linear"`` or ``"cosine"``
@@ -70,7 +70,7 @@ class DiffusionActor(BoundedActionPolicy):
         net_arch: list[int],
         features_extractor: BaseFeaturesExtractor,
         features_dim: int,
-        activation_fn: type[nn.Module] = nn.Mish,
+        activation_fn: type[nn.Module] = nn.SiLU,
         normalize_images: bool = True,
         n_diffusion_steps: int = 5,
         beta_schedule: str = "vp",
@@ -146,12 +146,13 @@ class DiffusionActor(BoundedActionPolicy):
         :return: Actions in the normalised space ``[-1, 1]``, shape ``(batch, action_dim)``
         """
         features = self.extract_features(obs, self.features_extractor)
-        time_codes = self.denoiser.time_codes()
+        # Features and time codes enter the first layer once per call, not once per step
+        condition = self.denoiser.condition(features)
         shape = (features.shape[0], self.action_dim)
         x = features.new_zeros(shape) if deterministic else th.randn(shape, device=features.device, dtype=features.dtype)
 
         def denoise(x_t: th.Tensor, t: int) -> th.Tensor:
-            return self.denoiser(features, x_t, time_codes[t].expand(x_t.shape[0], -1))
+            return self.denoiser.forward_conditioned(x_t, condition[t])
 
         return self.schedule.sample(
             denoise, x, temperature=self.sampler_temperature, clip=self.clip_sampler, deterministic=deterministic
@@ -186,7 +187,8 @@ class QSMPolicy(BoundedActionPolicy):
     :param beta_schedule: Noise schedule: ``"vp"`` (paper), ``"linear"`` or ``"cosine"``
     :param sampler_temperature: Scale of the noise injected by the sampler (paper: 1.0)
     :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (paper: True)
-    :param denoiser_activation_fn: Activation function of the denoiser (paper: mish)
+    :param denoiser_activation_fn: Activation function of the denoiser. Default SiLU, which has nearly the same
+        shape as the paper's mish but is several times faster on CPU in PyTorch; the paper preset uses ``nn.Mish``
     :param time_embed_dim: Number of Fourier features of the time index (paper: 64)
     :param time_net_arch: Layer sizes of the MLP applied to the time features (paper: ``[128, 128]``)
     :param xavier_critic_init: Initialise the critics' linear layers with Xavier-uniform weights and zero biases,
@@ -215,7 +217,7 @@ class QSMPolicy(BoundedActionPolicy):
         beta_schedule: str = "vp",
         sampler_temperature: float = 1.0,
         clip_sampler: bool = True,
-        denoiser_activation_fn: type[nn.Module] = nn.Mish,
+        denoiser_activation_fn: type[nn.Module] = nn.SiLU,
         time_embed_dim: int = 64,
         time_net_arch: list[int] | None = None,
         xavier_critic_init: bool = False,
