@@ -128,3 +128,37 @@ def test_her(tmp_path, small_kwargs, goal_selection_strategy):
     assert loaded.replay_buffer.size() == model.replay_buffer.size()
     assert np.allclose(action, loaded.predict(obs, deterministic=True)[0], atol=1e-6)
     loaded.learn(50, reset_num_timesteps=False)
+
+
+class VecOnlyDictEnv(gym.Wrapper):
+    """Pendulum with its observation wrapped in a Dict with one vector key."""
+
+    def __init__(self):
+        super().__init__(gym.make("Pendulum-v1"))
+        self.observation_space = spaces.Dict({"obs": self.env.observation_space})
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return {"obs": obs}, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {"obs": obs}, reward, terminated, truncated, info
+
+
+def test_dict_and_flat_consistency(small_kwargs):
+    """A Dict env holding one vector and the plain env give the same deterministic actions, before and after learning."""
+    dict_env = DummyVecEnv([VecOnlyDictEnv])
+    flat_env = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    dict_env.seed(10)
+    flat_env.seed(10)
+    dict_model = QSM("MultiInputPolicy", dict_env, seed=0, **small_kwargs)
+    flat_model = QSM("MlpPolicy", flat_env, seed=0, **{**small_kwargs, "policy_kwargs": dict(small_kwargs["policy_kwargs"])})
+    obs = flat_env.reset()
+    dict_obs = {"obs": obs}
+    for _ in range(2):
+        flat_actions, _ = flat_model.predict(obs, deterministic=True)
+        dict_actions, _ = dict_model.predict(dict_obs, deterministic=True)
+        assert np.allclose(flat_actions, dict_actions, atol=1e-6)
+        flat_model.learn(150)
+        dict_model.learn(150)

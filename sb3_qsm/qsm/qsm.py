@@ -215,10 +215,12 @@ class QSM(OffPolicyAlgorithm):
 
         :param env: The environment to learn from
         :param policy: The policy model to use
-        :param kwargs: Any QSM constructor argument, overriding the preset
+        :param kwargs: Any QSM constructor argument, overriding the preset; ``policy_kwargs`` entries are merged into
+            the preset's ``policy_kwargs``
         :return: The model
         """
-        hyperparams = {**PAPER_HYPERPARAMS, "policy_kwargs": dict(PAPER_HYPERPARAMS["policy_kwargs"]), **kwargs}
+        policy_kwargs = {**PAPER_HYPERPARAMS["policy_kwargs"], **(kwargs.pop("policy_kwargs", None) or {})}
+        hyperparams = {**PAPER_HYPERPARAMS, **kwargs, "policy_kwargs": policy_kwargs}
         model = cls(policy, env, **hyperparams)
         if "action_noise" not in kwargs:
             action_dim = model.action_space.shape[0]  # type: ignore[index]
