@@ -140,3 +140,13 @@ def test_predict_2d_identity(small_kwargs):
     model = QSM("MlpPolicy", env, **small_kwargs)
     action, _ = model.predict(np.array([0.5], dtype=np.float32), deterministic=True)
     assert env.action_space.contains(action)
+
+
+def test_features_extracted_once_per_sample(small_kwargs):
+    model = QSM("MlpPolicy", "Pendulum-v1", n_diffusion_steps=7, policy_kwargs=dict(net_arch=[8]))
+    calls = []
+    model.actor.features_extractor.register_forward_hook(lambda *args: calls.append(1))
+    model.predict(np.zeros((4, 3), dtype=np.float32), deterministic=False)
+    assert len(calls) == 1
+    model.predict(np.zeros((4, 3), dtype=np.float32), deterministic=True)
+    assert len(calls) == 2
