@@ -95,7 +95,7 @@ class DiffusionActor(BoundedActionPolicy):
         self.sampler_temperature = sampler_temperature
         self.clip_sampler = clip_sampler
         self.time_embed_dim = time_embed_dim
-        self.time_net_arch = [128, 128] if time_net_arch is None else list(time_net_arch)
+        self.time_net_arch = time_net_arch
         self.action_dim = get_action_dim(self.action_space)
         self.schedule = DiffusionSchedule(n_diffusion_steps, beta_schedule)
         self.denoiser = Denoiser(
