@@ -279,11 +279,12 @@ class QSM(OffPolicyAlgorithm):
         current_q_values = self.critic(replay_data.observations, replay_data.actions)
         # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
         critic_loss = th.stack([F.mse_loss(current_q, target_q_values) for current_q in current_q_values]).mean()
-        self._check_finite("critic_loss", critic_loss)
+        loss_value = critic_loss.item()
+        self._check_finite("critic_loss", loss_value)
         self.critic.optimizer.zero_grad()
         critic_loss.backward()
         self.critic.optimizer.step()
-        return critic_loss.item()
+        return loss_value
 
     def q_score(self, observations: Any, actions: th.Tensor) -> th.Tensor:
         """
@@ -318,11 +319,12 @@ class QSM(OffPolicyAlgorithm):
         features = self.actor.extract_features(replay_data.observations, self.actor.features_extractor)
         eps_pred = self.actor.predict_noise(features, noisy_actions, timesteps)
         actor_loss = F.mse_loss(eps_pred, -self.score_scale * q_grad)
-        self._check_finite("actor_loss", actor_loss)
+        loss_value = actor_loss.item()
+        self._check_finite("actor_loss", loss_value)
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
-        return actor_loss.item(), q_grad.norm(dim=1).mean().item()
+        return loss_value, q_grad.norm(dim=1).mean().item()
 
     def _actor_learning_rate(self) -> float:
         """
@@ -334,18 +336,18 @@ class QSM(OffPolicyAlgorithm):
         decay = 0.5 * (1.0 + math.cos(math.pi * actor_updates / self.actor_lr_decay_steps))
         return self.lr_schedule(self._current_progress_remaining) * decay
 
-    def _check_finite(self, name: str, loss: th.Tensor) -> None:
+    def _check_finite(self, name: str, loss: float) -> None:
         """
         Stop training before a non-finite loss reaches the weights.
 
         :param name: Name of the loss, for the message
-        :param loss: The loss
+        :param loss: The loss value
         :raises FloatingPointError: if the loss is NaN or infinite
         """
-        if not th.isfinite(loss):
+        if not math.isfinite(loss):
             raise FloatingPointError(
                 f"QSM update {self._n_updates} (after {self.num_timesteps} environment steps): {name} is "
-                f"{loss.item()}. Training stopped before the optimizer step, so the model holds the weights of the "
+                f"{loss}. Training stopped before the optimizer step, so the model holds the weights of the "
                 "previous update. Check the rewards and observations for NaN/inf, or lower learning_rate or score_scale."
             )
 
