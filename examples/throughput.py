@@ -3,6 +3,7 @@ Throughput check (not a test): QSM's training speed and single-observation ``pre
 measured in the same run, on the same environment and with the same network sizes.
 
     python examples/throughput.py --env HalfCheetah-v5 --steps 3000 --net-arch 256 256 --out benchmarks/throughput
+    python examples/throughput.py --device cuda ...   # on a GPU (the file name gets a _cuda suffix)
 
 Training throughput counts environment steps per second while learning (one gradient step per environment step,
 after a warm-up of ``--learning-starts`` random steps that is not timed). The results go to a JSON file.
@@ -39,7 +40,9 @@ class StepTimer(BaseCallback):
         return True
 
 
-def measure(algo: type[SAC] | type[QSM], env_id: str, steps: int, learning_starts: int, net_arch: list[int]) -> dict:
+def measure(
+    algo: type[SAC] | type[QSM], env_id: str, steps: int, learning_starts: int, net_arch: list[int], device: str
+) -> dict:
     """
     Time training and predict for one algorithm.
 
@@ -48,9 +51,12 @@ def measure(algo: type[SAC] | type[QSM], env_id: str, steps: int, learning_start
     :param steps: Timed training steps (after the warm-up)
     :param learning_starts: Untimed random warm-up steps
     :param net_arch: Hidden layer sizes of every network
+    :param device: Torch device of the networks
     :return: The measurements
     """
-    model = algo("MlpPolicy", env_id, learning_starts=learning_starts, seed=0, policy_kwargs=dict(net_arch=net_arch))
+    model = algo(
+        "MlpPolicy", env_id, learning_starts=learning_starts, seed=0, policy_kwargs=dict(net_arch=net_arch), device=device
+    )
     timer = StepTimer(learning_starts)
     model.learn(learning_starts + steps, callback=timer)
     assert timer.start is not None
@@ -80,10 +86,11 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--net-arch", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/throughput"))
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-    results = [measure(algo, args.env, args.steps, args.learning_starts, args.net_arch) for algo in (SAC, QSM)]
+    results = [measure(algo, args.env, args.steps, args.learning_starts, args.net_arch, args.device) for algo in (SAC, QSM)]
     sac, qsm = results
     record = {
         "env": args.env,
@@ -92,12 +99,14 @@ def main() -> None:
         "results": results,
         "qsm_over_sac_throughput": qsm["train_steps_per_second"] / sac["train_steps_per_second"],
         "torch_threads": args.threads,
+        "device": args.device if args.device == "cpu" else th.cuda.get_device_name(args.device),
         "versions": {"sb3_qsm": __version__, "stable_baselines3": stable_baselines3.__version__, "torch": th.__version__},
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": th.get_num_threads()},
         "numpy": np.__version__,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{args.env}_{'x'.join(map(str, args.net_arch))}.json"
+    suffix = "" if args.device == "cpu" else f"_{args.device}"
+    path = args.out / f"{args.env}_{'x'.join(map(str, args.net_arch))}{suffix}.json"
     path.write_text(json.dumps(record, indent=2))
     for result in results:
         print(

@@ -37,7 +37,7 @@ def _box_env() -> IdentityEnvBox:
 
 
 def test_q_score_is_exact_for_quadratic_critic():
-    model = QSM("MlpPolicy", _box_env(), n_diffusion_steps=2, policy_kwargs=dict(net_arch=[8]))
+    model = QSM("MlpPolicy", _box_env(), n_diffusion_steps=2, policy_kwargs=dict(net_arch=[8]), device="cpu")
     model.critic = QuadraticCritic()
     actions = th.tensor([[0.0, 0.0], [1.0, -1.0], [0.5, -0.3]])
     grad = model.q_score(th.zeros(3, 2), actions)
@@ -45,7 +45,7 @@ def test_q_score_is_exact_for_quadratic_critic():
 
 
 def test_q_score_leaves_critic_grad_untouched():
-    model = QSM("MlpPolicy", "Pendulum-v1", n_diffusion_steps=2, policy_kwargs=dict(net_arch=[8]))
+    model = QSM("MlpPolicy", "Pendulum-v1", n_diffusion_steps=2, policy_kwargs=dict(net_arch=[8]), device="cpu")
     obs = th.randn(16, 3)
     actions = th.rand(16, 1) * 2 - 1
     for param in model.critic.parameters():
@@ -60,7 +60,9 @@ def test_q_score_leaves_critic_grad_untouched():
 
 
 def test_q_score_matches_finite_differences():
-    model = QSM("MlpPolicy", "Pendulum-v1", seed=0, n_diffusion_steps=2, policy_kwargs=dict(net_arch=[8], n_critics=3))
+    model = QSM(
+        "MlpPolicy", "Pendulum-v1", seed=0, n_diffusion_steps=2, policy_kwargs=dict(net_arch=[8], n_critics=3), device="cpu"
+    )
     obs = th.randn(4, 3)
     actions = th.rand(4, 1) * 2 - 1
     grad = model.q_score(obs, actions)
@@ -88,6 +90,7 @@ def test_sign_qsm_moves_samples_to_the_argmax(score_scale):
         score_scale=1.0,
         n_diffusion_steps=5,
         policy_kwargs=dict(net_arch=[64, 64]),
+        device="cpu",  # the batches below are built on the CPU
     )
     model.score_scale = score_scale  # bypass the constructor check to build the wrong-sign control
     model.critic = QuadraticCritic()

@@ -21,16 +21,14 @@ def _resolve(path: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
-def read_checkpoint_data(
-    path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def read_checkpoint_json(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
     """
-    Open a Stable-Baselines3 ``.zip`` checkpoint, verify the CRC of every member and decode its ``data`` entry.
-    File objects are rewound afterwards, so the caller can load from them.
+    Open a Stable-Baselines3 ``.zip`` checkpoint, verify the CRC of every member and parse its ``data`` entry as
+    JSON, without unpickling anything (serialised objects stay base64 strings, next to their readable fields such
+    as a space's ``shape``). File objects are rewound afterwards, so the caller can load from them.
 
     :param path: Path to the checkpoint, or an open binary file
-    :param custom_objects: Values that replace stored entries before they are deserialised (as in ``load``)
-    :return: The decoded ``data`` entry (hyperparameters, spaces, policy class, ...)
+    :return: The parsed ``data`` entry
     :raises ValueError: naming the file and the problem when it is missing, not a zip archive, truncated,
         corrupt, or not a Stable-Baselines3 checkpoint
     """
@@ -57,10 +55,26 @@ def read_checkpoint_data(
         if isinstance(path, io.BufferedIOBase):
             path.seek(start)
     try:
-        json.loads(raw)
+        data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise ValueError(f"Cannot load checkpoint {name}: its 'data' entry is not valid JSON: {error}") from error
-    return json_to_data(raw, custom_objects=custom_objects)
+    if not isinstance(data, dict):
+        raise ValueError(f"Cannot load checkpoint {name}: its 'data' entry is not a JSON object")
+    return data
+
+
+def read_checkpoint_data(
+    path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """
+    Check a Stable-Baselines3 ``.zip`` checkpoint (see :func:`read_checkpoint_json`) and decode its ``data`` entry.
+
+    :param path: Path to the checkpoint, or an open binary file
+    :param custom_objects: Values that replace stored entries before they are deserialised (as in ``load``)
+    :return: The decoded ``data`` entry (hyperparameters, spaces, policy class, ...)
+    :raises ValueError: as :func:`read_checkpoint_json`
+    """
+    return json_to_data(json.dumps(read_checkpoint_json(path)), custom_objects=custom_objects)
 
 
 def check_policy_class(data: dict[str, Any], expected: type, algo_name: str, path: Any) -> None:

@@ -1,0 +1,384 @@
+"""
+Carry an existing SB3 SAC or TD3 agent over to QSM: same critics, a diffusion actor distilled from the old actor.
+
+The critic and target critic weights are copied (``sb3_qsm.common.warm_start``). The denoiser is trained by denoising
+score matching on the old policy's actions, at observations gathered by running the old policy in the environment;
+the transitions of that run can seed QSM's replay buffer, so fine-tuning starts from the old policy's data.
+"""
+
+import ast
+import io
+import pathlib
+import warnings
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.save_util import load_from_pkl
+from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from sb3_qsm.common.checkpoint import read_checkpoint_json
+from sb3_qsm.common.warm_start import load_critic_from_checkpoint
+from sb3_qsm.qsm.qsm import QSM
+
+SourceAgent = str | pathlib.Path | io.BufferedIOBase | SAC | TD3
+
+
+def load_sb3_agent(path: str | pathlib.Path | io.BufferedIOBase, env: VecEnv, device: th.device | str = "auto") -> SAC | TD3:
+    """
+    Load a SAC or TD3 checkpoint for use with ``env``, including checkpoints saved with the retired ``gym`` package
+    (older RL Zoo agents): the saved spaces are never unpickled, but their recorded shapes are checked against the
+    environment's, which are then used. The replay buffer is allocated with one transition.
+
+    :param path: The checkpoint (``.zip``)
+    :param env: The environment the agent will act in
+    :param device: Device to load the networks on
+    :return: The loaded agent
+    :raises ValueError: naming the file and the problem: unreadable or corrupt file, an algorithm other than SAC or
+        TD3 (DDPG, a TD3 variant, is read as TD3), or spaces that differ from the environment's
+    """
+    data = read_checkpoint_json(path)
+    algo = _algorithm_of(data, path)
+    _check_saved_space(data.get("observation_space"), env.observation_space, "observation", path)
+    _check_saved_space(data.get("action_space"), env.action_space, "action", path)
+    custom_objects = {
+        "observation_space": env.observation_space,
+        "action_space": env.action_space,
+        "learning_rate": 0.0,
+        "lr_schedule": lambda _: 0.0,
+    }
+    return algo.load(path, device=device, custom_objects=custom_objects, buffer_size=1, optimize_memory_usage=False)
+
+
+def _algorithm_of(data: dict[str, Any], path: object) -> type[SAC] | type[TD3]:
+    """
+    :param data: The checkpoint's parsed ``data`` entry
+    :param path: The checkpoint, for the messages
+    :return: ``SAC`` or ``TD3``, from the saved policy class
+    :raises ValueError: for any other algorithm
+    """
+    policy_class = data.get("policy_class") or {}
+    module = policy_class.get("__module__", "") if isinstance(policy_class, dict) else ""
+    if module.startswith("stable_baselines3.sac"):
+        algo: type[SAC] | type[TD3] = SAC
+    elif module.startswith("stable_baselines3.td3"):
+        algo = TD3
+    else:
+        raise ValueError(
+            f"Cannot convert {path} to QSM: it holds a model whose policy comes from {module or 'an unknown module'}; "
+            "only Stable-Baselines3 SAC and TD3 agents (continuous actions, ContinuousCritic) can be carried over"
+        )
+    return algo
+
+
+def _check_saved_space(saved: Any, space: spaces.Space, kind: str, path: object) -> None:
+    """
+    Compare the shape recorded next to a pickled space with the environment's space.
+
+    :param saved: The checkpoint's JSON entry for the space
+    :param space: The environment's space
+    :param kind: ``"observation"`` or ``"action"``, for the message
+    :param path: The checkpoint, for the message
+    :raises ValueError: if the shapes or the kinds of space differ
+    """
+    if not isinstance(saved, dict):
+        return
+    saved_type = str(saved.get(":type:", ""))
+    if type(space).__name__ not in saved_type:
+        raise ValueError(
+            f"Cannot convert {path} to QSM: it was trained with a {kind} space of type {saved_type}, the environment's "
+            f"is {type(space).__name__}"
+        )
+    shape = saved.get("shape", saved.get("_shape"))
+    if shape is None:
+        return
+    saved_shape = tuple(ast.literal_eval(shape)) if isinstance(shape, str) else tuple(shape)
+    if saved_shape != space.shape:
+        raise ValueError(
+            f"Cannot convert {path} to QSM: it was trained with {kind}s of shape {saved_shape}, the environment's "
+            f"{kind} space has shape {space.shape}"
+        )
+
+
+def _qsm_policy_kwargs(teacher: SAC | TD3) -> dict[str, Any]:
+    """
+    :param teacher: The SAC or TD3 agent
+    :return: QSM policy arguments with the teacher's network sizes, activation, critics and features extractor
+    """
+    policy = teacher.policy
+    return dict(
+        net_arch=dict(pi=list(teacher.actor.net_arch), qf=list(policy.critic_kwargs["net_arch"])),  # type: ignore[call-overload]
+        activation_fn=policy.critic_kwargs["activation_fn"],
+        n_critics=policy.critic_kwargs["n_critics"],
+        share_features_extractor=policy.share_features_extractor,
+        features_extractor_class=policy.features_extractor_class,
+        features_extractor_kwargs=policy.features_extractor_kwargs,
+        normalize_images=policy.normalize_images,
+    )
+
+
+def collect_teacher_data(
+    model: QSM, teacher: SAC | TD3, n_steps: int, exploration_noise: float, fill_replay_buffer: bool
+) -> np.ndarray | dict[str, np.ndarray]:
+    """
+    Run the teacher in ``model.env`` and record the observations it sees (and, optionally, the transitions in
+    ``model``'s replay buffer). Gaussian noise of std ``exploration_noise`` (in the [-1, 1] action scale) is added to
+    the teacher's actions, so that the data covers states around the teacher's trajectories.
+
+    :param model: The QSM model (its environment and replay buffer)
+    :param teacher: The SAC or TD3 agent
+    :param n_steps: Number of environment steps (per environment)
+    :param exploration_noise: Std of the action noise
+    :param fill_replay_buffer: Whether to store the transitions in ``model.replay_buffer``
+    :return: The observations, stacked (a dict of arrays for Dict observation spaces)
+    """
+    env = model.env
+    assert env is not None and model.replay_buffer is not None
+    model._last_obs = env.reset()  # type: ignore[assignment]
+    if model._vec_normalize_env is not None:
+        model._last_original_obs = model._vec_normalize_env.get_original_obs()
+    observations: list[Any] = []
+    for _ in range(n_steps):
+        obs: Any = model._last_obs
+        observations.append(obs)
+        with th.no_grad():
+            scaled = teacher.policy._predict(obs_as_tensor(obs, teacher.device), deterministic=True).cpu().numpy()
+        scaled = np.clip(scaled + exploration_noise * np.random.randn(*scaled.shape), -1.0, 1.0)
+        new_obs: Any
+        new_obs, rewards, dones, infos = env.step(model.policy.unscale_action(scaled))
+        if fill_replay_buffer:
+            model._store_transition(model.replay_buffer, scaled, new_obs, rewards, dones, infos)
+        model._last_obs = new_obs  # type: ignore[assignment]
+    if isinstance(observations[0], dict):
+        return {key: np.concatenate([obs[key] for obs in observations]) for key in observations[0]}
+    return np.concatenate(observations)
+
+
+def _index(observations: np.ndarray | dict[str, np.ndarray], indices: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+    if isinstance(observations, dict):
+        return {key: value[indices] for key, value in observations.items()}
+    return observations[indices]
+
+
+def distill_actor(
+    model: QSM,
+    teacher: SAC | TD3,
+    observations: np.ndarray | dict[str, np.ndarray],
+    gradient_steps: int = 5000,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    deterministic_teacher: bool = True,
+) -> float:
+    """
+    Train ``model``'s denoiser by denoising score matching on the teacher's actions at ``observations``:
+    ``eps_theta(s, sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps, t)`` regressed onto ``eps``, with ``a`` the
+    teacher's action (its mean action, or a fresh sample of its policy if ``deterministic_teacher`` is False).
+
+    :param model: The QSM model whose actor is trained, in place
+    :param teacher: The SAC or TD3 agent
+    :param observations: Observations (as the policies see them)
+    :param gradient_steps: Number of gradient steps
+    :param batch_size: Minibatch size
+    :param learning_rate: Adam learning rate (a fresh optimizer; the model's own is left as it was)
+    :param deterministic_teacher: Distill the teacher's deterministic action (True) or its stochastic policy
+    :return: The mean loss over the last 100 steps
+    """
+    actor = model.actor
+    actor.set_training_mode(True)
+    optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
+    n_observations = len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+    losses = []
+    for _ in range(gradient_steps):
+        batch_obs = _index(observations, np.random.randint(n_observations, size=batch_size))
+        batch = obs_as_tensor(batch_obs, model.device)
+        with th.no_grad():
+            teacher_obs = obs_as_tensor(batch_obs, teacher.device)
+            actions = teacher.policy._predict(teacher_obs, deterministic_teacher).to(model.device)
+        timesteps = th.randint(0, actor.n_diffusion_steps, (batch_size,), device=model.device)
+        noise = th.randn_like(actions)
+        noisy_actions = actor.schedule.add_noise(actions, noise, timesteps)
+        features = actor.extract_features(batch, actor.features_extractor)
+        loss = F.mse_loss(actor.predict_noise(features, noisy_actions, timesteps), noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    actor.set_training_mode(False)
+    return float(np.mean(losses[-100:]))
+
+
+def fit_score_scale(model: QSM, observations: np.ndarray | dict[str, np.ndarray], n_samples: int = 4096) -> float | None:
+    """
+    The score scale under which the critics' action gradient best matches the distilled denoiser: the least-squares
+    ``alpha`` in ``eps_theta(s, a_t, t) ~ -alpha grad_a Q(s, a_t)``, with ``a_t`` noised samples of the policy.
+    Fine-tuning with it starts from a small actor loss instead of pulling the denoiser towards a target of another
+    scale (the Q-gradient's size grows with the reward scale, so the paper's 50 only suits rewards of order 1).
+
+    :param model: The QSM model, with its copied critics and distilled actor
+    :param observations: Observations to fit on
+    :param n_samples: Number of observations used
+    :return: The fitted scale, or ``None`` if the critics' gradient does not point the way the policy does
+    """
+    n_observations = len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+    batch = obs_as_tensor(_index(observations, np.random.randint(n_observations, size=n_samples)), model.device)
+    actor = model.actor
+    with th.no_grad():
+        actions = actor.sample(batch, deterministic=False)
+    timesteps = th.randint(0, actor.n_diffusion_steps, (n_samples,), device=model.device)
+    noisy_actions = actor.schedule.add_noise(actions, th.randn_like(actions), timesteps)
+    q_grad = model.q_score(batch, noisy_actions)
+    with th.no_grad():
+        eps_pred = actor.predict_noise(actor.extract_features(batch, actor.features_extractor), noisy_actions, timesteps)
+    scale = -(eps_pred * q_grad).sum().item() / max((q_grad * q_grad).sum().item(), 1e-12)
+    return scale if scale > 0 else None
+
+
+def convert_to_qsm(
+    source: SourceAgent,
+    env: GymEnv | str,
+    n_collect_steps: int = 10_000,
+    exploration_noise: float = 0.1,
+    distill_steps: int = 5_000,
+    distill_batch_size: int = 256,
+    distill_learning_rate: float = 1e-3,
+    deterministic_teacher: bool = True,
+    score_scale: float | str = "auto",
+    fill_replay_buffer: bool = True,
+    replay_buffer: str | pathlib.Path | ReplayBuffer | None = None,
+    device: th.device | str = "auto",
+    **qsm_kwargs: Any,
+) -> QSM:
+    """
+    Turn an SB3 SAC or TD3 agent into a QSM agent for the same environment.
+
+    1. The critics and target critics are copied (same ``net_arch``, ``n_critics`` and activation required;
+       otherwise a ``ValueError`` names the mismatch). QSM's denoiser gets the old actor's hidden layer sizes.
+    2. The old policy runs for ``n_collect_steps`` steps (with Gaussian action noise ``exploration_noise``), and its
+       transitions seed QSM's replay buffer (``fill_replay_buffer``), so fine-tuning can start at once
+       (``learning_starts`` defaults to 0 then).
+    3. The denoiser is distilled from the old actor by denoising score matching at the observations of that run.
+    4. With ``score_scale="auto"``, the score scale is fitted so that ``-score_scale * grad_a Q`` matches the distilled
+       denoiser (:func:`fit_score_scale`); QSM's update then continues the old policy instead of replacing it.
+
+    A SAC critic is a soft Q-function (its entropy bonus is folded into its targets): QSM's critic updates turn it
+    into a plain one during fine-tuning.
+
+    :param source: A SAC or TD3 checkpoint (``.zip`` path or file object; older zoo checkpoints pickled with the
+        retired ``gym`` package are read too) or a loaded SAC/TD3 model
+    :param env: The environment (id, gym env or VecEnv; wrap it in the same VecNormalize as the old agent's, if any)
+    :param n_collect_steps: Steps of the old policy to record (per environment)
+    :param exploration_noise: Std of the Gaussian noise added to the old policy's actions while recording
+    :param distill_steps: Gradient steps of distillation
+    :param distill_batch_size: Minibatch size of distillation
+    :param distill_learning_rate: Adam learning rate of distillation
+    :param deterministic_teacher: Distill the old policy's deterministic action (True) or its stochastic policy
+    :param score_scale: ``"auto"`` (fitted, see above) or a number
+    :param fill_replay_buffer: Store the recorded transitions in QSM's replay buffer
+    :param replay_buffer: An old replay buffer to use (a ``.pkl`` saved by ``save_replay_buffer`` or the zoo's
+        ``--save-replay-buffer``, or a ``ReplayBuffer``); recorded transitions are added after its contents
+    :param device: Device of the QSM model (and of the old agent while converting)
+    :param qsm_kwargs: Other ``QSM`` arguments (``gamma`` defaults to the old agent's; ``policy_kwargs`` entries
+        override the ones taken from the old agent)
+    :return: The QSM agent, ready for ``learn``
+    """
+    _check_convert_args(n_collect_steps, exploration_noise, distill_steps, distill_batch_size, score_scale)
+    vec_env = BaseAlgorithm._wrap_env(maybe_make_env(env, 0), verbose=0)
+    teacher = source if isinstance(source, BaseAlgorithm) else load_sb3_agent(source, vec_env, device=device)
+    _check_teacher(teacher, vec_env)
+    policy_kwargs = {**_qsm_policy_kwargs(teacher), **(qsm_kwargs.pop("policy_kwargs", None) or {})}
+    qsm_kwargs.setdefault("gamma", teacher.gamma)
+    qsm_kwargs.setdefault("learning_starts", 0 if fill_replay_buffer or replay_buffer is not None else 100)
+    model = QSM(
+        "MlpPolicy",
+        vec_env,
+        score_scale=50.0 if isinstance(score_scale, str) else score_scale,
+        policy_kwargs=policy_kwargs,
+        device=device,
+        **qsm_kwargs,
+    )
+    load_critic_from_checkpoint(model, teacher)
+    if replay_buffer is not None:
+        model.replay_buffer = _checked_replay_buffer(replay_buffer, model)
+    observations = collect_teacher_data(model, teacher, n_collect_steps, exploration_noise, fill_replay_buffer)
+    distill_actor(
+        model, teacher, observations, distill_steps, distill_batch_size, distill_learning_rate, deterministic_teacher
+    )
+    if score_scale == "auto":
+        fitted = fit_score_scale(model, observations)
+        if fitted is None:
+            warnings.warn(
+                "The copied critics' action gradient does not point the way the distilled policy does; keeping "
+                f"score_scale={model.score_scale}. Fine-tuning may move the policy away from the old one.",
+                stacklevel=2,
+            )
+        else:
+            model.score_scale = fitted
+    return model
+
+
+def _check_convert_args(
+    n_collect_steps: int, exploration_noise: float, distill_steps: int, distill_batch_size: int, score_scale: float | str
+) -> None:
+    """Raise a ``ValueError`` naming the first unusable conversion argument."""
+    for name, value in (
+        ("n_collect_steps", n_collect_steps),
+        ("distill_steps", distill_steps),
+        ("distill_batch_size", distill_batch_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not np.isfinite(exploration_noise) or exploration_noise < 0:
+        raise ValueError(f"exploration_noise must be finite and >= 0, got {exploration_noise!r}")
+    if score_scale != "auto" and (
+        not isinstance(score_scale, int | float) or not np.isfinite(score_scale) or score_scale <= 0
+    ):
+        raise ValueError(f"score_scale must be 'auto' or a finite number > 0, got {score_scale!r}")
+
+
+def _check_teacher(teacher: BaseAlgorithm, env: VecEnv) -> None:
+    """
+    :param teacher: The loaded agent
+    :param env: The environment
+    :raises ValueError: if it is not SAC or TD3, or its spaces differ from the environment's
+    """
+    if not isinstance(teacher, SAC | TD3):
+        raise ValueError(
+            f"Cannot convert a {type(teacher).__name__} model to QSM: only Stable-Baselines3 SAC and TD3 agents "
+            "(continuous actions, ContinuousCritic) can be carried over"
+        )
+    for kind, saved, current in (
+        ("observation", teacher.observation_space, env.observation_space),
+        ("action", teacher.action_space, env.action_space),
+    ):
+        if saved != current:
+            raise ValueError(
+                f"Cannot convert the {type(teacher).__name__} agent: its {kind} space {saved} differs from the "
+                f"environment's {current}"
+            )
+
+
+def _checked_replay_buffer(replay_buffer: str | pathlib.Path | ReplayBuffer, model: QSM) -> ReplayBuffer:
+    """
+    :param replay_buffer: A pickled replay buffer or a ``ReplayBuffer``
+    :param model: The QSM model
+    :return: The buffer, once checked against the model's spaces
+    :raises ValueError: if it is not a replay buffer or holds observations or actions of other shapes
+    """
+    buffer = replay_buffer if isinstance(replay_buffer, ReplayBuffer) else load_from_pkl(replay_buffer)
+    if not isinstance(buffer, ReplayBuffer):
+        raise ValueError(f"{replay_buffer} does not hold a Stable-Baselines3 ReplayBuffer (got {type(buffer).__name__})")
+    assert model.replay_buffer is not None
+    if buffer.obs_shape != model.replay_buffer.obs_shape or buffer.action_dim != model.replay_buffer.action_dim:
+        raise ValueError(
+            f"The replay buffer {replay_buffer} holds observations of shape {buffer.obs_shape} and actions of size "
+            f"{buffer.action_dim}; the environment's are {model.replay_buffer.obs_shape} and {model.replay_buffer.action_dim}"
+        )
+    buffer.device = model.device
+    return buffer

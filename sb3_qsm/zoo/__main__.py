@@ -1,0 +1,70 @@
+"""
+The RL Zoo's command line with QSM registered: ``python -m sb3_qsm.zoo train|enjoy|plot_train|plot_from_file|all_plots``.
+
+Arguments are the zoo's own. For ``train --algo qsm`` the default ``--conf-file`` is the hyperparameter file
+shipped with sb3-qsm; other algorithms keep the zoo's files.
+"""
+
+import importlib
+import sys
+
+from sb3_qsm.zoo import ALGO_NAME, default_hyperparams_file, register
+
+# Command -> (module, function) of rl_zoo3, imported on use: the plots need the zoo's plotting extras
+COMMANDS = {
+    "train": ("rl_zoo3.train", "train"),
+    "enjoy": ("rl_zoo3.enjoy", "enjoy"),
+    "plot_train": ("rl_zoo3.plots", "plot_train"),
+    "plot_from_file": ("rl_zoo3.plots", "plot_from_file"),
+    "all_plots": ("rl_zoo3.plots", "all_plots"),
+}
+# Commands that only load an agent to act, so its replay buffer need not be allocated
+PREDICT_ONLY_COMMANDS = ("enjoy",)
+
+
+def _selected_algo(args: list[str]) -> str | None:
+    """
+    :param args: Command-line arguments
+    :return: The value given to ``--algo`` (last one wins, as in argparse), ``None`` if absent
+    """
+    algo = None
+    for index, arg in enumerate(args):
+        if arg == "--algo" and index + 1 < len(args):
+            algo = args[index + 1]
+        elif arg.startswith("--algo="):
+            algo = arg.split("=", 1)[1]
+    return algo
+
+
+def with_default_conf_file(args: list[str]) -> list[str]:
+    """
+    :param args: ``train`` arguments
+    :return: The arguments, with ``--conf-file <packaged qsm.yml>`` added for ``--algo qsm`` when no
+        ``-conf``/``--conf-file`` is given
+    """
+    has_conf = any(arg in ("-conf", "--conf-file") or arg.startswith("--conf-file=") for arg in args)
+    if _selected_algo(args) == ALGO_NAME and not has_conf:
+        return [*args, "--conf-file", default_hyperparams_file()]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    :param argv: Command and its arguments (default: ``sys.argv[1:]``)
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        commands = "|".join(COMMANDS)
+        sys.exit(f"usage: python -m sb3_qsm.zoo {{{commands}}} [zoo arguments]  (e.g. train --algo qsm --env Pendulum-v1)")
+    command, args = args[0], args[1:]
+    if command == "train":
+        args = with_default_conf_file(args)
+    register(predict_only=command in PREDICT_ONLY_COMMANDS)
+    # The zoo's commands parse sys.argv
+    sys.argv = [f"{sys.argv[0]} {command}", *args]
+    module_name, function_name = COMMANDS[command]
+    getattr(importlib.import_module(module_name), function_name)()
+
+
+if __name__ == "__main__":
+    main()
