@@ -1,5 +1,7 @@
 """Sphinx configuration for the sb3-qsm documentation (MyST Markdown pages, Read the Docs theme)."""
 
+import glob
+import json
 import os
 import sys
 
@@ -27,7 +29,7 @@ myst_heading_anchors = 3
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 
 # Docstrings use reST field lists (:param x:), which autodoc renders natively
 autodoc_member_order = "bysource"
@@ -37,3 +39,53 @@ autoclass_content = "class"
 pygments_style = "sphinx"
 html_theme = "sphinx_rtd_theme"
 html_title = f"sb3-qsm {release}"
+
+
+# Result tables, generated from the committed raw files at every build (never typed by hand)
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+GENERATED = os.path.join(os.path.dirname(__file__), "_generated")
+
+
+def _evaluation(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
+def _cell(result: dict | None) -> str:
+    return "not run" if result is None else f"{result['mean_return']:.1f} +/- {result['std_return']:.1f}"
+
+
+def _pretrained_table() -> str:
+    lines = ["| Task | Steps | QSM (shipped) | SB3 SAC, same budget |", "| --- | --- | --- | --- |"]
+    runs = sorted(glob.glob(os.path.join(ROOT, "rl-trained-agents", "qsm", "*_1")))
+    runs += sorted(glob.glob(os.path.join(ROOT, "benchmarks", "zoo", "qsm", "*_1")))
+    for run in runs:
+        qsm = _evaluation(os.path.join(run, "evaluation.json"))
+        sac = _evaluation(os.path.join(ROOT, "benchmarks", "zoo", "sac", os.path.basename(run), "evaluation.json"))
+        if qsm is None:
+            continue
+        shipped = "" if "rl-trained-agents" in run else " (not shipped)"
+        lines.append(f"| {qsm['env']}{shipped} | {qsm['n_timesteps']:,} | {_cell(qsm)} | {_cell(sac)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _convert_table() -> str:
+    lines = ["| Task | SAC agent | Converted QSM, before any update | After 20k QSM steps | Fitted score scale |"]
+    lines.append("| --- | --- | --- | --- | --- |")
+    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "convert", "*.json"))):
+        result = _evaluation(path)
+        assert result is not None
+        stages = [result[stage] for stage in ("source", "converted", "finetuned")]
+        cells = [f"{stage['mean']:.1f} +/- {stage['std']:.1f}" for stage in stages]
+        cells[1] += f" ({result['converted_over_source']:.1%})"
+        cells[2] += f" ({result['finetuned_over_source']:.1%})"
+        lines.append(f"| {result['args']['env']} | {' | '.join(cells)} | {result['score_scale']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+os.makedirs(GENERATED, exist_ok=True)
+for name, table in (("pretrained_table.md", _pretrained_table()), ("convert_table.md", _convert_table())):
+    with open(os.path.join(GENERATED, name), "w") as file:
+        file.write(table)

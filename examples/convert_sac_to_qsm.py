@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--collect-steps", type=int, default=10_000)
     parser.add_argument("--distill-steps", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--learning-rate", type=float, default=3e-4, help="QSM learning rate for fine-tuning")
+    parser.add_argument("--bc-coef", type=float, default=None, help="QSM bc_coef (default: convert_to_qsm's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/convert"))
@@ -66,9 +68,12 @@ def main() -> None:
         distill_steps=args.distill_steps,
         seed=args.seed,
         device="cpu",
+        learning_rate=args.learning_rate,
+        **({} if args.bc_coef is None else {"bc_coef": args.bc_coef}),
     )
     record["conversion_seconds"] = time.perf_counter() - start
     record["score_scale"] = model.score_scale
+    record["bc_coef"] = model.bc_coef
     record["converted"] = evaluate(model, args.env, args.eval_episodes, 1000)
     converted = record["converted"]
     print(f"converted QSM (score_scale {model.score_scale:.3g}): {converted['mean']:.1f} +/- {converted['std']:.1f}")

@@ -15,7 +15,7 @@ from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_qsm import QSM, convert_to_qsm
-from sb3_qsm.common.convert import collect_teacher_data, load_sb3_agent
+from sb3_qsm.common.convert import CONVERTED_BC_COEF, collect_teacher_data, load_sb3_agent
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "zoo-checkpoints" / "sac"
 FAST = dict(n_collect_steps=300, distill_steps=300, distill_batch_size=64)
@@ -57,6 +57,7 @@ def test_convert_sac_copies_critics_and_distills_actor(sac_path):
     assert model.replay_buffer.size() == 500
     assert model.learning_starts == 0
     assert model.score_scale > 0
+    assert model.bc_coef == CONVERTED_BC_COEF
     observations = model.replay_buffer.observations[:500, 0]
     fresh = QSM("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), device="cpu", seed=0)
     assert _action_error(model, teacher, observations) < 0.3 * _action_error(fresh, teacher, observations)

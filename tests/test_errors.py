@@ -57,6 +57,7 @@ def test_diffusion_args_in_policy_kwargs_refused():
         (dict(target_policy_noise=-0.1), "target_policy_noise must be finite and >= 0, got -0.1"),
         (dict(target_noise_clip=0.0), "target_noise_clip must be None or a finite number > 0, got 0.0"),
         (dict(actor_lr_decay_steps=0), "actor_lr_decay_steps must be None or an integer >= 1, got 0"),
+        (dict(bc_coef=-1.0), "bc_coef must be a finite number >= 0, got -1.0"),
     ],
 )
 def test_bad_hyperparameters(kwargs, message):

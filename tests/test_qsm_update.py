@@ -109,3 +109,40 @@ def test_sign_qsm_moves_samples_to_the_argmax(score_scale):
     else:
         assert (deterministic - TARGET).norm() > 0.5
         assert near.float().mean() < 0.1
+
+
+class FlatCritic(nn.Module):
+    """Fixed critic with no preference between actions: ``Q(s, a) = 0`` (its action gradient is zero)."""
+
+    def forward(self, obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, ...]:
+        q = 0.0 * actions.sum(dim=1, keepdim=True)
+        return q, q
+
+
+@pytest.mark.parametrize("bc_coef", [0.0, 1.0])
+def test_bc_coef_pulls_the_policy_towards_replay_actions(bc_coef):
+    """
+    With a critic that prefers no action, the paper's update (bc_coef=0) regresses the denoiser onto 0 and the
+    deterministic sample stays at the chain's start, 0; the replay-action term (bc_coef > 0) makes the policy
+    reproduce the replay actions, all equal to a* here.
+    """
+    model = QSM(
+        "MlpPolicy",
+        _box_env(),
+        seed=0,
+        learning_rate=3e-3,
+        bc_coef=bc_coef,
+        policy_kwargs=dict(net_arch=[64, 64]),
+        device="cpu",
+    )
+    model.critic = FlatCritic()
+    th.manual_seed(0)
+    for _ in range(300):
+        model._n_updates += 1
+        model._update_actor(_batch(2, TARGET.repeat(256, 1)))
+    with th.no_grad():
+        deterministic = model.actor.sample(th.zeros(1, 2), deterministic=True)[0]
+    if bc_coef > 0:
+        assert (deterministic - TARGET).norm() < 0.1, deterministic
+    else:
+        assert deterministic.norm() < 0.1, deterministic

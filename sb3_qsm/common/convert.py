@@ -29,6 +29,10 @@ from sb3_qsm.common.warm_start import load_critic_from_checkpoint
 from sb3_qsm.qsm.qsm import QSM
 
 SourceAgent = str | pathlib.Path | io.BufferedIOBase | SAC | TD3
+# Weight of the replay-action denoising term during fine-tuning of a converted agent (QSM's bc_coef): without it,
+# the first thousand QSM updates pull the distilled policy towards the old critic's action gradient far from the
+# data, where that critic was never trained, and the published HalfCheetah agent fell from 9300 to 300 (measured)
+CONVERTED_BC_COEF = 3.0
 
 
 def load_sb3_agent(path: str | pathlib.Path | io.BufferedIOBase, env: VecEnv, device: th.device | str = "auto") -> SAC | TD3:
@@ -294,6 +298,7 @@ def convert_to_qsm(
     _check_teacher(teacher, vec_env)
     policy_kwargs = {**_qsm_policy_kwargs(teacher), **(qsm_kwargs.pop("policy_kwargs", None) or {})}
     qsm_kwargs.setdefault("gamma", teacher.gamma)
+    qsm_kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)
     qsm_kwargs.setdefault("learning_starts", 0 if fill_replay_buffer or replay_buffer is not None else 100)
     model = QSM(
         "MlpPolicy",

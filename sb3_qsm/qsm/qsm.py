@@ -76,6 +76,10 @@ class QSM(OffPolicyAlgorithm):
         The target critics are updated at every critic update, as in the paper.
     :param actor_lr_decay_steps: If set, the actor's learning rate follows a cosine decay to 0 over this many actor
         updates (paper: 2e6), on top of ``learning_rate``. ``None`` keeps it equal to ``learning_rate``.
+    :param bc_coef: Weight of a denoising score matching term on the replay actions added to the actor loss
+        (``||eps_theta(s, a_t, t) - eps||^2``, with ``a_t`` the replay action noised by ``eps``). 0, the default, is
+        the paper's QSM. A positive weight keeps the policy close to the actions in the replay buffer (mostly its own
+        recent ones); ``convert_to_qsm`` uses it so that fine-tuning starts from the converted policy.
     :param use_sde: Not supported (gSDE is for Gaussian policies); must stay False
     :param sde_sample_freq: Not supported; must stay -1
     :param use_sde_at_warmup: Not supported; must stay False
@@ -126,6 +130,7 @@ class QSM(OffPolicyAlgorithm):
         target_noise_clip: float | None = None,
         policy_delay: int = 1,
         actor_lr_decay_steps: int | None = None,
+        bc_coef: float = 0.0,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
@@ -145,7 +150,7 @@ class QSM(OffPolicyAlgorithm):
         policy_kwargs = dict(policy_kwargs or {})
         _check_policy_kwargs(policy_kwargs)
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
-        _check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps)
+        _check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         policy_kwargs.update(
             n_diffusion_steps=n_diffusion_steps, beta_schedule=beta_schedule, sampler_temperature=sampler_temperature
         )
@@ -183,6 +188,7 @@ class QSM(OffPolicyAlgorithm):
         self.target_noise_clip = target_noise_clip
         self.policy_delay = policy_delay
         self.actor_lr_decay_steps = actor_lr_decay_steps
+        self.bc_coef = bc_coef
 
         if _init_setup_model:
             self._setup_model()
@@ -311,7 +317,8 @@ class QSM(OffPolicyAlgorithm):
         """
         actions = replay_data.actions
         timesteps = th.randint(0, self.actor.n_diffusion_steps, (actions.shape[0],), device=actions.device)
-        noisy_actions = self.actor.schedule.add_noise(actions, th.randn_like(actions), timesteps)
+        noise = th.randn_like(actions)
+        noisy_actions = self.actor.schedule.add_noise(actions, noise, timesteps)
         q_grad = self.q_score(replay_data.observations, noisy_actions)
 
         if self.actor_lr_decay_steps is not None:
@@ -319,6 +326,8 @@ class QSM(OffPolicyAlgorithm):
         features = self.actor.extract_features(replay_data.observations, self.actor.features_extractor)
         eps_pred = self.actor.predict_noise(features, noisy_actions, timesteps)
         actor_loss = F.mse_loss(eps_pred, -self.score_scale * q_grad)
+        if self.bc_coef > 0:
+            actor_loss = actor_loss + self.bc_coef * F.mse_loss(eps_pred, noise)
         loss_value = actor_loss.item()
         self._check_finite("actor_loss", loss_value)
         self.actor.optimizer.zero_grad()
@@ -438,6 +447,7 @@ def _check_qsm_args(
     target_policy_noise: float,
     target_noise_clip: float | None,
     actor_lr_decay_steps: int | None,
+    bc_coef: float,
 ) -> None:
     """
     Raise a ``ValueError`` naming the argument when a QSM hyperparameter is not usable.
@@ -447,6 +457,7 @@ def _check_qsm_args(
     :param target_policy_noise: Target noise standard deviation (finite, >= 0)
     :param target_noise_clip: Target noise limit (None or finite, > 0)
     :param actor_lr_decay_steps: Length of the actor's cosine decay (None or integer >= 1)
+    :param bc_coef: Weight of the replay-action denoising term (finite, >= 0)
     """
     if not isinstance(score_scale, int | float) or not math.isfinite(score_scale) or score_scale <= 0:
         raise ValueError(f"score_scale must be a finite number > 0, got {score_scale!r}")
@@ -460,3 +471,5 @@ def _check_qsm_args(
         isinstance(actor_lr_decay_steps, bool) or not isinstance(actor_lr_decay_steps, int) or actor_lr_decay_steps < 1
     ):
         raise ValueError(f"actor_lr_decay_steps must be None or an integer >= 1, got {actor_lr_decay_steps!r}")
+    if not isinstance(bc_coef, int | float) or not math.isfinite(bc_coef) or bc_coef < 0:
+        raise ValueError(f"bc_coef must be a finite number >= 0, got {bc_coef!r}")
