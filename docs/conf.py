@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+import yaml
+
 # The package is normally installed (editable); the path makes the build work from a plain checkout too
 sys.path.insert(0, os.path.abspath(".."))
 
@@ -57,8 +59,14 @@ def _cell(result: dict | None) -> str:
     return "not run" if result is None else f"{result['mean_return']:.1f} +/- {result['std_return']:.1f}"
 
 
+def _score_scale(run: str, env_id: str) -> float:
+    with open(os.path.join(run, env_id, "config.yml")) as file:
+        config = dict(yaml.load(file, Loader=yaml.UnsafeLoader))  # the zoo writes an OrderedDict
+    return float(config.get("score_scale", 50.0))
+
+
 def _pretrained_table() -> str:
-    lines = ["| Task | Steps | QSM (shipped) | SB3 SAC, same budget |", "| --- | --- | --- | --- |"]
+    lines = ["| Task | Steps | QSM score scale | QSM | SB3 SAC, same budget |", "| --- | --- | --- | --- | --- |"]
     runs = sorted(glob.glob(os.path.join(ROOT, "rl-trained-agents", "qsm", "*_1")))
     runs += sorted(glob.glob(os.path.join(ROOT, "benchmarks", "zoo", "qsm", "*_1")))
     for run in runs:
@@ -66,8 +74,9 @@ def _pretrained_table() -> str:
         sac = _evaluation(os.path.join(ROOT, "benchmarks", "zoo", "sac", os.path.basename(run), "evaluation.json"))
         if qsm is None:
             continue
-        shipped = "" if "rl-trained-agents" in run else " (not shipped)"
-        lines.append(f"| {qsm['env']}{shipped} | {qsm['n_timesteps']:,} | {_cell(qsm)} | {_cell(sac)} |")
+        shipped = " (shipped)" if "rl-trained-agents" in run else " (not shipped)"
+        scale = _score_scale(run, qsm["env"])
+        lines.append(f"| {qsm['env']}{shipped} | {qsm['n_timesteps']:,} | {scale:g} | {_cell(qsm)} | {_cell(sac)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--env", required=True)
     parser.add_argument("--finetune-steps", type=int, default=20_000)
     parser.add_argument("--collect-steps", type=int, default=10_000)
-    parser.add_argument("--distill-steps", type=int, default=5_000)
+    parser.add_argument("--distill-steps", type=int, default=20_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="QSM learning rate for fine-tuning")
     parser.add_argument("--bc-coef", type=float, default=None, help="QSM bc_coef (default: convert_to_qsm's)")

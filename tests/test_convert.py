@@ -15,7 +15,12 @@ from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_qsm import QSM, convert_to_qsm
-from sb3_qsm.common.convert import CONVERTED_BC_COEF, collect_teacher_data, load_sb3_agent
+from sb3_qsm.common.convert import (
+    CONVERTED_BC_COEF,
+    CONVERTED_SAMPLER_TEMPERATURE,
+    collect_teacher_data,
+    load_sb3_agent,
+)
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "zoo-checkpoints" / "sac"
 FAST = dict(n_collect_steps=300, distill_steps=300, distill_batch_size=64)
@@ -58,6 +63,8 @@ def test_convert_sac_copies_critics_and_distills_actor(sac_path):
     assert model.learning_starts == 0
     assert model.score_scale > 0
     assert model.bc_coef == CONVERTED_BC_COEF
+    assert model.actor.sampler_temperature == CONVERTED_SAMPLER_TEMPERATURE
+    assert model.action_noise is not None
     observations = model.replay_buffer.observations[:500, 0]
     fresh = QSM("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), device="cpu", seed=0)
     assert _action_error(model, teacher, observations) < 0.3 * _action_error(fresh, teacher, observations)
@@ -67,8 +74,11 @@ def test_convert_sac_copies_critics_and_distills_actor(sac_path):
 def test_convert_loaded_td3_and_keep_given_score_scale():
     teacher = TD3("MlpPolicy", "Pendulum-v1", learning_starts=50, policy_kwargs=dict(net_arch=[16]), seed=0, device="cpu")
     teacher.learn(100)
-    model = convert_to_qsm(teacher, _pendulum(), score_scale=3.0, fill_replay_buffer=False, device="cpu", **FAST)
+    model = convert_to_qsm(
+        teacher, _pendulum(), score_scale=3.0, fill_replay_buffer=False, bc_coef=0.0, action_noise=None, device="cpu", **FAST
+    )
     assert model.score_scale == 3.0
+    assert model.bc_coef == 0.0 and model.action_noise is None  # the fine-tuning defaults can be overridden
     assert model.replay_buffer.size() == 0
     assert model.learning_starts == 100
     assert th.equal(model.critic.qf0[0].weight, teacher.critic.qf0[0].weight)
