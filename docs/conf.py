@@ -88,8 +88,9 @@ def _convert_table() -> str:
         assert result is not None
         stages = [result[stage] for stage in ("source", "converted", "finetuned")]
         cells = [f"{stage['mean']:.1f} +/- {stage['std']:.1f}" for stage in stages]
-        cells[1] += f" ({result['converted_over_source']:.1%})"
-        cells[2] += f" ({result['finetuned_over_source']:.1%})"
+        if result["source"]["mean"] > 0:  # a ratio of negative returns reads backwards
+            cells[1] += f" ({result['converted_over_source']:.1%})"
+            cells[2] += f" ({result['finetuned_over_source']:.1%})"
         lines.append(f"| {result['args']['env']} | {' | '.join(cells)} | {result['score_scale']:.3g} |")
     return "\n".join(lines) + "\n"
 
