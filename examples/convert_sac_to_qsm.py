@@ -23,7 +23,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_qsm import __version__, convert_to_qsm
-from sb3_qsm.common.convert import load_sb3_agent
+from sb3_qsm.common.checkpoint import load_sb3_agent
 
 
 def evaluate(model: BaseAlgorithm, env_id: str, episodes: int, seed: int) -> dict:

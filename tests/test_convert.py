@@ -15,11 +15,11 @@ from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_qsm import QSM, convert_to_qsm
+from sb3_qsm.common.checkpoint import load_sb3_agent
 from sb3_qsm.common.convert import (
     CONVERTED_BC_COEF,
     CONVERTED_SAMPLER_TEMPERATURE,
     collect_teacher_data,
-    load_sb3_agent,
 )
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "zoo-checkpoints" / "sac"
