@@ -93,6 +93,10 @@ def collect_teacher_data(
     return np.concatenate(observations)
 
 
+def _n_observations(observations: np.ndarray | dict[str, np.ndarray]) -> int:
+    return len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+
+
 def _index(observations: np.ndarray | dict[str, np.ndarray], indices: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
     if isinstance(observations, dict):
         return {key: value[indices] for key, value in observations.items()}
@@ -103,7 +107,7 @@ def distill_actor(
     model: QSM,
     teacher: SAC | TD3,
     observations: np.ndarray | dict[str, np.ndarray],
-    gradient_steps: int = 5000,
+    gradient_steps: int = 20_000,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     deterministic_teacher: bool = True,
@@ -125,7 +129,7 @@ def distill_actor(
     actor = model.actor
     actor.set_training_mode(True)
     optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
-    n_observations = len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+    n_observations = _n_observations(observations)
     losses = []
     for _ in range(gradient_steps):
         batch_obs = _index(observations, np.random.randint(n_observations, size=batch_size))
@@ -158,7 +162,7 @@ def fit_score_scale(model: QSM, observations: np.ndarray | dict[str, np.ndarray]
     :param n_samples: Number of observations used
     :return: The fitted scale, or ``None`` if the critics' gradient does not point the way the policy does
     """
-    n_observations = len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+    n_observations = _n_observations(observations)
     batch = obs_as_tensor(_index(observations, np.random.randint(n_observations, size=n_samples)), model.device)
     actor = model.actor
     with th.no_grad():
