@@ -40,6 +40,14 @@ def read_checkpoint_json(path: str | pathlib.Path | io.BufferedIOBase) -> dict[s
     :raises ValueError: naming the file and the problem when it is missing, not a zip archive, truncated,
         corrupt, or not a Stable-Baselines3 checkpoint
     """
+    return _read_data_entry(path)[1]
+
+
+def _read_data_entry(path: str | pathlib.Path | io.BufferedIOBase) -> tuple[str, dict[str, Any]]:
+    """
+    :param path: Path to the checkpoint, or an open binary file
+    :return: The checked ``data`` entry, as text and parsed (see :func:`read_checkpoint_json`)
+    """
     name = _describe(path)
     if isinstance(path, str | pathlib.Path):
         path = _resolve(path)
@@ -68,7 +76,7 @@ def read_checkpoint_json(path: str | pathlib.Path | io.BufferedIOBase) -> dict[s
         raise ValueError(f"Cannot load checkpoint {name}: its 'data' entry is not valid JSON: {error}") from error
     if not isinstance(data, dict):
         raise ValueError(f"Cannot load checkpoint {name}: its 'data' entry is not a JSON object")
-    return data
+    return raw, data
 
 
 def read_checkpoint_data(
@@ -82,7 +90,7 @@ def read_checkpoint_data(
     :return: The decoded ``data`` entry (hyperparameters, spaces, policy class, ...)
     :raises ValueError: as :func:`read_checkpoint_json`
     """
-    return json_to_data(json.dumps(read_checkpoint_json(path)), custom_objects=custom_objects)
+    return json_to_data(_read_data_entry(path)[0], custom_objects=custom_objects)
 
 
 def check_policy_class(data: dict[str, Any], expected: type, algo_name: str, path: Any) -> None:

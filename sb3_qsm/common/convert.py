@@ -103,6 +103,33 @@ def _index(observations: np.ndarray | dict[str, np.ndarray], indices: np.ndarray
     return observations[indices]
 
 
+def _teacher_actions(
+    teacher: SAC | TD3,
+    observations: np.ndarray | dict[str, np.ndarray],
+    device: th.device,
+    deterministic: bool = True,
+    chunk_size: int = 4096,
+) -> th.Tensor:
+    """
+    :param teacher: The SAC or TD3 agent
+    :param observations: Observations (as the policies see them)
+    :param device: Device of the returned tensor
+    :param deterministic: The teacher's deterministic action, or a sample of its policy
+    :param chunk_size: Observations per forward pass
+    :return: The teacher's actions in the [-1, 1] scale
+    """
+    n_observations = _n_observations(observations)
+    with th.no_grad():
+        chunks = [
+            teacher.policy._predict(
+                obs_as_tensor(_index(observations, np.arange(start, min(start + chunk_size, n_observations))), teacher.device),
+                deterministic,
+            )
+            for start in range(0, n_observations, chunk_size)
+        ]
+    return th.cat(chunks).to(device)
+
+
 def distill_actor(
     model: QSM,
     teacher: SAC | TD3,
@@ -130,13 +157,17 @@ def distill_actor(
     actor.set_training_mode(True)
     optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
     n_observations = _n_observations(observations)
+    # The deterministic teacher's actions do not change between steps: label every observation once
+    labels = _teacher_actions(teacher, observations, model.device) if deterministic_teacher else None
     losses = []
     for _ in range(gradient_steps):
-        batch_obs = _index(observations, np.random.randint(n_observations, size=batch_size))
+        indices = np.random.randint(n_observations, size=batch_size)
+        batch_obs = _index(observations, indices)
         batch = obs_as_tensor(batch_obs, model.device)
-        with th.no_grad():
-            teacher_obs = obs_as_tensor(batch_obs, teacher.device)
-            actions = teacher.policy._predict(teacher_obs, deterministic_teacher).to(model.device)
+        if labels is not None:
+            actions = labels[th.as_tensor(indices, device=model.device)]
+        else:
+            actions = _teacher_actions(teacher, batch_obs, model.device, deterministic=False)
         timesteps = th.randint(0, actor.n_diffusion_steps, (batch_size,), device=model.device)
         noise = th.randn_like(actions)
         noisy_actions = actor.schedule.add_noise(actions, noise, timesteps)
