@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import pathlib
 import sys
 
 import yaml
@@ -99,3 +100,24 @@ os.makedirs(GENERATED, exist_ok=True)
 for name, table in (("pretrained_table.md", _pretrained_table()), ("convert_table.md", _convert_table())):
     with open(os.path.join(GENERATED, name), "w") as file:
         file.write(table)
+
+
+def _benchmark_pages() -> None:
+    """The benchmark report (tables and figures) and the cost tables, from benchmarks/results and benchmarks/cost."""
+    sys.path.insert(0, os.path.join(ROOT, "examples", "benchmarks"))
+    from aggregate import write_report
+    from cost import cost_table
+
+    write_report(pathlib.Path(ROOT, "benchmarks", "results", "v1"), pathlib.Path(GENERATED, "benchmarks_v1"))
+    sections = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "cost", "*.json"))):
+        record = _evaluation(path)
+        assert record is not None
+        machine = record["environment"]["machine"]
+        where = f"{record['device']}, {record['torch_threads']} torch thread(s), {machine['cpus']} logical CPUs"
+        sections.append(f"**{record['env']}**, {where} (`{os.path.relpath(path, ROOT)}`):\n\n{cost_table(record)}")
+    with open(os.path.join(GENERATED, "cost_tables.md"), "w") as file:
+        file.write("\n".join(sections))
+
+
+_benchmark_pages()

@@ -1,0 +1,299 @@
+"""
+Aggregate a suite's raw result files (written by ``run.py``) into a Markdown table, a JSON summary and learning-curve
+figures. Nothing is typed by hand: rerun it whenever a raw file changes (the documentation build runs it too).
+
+    python examples/benchmarks/aggregate.py benchmarks/results/v1 --out benchmarks/results/v1/report
+
+Per task and algorithm, over seeds: the final return (each run's mean over its final deterministic episodes) as
+mean +- std, its interquartile mean (IQM, the mean of the middle 50% of runs, as rliable defines it) with a 95%
+percentile-bootstrap confidence interval (runs resampled with replacement: rliable's stratified bootstrap restricted
+to one task), and the area under the learning curve, normalised by the budget (the average evaluation return
+over training, trapezoidal rule over the evaluation points).
+"""
+
+import argparse
+import json
+import pathlib
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+# Display order and names of the algorithms
+LABELS = {"qsm": "QSM (defaults)", "qsm-paper": "QSM (paper preset)", "sac": "SAC (RL Zoo)", "td3": "TD3 (RL Zoo)"}
+BOOTSTRAP_RESAMPLES = 5000
+CONFIDENCE = 0.95
+# Versions listed in the provenance table
+PACKAGES = ("sb3_qsm", "stable_baselines3", "torch", "gymnasium", "mujoco", "numpy", "python")
+# The QSM configuration the verdicts compare with the baselines
+REFERENCE, BASELINES = "qsm", ("sac", "td3")
+
+
+def load_runs(suite_dir: pathlib.Path) -> list[dict[str, Any]]:
+    """
+    :param suite_dir: Folder of a suite's raw results (``<out>/<suite>``)
+    :return: The finished runs, in a stable order
+    """
+    runs = [json.loads(path.read_text()) for path in sorted(suite_dir.glob("*/*.json"))]
+    return [run for run in runs if "spec" in run and "final" in run]
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the values left after cutting 25% at each end."""
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def bootstrap_ci(values: np.ndarray, statistic: Any = iqm) -> tuple[float, float]:
+    """
+    95% percentile-bootstrap confidence interval of a statistic over runs (NaN with fewer than 2 runs).
+
+    :param values: One value per run, or an array ``(runs, points)`` for one interval per point
+    """
+    if len(values) < 2:
+        nan = np.full(np.shape(values)[1:], np.nan)
+        return nan, nan  # type: ignore[return-value]
+    result = stats.bootstrap(
+        (values,),
+        statistic,
+        axis=0,
+        method="percentile",
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=CONFIDENCE,
+        rng=np.random.default_rng(0),
+    )
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+def final_return(run: dict[str, Any], mode: str = "deterministic") -> float:
+    return float(np.mean(run["final"][mode]["returns"]))
+
+
+def learning_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """:return: The evaluation steps and the mean return of each evaluation"""
+    steps = np.array([evaluation["timesteps"] for evaluation in run["evaluations"]])
+    returns = np.array([np.mean(evaluation["returns"]) for evaluation in run["evaluations"]])
+    return steps, returns
+
+
+def area_under_curve(run: dict[str, Any]) -> float:
+    """The average evaluation return over training (area under the learning curve divided by the budget)."""
+    steps, returns = learning_curve(run)
+    return float(np.trapezoid(returns, steps) / run["spec"]["budget"])
+
+
+def group(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """:return: The runs by task, then by algorithm (tasks in the order they first appear, algorithms as in LABELS)"""
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for run in runs:
+        grouped.setdefault(run["spec"]["env_id"], {}).setdefault(run["spec"]["algo"], []).append(run)
+    order = {algo: index for index, algo in enumerate(LABELS)}
+    return {env: dict(sorted(algos.items(), key=lambda item: order.get(item[0], 99))) for env, algos in grouped.items()}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    :param runs: Finished runs of one algorithm on one task
+    :return: The statistics of the table
+    """
+    finals = np.array([final_return(run) for run in runs])
+    aucs = np.array([area_under_curve(run) for run in runs])
+    low, high = bootstrap_ci(finals)
+    summary = {
+        "seeds": sorted(run["spec"]["seed"] for run in runs),
+        "budget": runs[0]["spec"]["budget"],
+        "final_mean": float(finals.mean()),
+        "final_std": float(finals.std()),
+        "final_iqm": float(iqm(finals)),
+        "final_iqm_ci": [float(low), float(high)],
+        "auc_mean": float(aucs.mean()),
+        "auc_std": float(aucs.std()),
+        "hyperparams_source": runs[0]["settings"]["hyperparams_source"],
+    }
+    if all("stochastic" in run["final"] for run in runs):
+        stochastic = np.array([final_return(run, "stochastic") for run in runs])
+        summary |= {"stochastic_mean": float(stochastic.mean()), "stochastic_std": float(stochastic.std())}
+    return summary
+
+
+def verdict(reference: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """Compare two final-return IQM intervals: ahead, behind, or overlapping."""
+    (ref_low, ref_high), (base_low, base_high) = reference["final_iqm_ci"], baseline["final_iqm_ci"]
+    if np.isnan(ref_low) or np.isnan(base_low):
+        return "too few seeds to compare"
+    if ref_low > base_high:
+        return "ahead"
+    if ref_high < base_low:
+        return "behind"
+    return "ahead, intervals overlap" if reference["final_iqm"] > baseline["final_iqm"] else "behind, intervals overlap"
+
+
+def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The Markdown table of every task and algorithm."""
+    lines = [
+        "| Task (budget) | Algorithm | Seeds | Final return | IQM [95% CI] | AUC | Final, stochastic |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for env, algos in summaries.items():
+        for algo, s in algos.items():
+            stochastic = f"{s['stochastic_mean']:.1f} +- {s['stochastic_std']:.1f}" if "stochastic_mean" in s else "-"
+            low, high = s["final_iqm_ci"]
+            lines.append(
+                f"| {env} ({s['budget']:,}) | {LABELS.get(algo, algo)} | {len(s['seeds'])} "
+                f"| {s['final_mean']:.1f} +- {s['final_std']:.1f} | {s['final_iqm']:.1f} [{low:.1f}, {high:.1f}] "
+                f"| {s['auc_mean']:.1f} +- {s['auc_std']:.1f} | {stochastic} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def verdict_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """QSM (defaults) against each baseline, per task, by the final-return IQM and its interval."""
+    present = [b for b in BASELINES if any(b in algos for algos in summaries.values())]
+    lines = ["| Task | " + " | ".join(f"QSM vs {LABELS[b]}" for b in present) + " |"]
+    lines.append("| --- |" + " --- |" * len(present))
+    for env, algos in summaries.items():
+        if REFERENCE in algos:
+            cells = [verdict(algos[REFERENCE], algos[b]) if b in algos else "-" for b in present]
+            lines.append(f"| {env} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def statement(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """A plain statement, per baseline, of the tasks where QSM (defaults) is ahead, behind, or not told apart."""
+    lines = []
+    for baseline in BASELINES:
+        groups: dict[str, list[str]] = {"ahead": [], "behind": [], "neither clearly ahead nor behind": []}
+        for env, algos in summaries.items():
+            if REFERENCE not in algos or baseline not in algos:
+                continue
+            ref, base = algos[REFERENCE], algos[baseline]
+            outcome = verdict(ref, base)
+            key = outcome if outcome in ("ahead", "behind") else "neither clearly ahead nor behind"
+            groups[key].append(f"{env} ({ref['final_mean']:.0f} vs {base['final_mean']:.0f})")
+        parts = [f"{key} on {', '.join(envs)}" for key, envs in groups.items() if envs]
+        if parts:
+            lines.append(f"- Against {LABELS[baseline]}, QSM (defaults) is " + "; ".join(parts) + ".")
+    note = (
+        "\n(Final returns, QSM first. Ahead or behind: the 95% intervals of the final-return IQM do not overlap; "
+        "with fewer than 2 seeds, or overlapping intervals, neither.)\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def hyperparams_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Where each algorithm's hyperparameters came from, per task."""
+    lines = ["| Task | Algorithm | Hyperparameters |", "| --- | --- | --- |"]
+    for env, algos in summaries.items():
+        lines.extend(f"| {env} | {LABELS.get(algo, algo)} | {s['hyperparams_source']} |" for algo, s in algos.items())
+    return "\n".join(lines) + "\n"
+
+
+def provenance_table(runs: list[dict[str, Any]]) -> str:
+    """The machines and package versions the runs ran on, with the training steps done on each (from the segments)."""
+    steps: Counter[tuple[str, ...]] = Counter()
+    for run in runs:
+        for segment in run["segments"]:
+            machine, versions = segment["machine"], segment["versions"]
+            cpu = f"{machine.get('cpu_model', machine['processor'])}, {machine['cpus']} logical CPUs"
+            packages = ", ".join(f"{name} {versions[name]}" for name in PACKAGES if name in versions)
+            steps[(cpu, segment["device"], packages)] += segment["steps"]
+    lines = ["| Machine | Torch device | Packages | Training steps |", "| --- | --- | --- | --- |"]
+    lines.extend(f"| {cpu} | {device} | {packages} | {n:,} |" for (cpu, device, packages), n in steps.most_common())
+    return "\n".join(lines) + "\n"
+
+
+def coverage_table(suite_name: str, runs: list[dict[str, Any]]) -> str:
+    """Finished seeds against the seeds the suite plans, per task and algorithm."""
+    from suite import SUITES
+
+    finished = Counter((run["spec"]["env_id"], run["spec"]["algo"]) for run in runs)
+    suite = SUITES[suite_name]
+    algos = [algo for algo in LABELS if any(algo in task.algorithms for task in suite.tasks)]
+    lines = ["| Task (budget) | " + " | ".join(LABELS[algo] for algo in algos) + " |", "| --- |" + " --- |" * len(algos)]
+    for task in suite.tasks:
+        cells = [f"{finished[(task.env_id, algo)]} / {len(suite.seeds)}" if algo in task.algorithms else "-" for algo in algos]
+        lines.append(f"| {task.env_id} ({task.budget:,}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_learning_curves(grouped: dict[str, dict[str, list[dict[str, Any]]]], path: pathlib.Path) -> None:
+    """One panel per task: mean evaluation return over seeds, shaded with its 95% bootstrap interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    n_cols = min(3, len(grouped))
+    n_rows = -(-len(grouped) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5 * n_cols, 3.6 * n_rows), squeeze=False)
+    for ax, (env, algos) in zip(axes.flat, grouped.items(), strict=False):
+        for algo, runs in algos.items():
+            curves = [learning_curve(run) for run in runs]
+            n_points = min(len(steps) for steps, _ in curves)
+            steps = curves[0][0][:n_points]
+            returns = np.stack([r[:n_points] for _, r in curves])
+            (line,) = ax.plot(steps, returns.mean(axis=0), label=f"{LABELS.get(algo, algo)} ({len(runs)})")
+            low, high = bootstrap_ci(returns, statistic=np.mean)
+            if not np.isnan(low).all():
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        ax.set_title(env)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(grouped) :]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=min(len(labels), 2 * n_cols))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_report(suite_dir: pathlib.Path, out: pathlib.Path) -> dict[str, Any]:
+    """
+    Write the tables (``results.md``, ``verdicts.md``, ``statement.md``, ``hyperparams.md``, ``provenance.md``,
+    ``coverage.md``),
+    ``summary.json`` and ``learning_curves.png`` into ``out``.
+
+    :param suite_dir: Folder of a suite's raw results
+    :param out: Folder of the report
+    :return: The summary
+    """
+    runs = load_runs(suite_dir)
+    if not runs:
+        raise FileNotFoundError(f"No finished run in {suite_dir}")
+    grouped = group(runs)
+    summaries = {env: {algo: summarize(r) for algo, r in algos.items()} for env, algos in grouped.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summaries, indent=1))
+    tables = {
+        "results.md": summary_table(summaries),
+        "verdicts.md": verdict_table(summaries),
+        "statement.md": statement(summaries),
+        "hyperparams.md": hyperparams_table(summaries),
+        "provenance.md": provenance_table(runs),
+        "coverage.md": coverage_table(runs[0]["spec"]["suite"], runs),
+    }
+    for name, table in tables.items():
+        (out / name).write_text(table)
+    plot_learning_curves(grouped, out / "learning_curves.png")
+    return summaries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suite_dir", type=pathlib.Path, help="folder of a suite's raw results, e.g. benchmarks/results/v1")
+    parser.add_argument("--out", type=pathlib.Path, help="report folder (default: <suite_dir>/report)")
+    args = parser.parse_args()
+    out = args.out or args.suite_dir / "report"
+    write_report(args.suite_dir, out)
+    for name in ("coverage.md", "results.md", "verdicts.md", "statement.md", "provenance.md"):
+        print((out / name).read_text())
+    print(f"Written to {out}")
+
+
+if __name__ == "__main__":
+    main()

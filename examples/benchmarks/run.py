@@ -1,0 +1,408 @@
+"""
+Benchmark runner: algorithms x tasks x seeds of a suite (see ``suite.py``), as parallel worker processes.
+
+Each run writes its own raw result file, ``<out>/<suite>/<env>/<algo>_seed<seed>.json``: a deterministic evaluation
+before training and every ``budget / n_evaluations`` steps, then a final evaluation (deterministic, and stochastic
+for the policies that sample actions). The runner is idempotent and resumable: a run whose result file exists is
+skipped; a run in progress saves a checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at
+every evaluation and when ``--stop-after`` runs out, and the next invocation goes on from it. A run that stops
+between checkpoints restarts from the last one. Lock files keep two invocations from running the same run.
+
+    python examples/benchmarks/run.py --suite v1 --workers 2                 # the whole suite, 2 processes
+    python examples/benchmarks/run.py --suite v1 --envs Hopper-v5 --algos qsm sac --seeds 0
+    python examples/benchmarks/run.py --quick --out /tmp/bench             # smoke test: tiny budgets, then the report
+
+When the suite is complete, ``aggregate.py`` turns the raw files into tables and figures (``--quick`` does it too).
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import datetime
+import gzip
+import io
+import json
+import multiprocessing
+import os
+import pathlib
+import platform
+import shutil
+import socket
+import sys
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from suite import ALGORITHMS, STOCHASTIC_POLICIES, SUITES, Suite, Task, make_model
+from tqdm import tqdm
+
+import sb3_qsm
+
+# Evaluation environments are seeded apart from the training environment
+EVAL_SEED_OFFSET = 10_000
+# How often (in environment steps) a worker reports its progress to the display
+PROGRESS_EVERY = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one run: a result file is reused only for the same spec."""
+
+    suite: str
+    env_id: str
+    algo: str
+    seed: int
+    budget: int
+    eval_freq: int
+    eval_episodes: int
+    final_episodes: int
+    max_learning_starts: int | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.env_id}/{self.algo}_seed{self.seed}"
+
+
+def result_path(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
+    return out / spec.suite / spec.env_id / f"{spec.algo}_seed{spec.seed}.json"
+
+
+def checkpoint_dir(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
+    return out / spec.suite / ".checkpoints" / spec.env_id / f"{spec.algo}_seed{spec.seed}"
+
+
+def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
+    """Write a JSON file atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def evaluate(model: BaseAlgorithm, env: gym.Env, n_episodes: int, deterministic: bool) -> dict[str, list[float]]:
+    returns, lengths = evaluate_policy(
+        model, env, n_eval_episodes=n_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
+    )
+    return {"returns": [float(r) for r in returns], "lengths": [int(n) for n in lengths]}  # type: ignore[union-attr]
+
+
+def environment() -> dict[str, Any]:
+    """The package versions and the machine a run segment ran with."""
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "gymnasium": gym.__version__}
+    versions |= {"sb3_qsm": sb3_qsm.__version__, "stable_baselines3": stable_baselines3.__version__, "torch": th.__version__}
+    try:
+        import mujoco
+
+        versions["mujoco"] = mujoco.__version__
+    except ImportError:
+        pass
+    machine = {"host": socket.gethostname(), "processor": platform.processor() or platform.machine()}
+    cpuinfo = pathlib.Path("/proc/cpuinfo")  # Linux only
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    if models:
+        machine["cpu_model"] = models[0]
+    machine |= {"cpus": os.cpu_count(), "platform": platform.platform()}
+    return {"versions": versions, "machine": machine}
+
+
+class EvalCheckpointCallback(BaseCallback):
+    """
+    Evaluates every ``eval_freq`` steps, saves a checkpoint after each evaluation and stops training once the
+    deadline has passed.
+    """
+
+    def __init__(self, run: "Run", deadline: float | None):
+        super().__init__()
+        self.run = run
+        self.deadline = deadline
+        self.stopped = False
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % PROGRESS_EVERY == 0:
+            self.run.report(PROGRESS_EVERY)
+        if self.num_timesteps % self.run.spec.eval_freq == 0:
+            self.run.evaluate_now()
+            if self.num_timesteps < self.run.spec.budget:
+                self.run.save_checkpoint()
+        if self.deadline is not None and time.time() > self.deadline and self.num_timesteps < self.run.spec.budget:
+            self.stopped = True
+            return False
+        return True
+
+
+class Run:
+    """
+    One run: trains, evaluates and checkpoints one algorithm on one task with one seed.
+
+    :param spec: What to run
+    :param out: Root folder of the raw results
+    :param device: Torch device
+    :param progress: Queue to report progress to (``(run name, steps)`` items), or None
+    """
+
+    def __init__(self, spec: RunSpec, out: pathlib.Path, device: str, progress: Any = None):
+        self.spec = spec
+        self.out = out
+        self.device = device
+        self.progress = progress
+        self.env = gym.make(spec.env_id)
+        self.eval_env = Monitor(gym.make(spec.env_id))
+        self.eval_env.reset(seed=spec.seed + EVAL_SEED_OFFSET)
+        self.model, self.record = self._load_or_build()
+        self.segment_start = time.time()
+        self.eval_seconds = 0.0
+
+    def report(self, steps: int) -> None:
+        if self.progress is not None:
+            self.progress.put((self.spec.name, steps))
+
+    def _load_or_build(self) -> tuple[BaseAlgorithm, dict[str, Any]]:
+        folder = checkpoint_dir(self.out, self.spec)
+        progress_file = folder / "progress.json"
+        if progress_file.is_file():
+            record = json.loads(progress_file.read_text())
+            if record["spec"] == dataclasses.asdict(self.spec):
+                model = ALGORITHMS[self.spec.algo].load(folder / "model.zip", env=self.env, device=self.device)
+                buffer = gzip.decompress((folder / "replay_buffer.pkl.gz").read_bytes())
+                model.load_replay_buffer(io.BytesIO(buffer))  # type: ignore[attr-defined]
+                # A fixed seed per resume point keeps a resumed run reproducible
+                model.set_random_seed(self.spec.seed + model.num_timesteps)
+                self.report(model.num_timesteps)
+                return model, record
+        model, settings = make_model(
+            self.spec.algo,
+            self.env,
+            self.spec.env_id,
+            self.spec.seed,
+            self.spec.budget,
+            self.device,
+            self.spec.max_learning_starts,
+        )
+        record = {"spec": dataclasses.asdict(self.spec), "settings": settings, "evaluations": [], "segments": []}
+        return model, record
+
+    def evaluate_now(self) -> None:
+        start = time.time()
+        result = evaluate(self.model, self.eval_env, self.spec.eval_episodes, deterministic=True)
+        self.record["evaluations"].append({"timesteps": self.model.num_timesteps, **result})
+        self.eval_seconds += time.time() - start
+
+    def _close_segment(self, steps_before: int) -> None:
+        seconds = time.time() - self.segment_start
+        segment = {"steps": self.model.num_timesteps - steps_before, "seconds": seconds, "eval_seconds": self.eval_seconds}
+        self.record["segments"].append({**segment, "device": self.device, **environment()})
+
+    def save_checkpoint(self) -> None:
+        folder = checkpoint_dir(self.out, self.spec)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.model.save(tmp / "model.zip")
+        # Compressed: the unused part of the buffer is zeros
+        self.model.save_replay_buffer(tmp / "replay_buffer.pkl")  # type: ignore[attr-defined]
+        (tmp / "replay_buffer.pkl.gz").write_bytes(gzip.compress((tmp / "replay_buffer.pkl").read_bytes(), compresslevel=1))
+        (tmp / "replay_buffer.pkl").unlink()
+        record = {**self.record, "segments": [*self.record["segments"]]}
+        write_json(tmp / "progress.json", record)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+
+    def execute(self, deadline: float | None) -> dict[str, Any] | None:
+        """
+        Train to the budget (or the deadline), then evaluate and write the result file.
+
+        :param deadline: ``time.time()`` after which to checkpoint and stop
+        :return: The result, or None if the deadline stopped the run
+        """
+        steps_before = self.model.num_timesteps
+        if steps_before == 0:
+            self.evaluate_now()
+        callback = EvalCheckpointCallback(self, deadline)
+        remaining = self.spec.budget - self.model.num_timesteps
+        self.model.learn(remaining, callback=callback, reset_num_timesteps=steps_before == 0)
+        self.report(self.model.num_timesteps % PROGRESS_EVERY)
+        if callback.stopped:
+            self._close_segment(steps_before)
+            self.save_checkpoint()
+            return None
+        final = {"deterministic": evaluate(self.model, self.eval_env, self.spec.final_episodes, deterministic=True)}
+        if self.spec.algo in STOCHASTIC_POLICIES:
+            final["stochastic"] = evaluate(self.model, self.eval_env, self.spec.final_episodes, deterministic=False)
+        self._close_segment(steps_before)
+        result = {**self.record, "final": final, "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+        write_json(result_path(self.out, self.spec), result)
+        shutil.rmtree(checkpoint_dir(self.out, self.spec), ignore_errors=True)
+        return result
+
+
+def lock_path(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
+    return out / spec.suite / ".locks" / f"{spec.env_id}__{spec.algo}_seed{spec.seed}.lock"
+
+
+def acquire_lock(path: pathlib.Path) -> bool:
+    """
+    Take a run's lock file; a lock left by a process of this host that has ended is taken over.
+
+    :return: Whether the lock was taken
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            host, pid = path.read_text().split()
+            if host != socket.gethostname() or _alive(int(pid)):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as file:
+            file.write(owner)
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_worker(spec: RunSpec, out: pathlib.Path, device: str, deadline: float | None, progress: Any) -> str:
+    """
+    Worker process entry point: one run, under its lock.
+
+    :return: One line saying how the run ended
+    """
+    if deadline is not None and time.time() > deadline:
+        return f"{spec.name}: not started, the deadline has passed"
+    th.set_num_threads(1)
+    lock = lock_path(out, spec)
+    if not acquire_lock(lock):
+        return f"{spec.name}: skipped, another process holds {lock}"
+    try:
+        result = Run(spec, out, device, progress).execute(deadline)
+    finally:
+        lock.unlink(missing_ok=True)
+    if result is None:
+        return f"{spec.name}: stopped at the deadline, checkpoint saved"
+    returns = result["final"]["deterministic"]["returns"]
+    return f"{spec.name}: done, final return {np.mean(returns):.1f} +- {np.std(returns):.1f}"
+
+
+def plan(suite: Suite, envs: list[str] | None, algos: list[str] | None, seeds: list[int] | None) -> list[RunSpec]:
+    """The runs of a suite, optionally restricted to some tasks, algorithms and seeds."""
+    unknown = set(envs or ()) - {task.env_id for task in suite.tasks}
+    unknown |= set(algos or ()) - set(ALGORITHMS)
+    if unknown:
+        raise SystemExit(f"Not in suite {suite.name!r}: {sorted(unknown)}")
+    specs = []
+    for task in suite.tasks:
+        for algo in task.algorithms:
+            for seed in seeds if seeds is not None else suite.seeds:
+                if (envs is None or task.env_id in envs) and (algos is None or algo in algos):
+                    specs.append(spec_of(suite, task, algo, seed))
+    return specs
+
+
+def spec_of(suite: Suite, task: Task, algo: str, seed: int) -> RunSpec:
+    return RunSpec(
+        suite.name,
+        task.env_id,
+        algo,
+        seed,
+        task.budget,
+        task.eval_freq,
+        suite.eval_episodes,
+        suite.final_episodes,
+        suite.max_learning_starts,
+    )
+
+
+def pending(specs: list[RunSpec], out: pathlib.Path) -> list[RunSpec]:
+    """
+    Leave out the finished runs. A result file written with other settings stops the runner (it is never overwritten).
+    """
+    todo = []
+    for spec in specs:
+        path = result_path(out, spec)
+        if not path.is_file():
+            todo.append(spec)
+        elif json.loads(path.read_text())["spec"] != dataclasses.asdict(spec):
+            raise SystemExit(f"{path} was written with other settings than {spec}: move it away to run it again")
+    return todo
+
+
+def execute(specs: list[RunSpec], out: pathlib.Path, workers: int, device: str, stop_after: float | None) -> bool:
+    """
+    Run the specs in worker processes with a progress display.
+
+    :return: Whether every run ended without an error
+    """
+    deadline = None if stop_after is None else time.time() + stop_after
+    total = sum(spec.budget for spec in specs)
+    ok = True
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, tqdm(total=total, unit="step", smoothing=0.05) as bar:
+        progress = manager.Queue()
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(run_worker, spec, out, device, deadline, progress): spec for spec in specs}
+            not_done = set(futures)
+            while not_done:
+                done, not_done = concurrent.futures.wait(not_done, timeout=1.0)
+                while not progress.empty():
+                    bar.update(progress.get()[1])
+                for future in done:
+                    try:
+                        bar.write(future.result())
+                    except Exception as error:  # a failed run must not stop the others
+                        ok = False
+                        bar.write(f"{futures[future].name}: FAILED: {error!r}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="v1")
+    parser.add_argument("--quick", action="store_true", help="the 'quick' suite, then the report (a smoke test)")
+    parser.add_argument("--envs", nargs="+", help="only these tasks")
+    parser.add_argument("--algos", nargs="+", help=f"only these algorithms ({', '.join(ALGORITHMS)})")
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds")
+    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes (one torch thread each)")
+    parser.add_argument("--device", default="cpu", help="torch device of the networks")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
+    parser.add_argument("--stop-after", type=float, help="seconds after which every run checkpoints and stops")
+    parser.add_argument("--list", action="store_true", help="print the runs and their state, run nothing")
+    args = parser.parse_args(argv)
+    suite = SUITES["quick" if args.quick else args.suite]
+    specs = plan(suite, args.envs, args.algos, args.seeds)
+    todo = pending(specs, args.out)
+    print(f"Suite {suite.name}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
+    if args.list:
+        for spec in todo:
+            state = "checkpointed" if (checkpoint_dir(args.out, spec) / "progress.json").is_file() else "not started"
+            print(f"  {spec.name} ({spec.budget} steps): {state}")
+        return 0
+    ok = execute(todo, args.out, args.workers, args.device, args.stop_after) if todo else True
+    if args.quick and ok and not pending(specs, args.out):
+        from aggregate import write_report
+
+        write_report(args.out / suite.name, args.out / suite.name / "report")
+        print(f"Report written to {args.out / suite.name / 'report'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The benchmark runner, its aggregation and the cost figures (examples/benchmarks/): a smoke test of the whole
+pipeline (the quick suite), resuming, idempotence, the RL Zoo hyperparameters and the statistics."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+BENCHMARKS = pathlib.Path(__file__).parent.parent / "examples" / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import aggregate  # noqa: E402
+import run  # noqa: E402
+import suite  # noqa: E402
+
+
+def _script(name: str, *args: str, cwd: pathlib.Path, timeout: int = 600) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
+    out = _script("run.py", "--quick", "--workers", "2", "--out", str(tmp_path), cwd=tmp_path)
+    quick = suite.SUITES["quick"]
+    algos = quick.tasks[0].algorithms
+    for algo in algos:
+        record = json.loads((tmp_path / "quick" / "Pendulum-v1" / f"{algo}_seed0.json").read_text())
+        steps = [evaluation["timesteps"] for evaluation in record["evaluations"]]
+        assert steps == [0, 200, 400]
+        assert all(len(evaluation["returns"]) == quick.eval_episodes for evaluation in record["evaluations"])
+        assert len(record["final"]["deterministic"]["returns"]) == quick.final_episodes
+        assert ("stochastic" in record["final"]) == (algo in suite.STOCHASTIC_POLICIES)
+        assert record["settings"]["runner_overrides"]["buffer_size"] == "400"
+    report = tmp_path / "quick" / "report"
+    table = (report / "results.md").read_text()
+    assert all(aggregate.LABELS[algo] in table for algo in algos)
+    assert (report / "learning_curves.png").stat().st_size > 10_000
+    assert f"{len(algos)} runs, 0 finished, {len(algos)} to run" in out
+    # A second invocation finds every run finished and runs nothing
+    again = _script("run.py", "--quick", "--out", str(tmp_path), cwd=tmp_path)
+    assert f"{len(algos)} finished, 0 to run" in again
+    checkpoints = tmp_path / "quick" / ".checkpoints" / "Pendulum-v1"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())  # finished runs leave no checkpoint
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path: pathlib.Path) -> None:
+    quick = suite.SUITES["quick"]
+    spec = run.spec_of(quick, quick.tasks[0], "qsm", seed=0)
+    first = run.Run(spec, tmp_path, device="cpu")
+    assert first.execute(deadline=time.time()) is None  # the deadline has passed: stop at the first step
+    progress = json.loads((run.checkpoint_dir(tmp_path, spec) / "progress.json").read_text())
+    assert [evaluation["timesteps"] for evaluation in progress["evaluations"]] == [0]
+    assert not run.result_path(tmp_path, spec).exists()
+
+    second = run.Run(spec, tmp_path, device="cpu")
+    assert second.model.num_timesteps == first.model.num_timesteps > 0
+    assert second.model.replay_buffer.size() == first.model.replay_buffer.size()  # type: ignore[union-attr]
+    result = second.execute(deadline=None)
+    assert result is not None
+    assert [evaluation["timesteps"] for evaluation in result["evaluations"]] == [0, 200, 400]
+    assert sum(segment["steps"] for segment in result["segments"]) == spec.budget
+    assert len(result["segments"]) == 2
+    assert not run.checkpoint_dir(tmp_path, spec).exists()
+
+
+def test_result_written_with_other_settings_is_never_overwritten(tmp_path: pathlib.Path) -> None:
+    quick = suite.SUITES["quick"]
+    spec = run.spec_of(quick, quick.tasks[0], "sac", seed=0)
+    path = run.result_path(tmp_path, spec)
+    other = {**run.dataclasses.asdict(spec), "budget": spec.budget * 2}
+    run.write_json(path, {"spec": other, "final": {}})
+    before = path.read_text()
+    with pytest.raises(SystemExit, match="other settings"):
+        run.pending([spec], tmp_path)
+    assert path.read_text() == before
+
+
+def test_lock_is_exclusive_and_taken_over_when_stale(tmp_path: pathlib.Path) -> None:
+    lock = tmp_path / "a.lock"
+    assert run.acquire_lock(lock)
+    assert not run.acquire_lock(lock)  # held by this (living) process
+    lock.write_text(f"{run.socket.gethostname()} 999999999")  # a process that does not exist
+    assert run.acquire_lock(lock)
+
+
+def test_plan_rejects_names_outside_the_suite() -> None:
+    with pytest.raises(SystemExit, match="Walker2d-v5"):
+        run.plan(suite.SUITES["v1"], ["Walker2d-v5"], None, None)
+    specs = run.plan(suite.SUITES["v1"], ["Hopper-v5"], ["qsm-paper"], [0, 1])
+    assert [(s.env_id, s.algo, s.seed, s.budget, s.eval_freq) for s in specs] == [
+        ("Hopper-v5", "qsm-paper", 0, 100_000, 10_000),
+        ("Hopper-v5", "qsm-paper", 1, 100_000, 10_000),
+    ]
+
+
+def test_suite_v1_covers_the_issue() -> None:
+    v1 = suite.SUITES["v1"]
+    budgets = {task.env_id: task.budget for task in v1.tasks}
+    assert budgets == {
+        "Pendulum-v1": 20_000,
+        "MountainCarContinuous-v0": 50_000,
+        "InvertedDoublePendulum-v5": 50_000,
+        "Hopper-v5": 100_000,
+        "HalfCheetah-v5": 100_000,
+    }
+    assert len(v1.seeds) >= 3 and v1.final_episodes == 10
+    for task in v1.tasks:
+        assert {"qsm", "sac", "td3"} <= set(task.algorithms)
+    assert {task.env_id for task in v1.tasks if "qsm-paper" in task.algorithms} >= {"Pendulum-v1", "Hopper-v5"}
+
+
+def test_zoo_hyperparameters() -> None:
+    entry, source = suite.zoo_entry("td3", "Pendulum-v1")
+    assert source == "rl_zoo3 td3.yml: Pendulum-v1"
+    hyperparams = suite.zoo_hyperparams(entry, n_actions=1)
+    assert hyperparams["policy_kwargs"] == {"net_arch": [400, 300]}
+    assert isinstance(hyperparams["action_noise"], NormalActionNoise)
+    np.testing.assert_allclose(hyperparams["action_noise"]._sigma, [0.1])
+    assert "n_timesteps" not in hyperparams and "noise_type" not in hyperparams
+    # MountainCarContinuous: Ornstein-Uhlenbeck noise for TD3, gSDE for SAC
+    td3 = suite.zoo_hyperparams(suite.zoo_entry("td3", "MountainCarContinuous-v0")[0], n_actions=1)
+    assert isinstance(td3["action_noise"], OrnsteinUhlenbeckActionNoise)
+    assert suite.zoo_hyperparams(suite.zoo_entry("sac", "MountainCarContinuous-v0")[0], n_actions=1)["use_sde"]
+    # The zoo tunes MuJoCo tasks under their -v4 ids; InvertedDoublePendulum has no MuJoCo entry at all
+    assert suite.zoo_entry("sac", "Hopper-v5")[1] == "rl_zoo3 sac.yml: Hopper-v4"
+    entry, source = suite.zoo_entry("sac", "InvertedDoublePendulum-v5")
+    assert entry == {} and source.startswith("SB3 defaults")
+    with pytest.raises(NotImplementedError, match="normalize"):
+        suite.zoo_hyperparams({"policy": "MlpPolicy", "normalize": True}, n_actions=1)
+
+
+def test_make_model_caps_buffer_and_keeps_settings() -> None:
+    import gymnasium as gym
+
+    env = gym.make("Pendulum-v1")
+    model, settings = suite.make_model("td3", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+    assert model.buffer_size == 500 and model.learning_starts == 10_000 and model.gamma == 0.98
+    assert settings["hyperparams_source"] == "rl_zoo3 td3.yml: Pendulum-v1"
+    paper, _ = suite.make_model("qsm-paper", env, "Pendulum-v1", seed=0, budget=500, device="cpu", max_learning_starts=50)
+    assert paper.learning_starts == 50 and paper.score_scale == 50.0 and paper.action_noise is not None
+    with pytest.raises(ValueError, match="Unknown algorithm"):
+        suite.make_model("ppo", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+
+
+def _fake_run(algo: str, seed: int, curve: list[float], final: list[float]) -> dict:
+    steps = np.linspace(0, 100, len(curve)).astype(int).tolist()
+    return {
+        "spec": {"env_id": "Task-v0", "algo": algo, "seed": seed, "budget": 100},
+        "settings": {"hyperparams_source": "test"},
+        "evaluations": [{"timesteps": t, "returns": [r, r]} for t, r in zip(steps, curve, strict=True)],
+        "final": {"deterministic": {"returns": final}},
+        "segments": [],
+    }
+
+
+def test_statistics_are_exact() -> None:
+    # IQM cuts 25% at each end: of 1..8, the mean of 3..6
+    assert aggregate.iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)
+    # Area under a linear curve from 0 to 10 over the budget: its average, 5
+    assert aggregate.area_under_curve(_fake_run("qsm", 0, [0.0, 5.0, 10.0], [1.0])) == pytest.approx(5.0)
+    runs = [_fake_run("qsm", seed, [0.0, 1.0], [float(seed), float(seed) + 2]) for seed in range(4)]
+    summary = aggregate.summarize(runs)
+    finals = np.array([1.0, 2.0, 3.0, 4.0])
+    assert summary["final_mean"] == pytest.approx(finals.mean())
+    assert summary["final_std"] == pytest.approx(finals.std())
+    assert summary["final_iqm"] == pytest.approx(2.5)
+    low, high = summary["final_iqm_ci"]
+    assert finals.min() <= low <= summary["final_iqm"] <= high <= finals.max()
+
+
+def test_verdicts() -> None:
+    def summary(iqm: float, low: float, high: float) -> dict:
+        return {"final_iqm": iqm, "final_iqm_ci": [low, high]}
+
+    assert aggregate.verdict(summary(10, 9, 11), summary(5, 4, 6)) == "ahead"
+    assert aggregate.verdict(summary(5, 4, 6), summary(10, 9, 11)) == "behind"
+    assert aggregate.verdict(summary(6, 4, 8), summary(5, 3, 7)) == "ahead, intervals overlap"
+    assert aggregate.verdict(summary(6, np.nan, np.nan), summary(5, 3, 7)) == "too few seeds to compare"
+
+
+def test_cost_figures_quick(tmp_path: pathlib.Path) -> None:
+    _script("cost.py", "--quick", "--threads", "1", "--out", str(tmp_path), cwd=tmp_path)
+    record = json.loads((tmp_path / "Pendulum-v1.json").read_text())
+    labels = [result["label"] for result in record["results"]]
+    assert labels[0] == "SAC 256x256" and "SAC 512x512" in labels
+    assert [r["n_diffusion_steps"] for r in record["results"] if r["algo"] == "QSM" and r["width"] == 256] == [1, 2, 5, 10, 20]
+    for result, ratio in zip(record["results"], record["ratios"], strict=True):
+        assert result["train_steps_per_second"] > 0 and result["peak_rss_mib"] > 0
+        if result["algo"] == "SAC":
+            assert ratio["throughput"] == ratio["predict"] == ratio["peak_rss"] == 1.0
