@@ -137,6 +137,7 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "predict": r["predict_ms"] / base["predict_ms"],
                 "predict_batch": r["predict_batch_ms"] / base["predict_batch_ms"],
                 "peak_rss": r["peak_rss_mib"] / base["peak_rss_mib"],
+                "parameters": r["parameters"] / base["parameters"],
             }
         )
     return rows
@@ -145,14 +146,15 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def cost_table(record: dict[str, Any]) -> str:
     """The Markdown table of a cost record: absolute figures and ratios to SAC at the same width."""
     lines = [
-        "| Configuration | steps/s | x SAC | predict, 1 obs | x SAC | predict, 256 obs | x SAC | peak RSS | x SAC |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Configuration | steps/s | x SAC | predict, 1 obs | x SAC | predict, 256 obs | x SAC | peak RSS | x SAC "
+        "| parameters | x SAC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r, q in zip(record["results"], record["ratios"], strict=True):
+    for r, q in zip(record["results"], ratios(record["results"]), strict=True):
         lines.append(
             f"| {r['label']} | {r['train_steps_per_second']:.1f} | {q['throughput']:.2f} "
             f"| {r['predict_ms']:.2f} ms | {q['predict']:.2f} | {r['predict_batch_ms']:.2f} ms | {q['predict_batch']:.2f} "
-            f"| {r['peak_rss_mib']:.0f} MiB | {q['peak_rss']:.2f} |"
+            f"| {r['peak_rss_mib']:.0f} MiB | {q['peak_rss']:.2f} | {r['parameters']:,} | {q['parameters']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
