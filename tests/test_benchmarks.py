@@ -39,6 +39,8 @@ def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
         assert len(record["final"]["deterministic"]["returns"]) == quick.final_episodes
         assert ("stochastic" in record["final"]) == (algo in suite.STOCHASTIC_POLICIES)
         assert record["settings"]["runner_overrides"]["buffer_size"] == "400"
+        # Pendulum's episodes last 200 steps: two training episodes, ending at steps 200 and 400
+        assert [(t, n) for t, _, n in record["training_episodes"]] == [(200, 200), (400, 200)]
     report = tmp_path / "quick" / "report"
     table = (report / "results.md").read_text()
     assert all(aggregate.LABELS[algo] in table for algo in algos)

@@ -3,10 +3,12 @@ Benchmark runner: algorithms x tasks x seeds of a suite (see ``suite.py``), as p
 
 Each run writes its own raw result file, ``<out>/<suite>/<env>/<algo>_seed<seed>.json``: a deterministic evaluation
 before training and every ``budget / n_evaluations`` steps, then a final evaluation (deterministic, and stochastic
-for the policies that sample actions). The runner is idempotent and resumable: a run whose result file exists is
-skipped; a run in progress saves a checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at
-every evaluation and when ``--stop-after`` runs out, and the next invocation goes on from it. A run that stops
-between checkpoints restarts from the last one. Lock files keep two invocations from running the same run.
+for the policies that sample actions), and the return of every training episode.
+
+The runner is idempotent and resumable: a run whose result file exists is skipped; a run in progress saves a
+checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at every evaluation and when
+``--stop-after`` runs out, and the next invocation goes on from it. A run that stops between checkpoints restarts
+from the last one (the episode in progress is cut). Lock files keep two invocations from running the same run.
 
     python examples/benchmarks/run.py --suite v1 --workers 2                 # the whole suite, 2 processes
     python examples/benchmarks/run.py --suite v1 --envs Hopper-v5 --algos qsm sac --seeds 0
@@ -126,6 +128,10 @@ class EvalCheckpointCallback(BaseCallback):
         self.stopped = False
 
     def _on_step(self) -> bool:
+        for info in self.locals["infos"]:  # the Monitor wrapper's summary of each finished training episode
+            if "episode" in info:
+                episode = [self.num_timesteps, float(info["episode"]["r"]), int(info["episode"]["l"])]
+                self.run.record.setdefault("training_episodes", []).append(episode)
         if self.num_timesteps % PROGRESS_EVERY == 0:
             self.run.report(PROGRESS_EVERY)
         if self.num_timesteps % self.run.spec.eval_freq == 0:
@@ -187,6 +193,7 @@ class Run:
             self.spec.max_learning_starts,
         )
         record = {"spec": dataclasses.asdict(self.spec), "settings": settings, "evaluations": [], "segments": []}
+        record["training_episodes"] = []  # [timesteps at its end, return, length] per training episode
         return model, record
 
     def evaluate_now(self) -> None:
