@@ -146,6 +146,9 @@ def test_make_model_caps_buffer_and_keeps_settings() -> None:
     model, settings = suite.make_model("td3", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
     assert model.buffer_size == 500 and model.learning_starts == 10_000 and model.gamma == 0.98
     assert settings["hyperparams_source"] == "rl_zoo3 td3.yml: Pendulum-v1"
+    effective = settings["effective_hyperparams"]
+    assert effective["gamma"] == "0.98" and effective["buffer_size"] == "500"
+    assert "NormalActionNoise" in effective["action_noise"]
     paper, _ = suite.make_model("qsm-paper", env, "Pendulum-v1", seed=0, budget=500, device="cpu", max_learning_starts=50)
     assert paper.learning_starts == 50 and paper.score_scale == 50.0 and paper.action_noise is not None
     with pytest.raises(ValueError, match="Unknown algorithm"):
@@ -176,6 +179,14 @@ def test_statistics_are_exact() -> None:
     assert summary["final_iqm"] == pytest.approx(2.5)
     low, high = summary["final_iqm_ci"]
     assert finals.min() <= low <= summary["final_iqm"] <= high <= finals.max()
+
+
+def test_runs_with_different_settings_are_not_pooled() -> None:
+    runs = [_fake_run("qsm", seed, [0.0, 1.0], [1.0]) for seed in range(2)]
+    runs[0]["settings"]["effective_hyperparams"] = {"score_scale": "50.0"}
+    runs[1]["settings"]["effective_hyperparams"] = {"score_scale": "1.0"}
+    with pytest.raises(ValueError, match="different settings"):
+        aggregate.summarize(runs)
 
 
 def test_verdicts() -> None:

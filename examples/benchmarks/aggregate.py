@@ -96,6 +96,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     :param runs: Finished runs of one algorithm on one task
     :return: The statistics of the table
     """
+    settings = {json.dumps(run["settings"].get("effective_hyperparams"), sort_keys=True) for run in runs}
+    settings.discard("null")  # runs recorded before the effective settings were
+    if len(settings) > 1:
+        spec = runs[0]["spec"]
+        raise ValueError(f"The {spec['algo']} runs on {spec['env_id']} ran with different settings: {sorted(settings)}")
     finals = np.array([final_return(run) for run in runs])
     aucs = np.array([area_under_curve(run) for run in runs])
     low, high = bootstrap_ci(finals)

@@ -169,6 +169,22 @@ def describe(hyperparams: dict[str, Any]) -> dict[str, str]:
     return {key: repr(value) for key, value in sorted(hyperparams.items())}
 
 
+# Constructor arguments that say nothing about the algorithm's settings
+NOT_SETTINGS = {"policy", "env", "verbose", "seed", "device", "tensorboard_log", "stats_window_size", "_init_setup_model"}
+
+
+def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
+    """
+    The value of every constructor argument as the built model holds it, defaults included, so that a raw result
+    still says what ran after a default changes.
+
+    :param model: The model
+    :return: Argument name to ``repr`` of its value
+    """
+    names = [name for name in inspect.signature(type(model)).parameters if name not in NOT_SETTINGS]
+    return {name: repr(getattr(model, name)) for name in names if hasattr(model, name)}
+
+
 def make_model(
     algo: str, env: GymEnv, env_id: str, seed: int, budget: int, device: str, max_learning_starts: int | None = None
 ) -> tuple[BaseAlgorithm, dict[str, Any]]:
@@ -210,5 +226,6 @@ def make_model(
         "hyperparams_source": source,
         "hyperparams": describe(hyperparams),
         "runner_overrides": describe(overrides),
+        "effective_hyperparams": effective_hyperparams(model),
     }
     return model, settings
