@@ -150,6 +150,7 @@ class DiffusionSchedule(nn.Module):
         temperature: float = 1.0,
         clip: bool = True,
         deterministic: bool = False,
+        trajectory: list[th.Tensor] | None = None,
     ) -> th.Tensor:
         """
         Run the reverse process from ``x_T = x`` down to ``x_0``, as the QSM reference does:
@@ -163,12 +164,18 @@ class DiffusionSchedule(nn.Module):
         :param clip: Whether to clip to ``[-1, 1]`` after every step (the reference does; with a large
             score scale a single step can move far outside the box)
         :param deterministic: Skip the injected noise, so no random number is drawn
+        :param trajectory: If given, ``x_T`` and every following sample are appended to it (``T + 1`` tensors, the
+            last one the returned actions), for inspection
         :return: Actions ``x_0`` in ``[-1, 1]``
         """
+        if trajectory is not None:
+            trajectory.append(x)
         for t in reversed(range(self.n_steps)):
             x = self.reverse_step(x, denoise_fn(x, t), t)
             if t > 0 and not deterministic and temperature > 0:
                 x = x + (self.sigmas[t] * temperature) * th.randn_like(x)
-            if clip:
+            if clip or t == 0:
                 x = x.clamp(-1.0, 1.0)
-        return x.clamp(-1.0, 1.0)
+            if trajectory is not None:
+                trajectory.append(x)
+        return x

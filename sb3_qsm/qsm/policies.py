@@ -137,12 +137,14 @@ class DiffusionActor(BoundedActionPolicy):
         """
         return self.denoiser(features, noisy_actions, self.denoiser.time_codes()[timesteps])
 
-    def sample(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+    def sample(self, obs: PyTorchObs, deterministic: bool = False, trajectory: list[th.Tensor] | None = None) -> th.Tensor:
         """
         Draw actions in ``[-1, 1]`` with the reverse diffusion process.
 
         :param obs: Observations (a batch)
         :param deterministic: Start from ``x_T = 0`` and inject no noise (no random draw at all)
+        :param trajectory: If given, the ``T + 1`` samples of the chain, from ``x_T`` to the actions, are appended to it
+            (normalised space)
         :return: Actions in the normalised space ``[-1, 1]``, shape ``(batch, action_dim)``
         """
         features = self.extract_features(obs, self.features_extractor)
@@ -155,7 +157,12 @@ class DiffusionActor(BoundedActionPolicy):
             return self.denoiser.forward_conditioned(x_t, condition[t])
 
         return self.schedule.sample(
-            denoise, x, temperature=self.sampler_temperature, clip=self.clip_sampler, deterministic=deterministic
+            denoise,
+            x,
+            temperature=self.sampler_temperature,
+            clip=self.clip_sampler,
+            deterministic=deterministic,
+            trajectory=trajectory,
         )
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
