@@ -57,5 +57,6 @@ class MultiModalBandit(gym.Env):
         return np.zeros(1, dtype=np.float32), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Reward the action (clipped to the bounds) and end the episode."""
         reward = float(self.reward(np.clip(action, -1.0, 1.0)[None])[0])
         return np.zeros(1, dtype=np.float32), reward, True, False, {}
