@@ -53,6 +53,7 @@ class MultiModalBandit(gym.Env):
         return np.exp(-squared / (2 * self.width**2)).max(axis=1)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Start an episode: the observation is always zero."""
         super().reset(seed=seed)
         return np.zeros(1, dtype=np.float32), {}
 
