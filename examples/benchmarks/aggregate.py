@@ -83,12 +83,19 @@ def area_under_curve(run: dict[str, Any]) -> float:
 
 
 def group(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """:return: The runs by task, then by algorithm (tasks in the order they first appear, algorithms as in LABELS)"""
+    """:return: The runs by task (in the suite's order), then by algorithm (in the order of LABELS)"""
+    from suite import SUITES
+
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
         grouped.setdefault(run["spec"]["env_id"], {}).setdefault(run["spec"]["algo"], []).append(run)
-    order = {algo: index for index, algo in enumerate(LABELS)}
-    return {env: dict(sorted(algos.items(), key=lambda item: order.get(item[0], 99))) for env, algos in grouped.items()}
+    suite = SUITES.get(runs[0]["spec"]["suite"]) if runs else None
+    task_order = {task.env_id: index for index, task in enumerate(suite.tasks)} if suite is not None else {}
+    algo_order = {algo: index for index, algo in enumerate(LABELS)}
+    return {
+        env: dict(sorted(grouped[env].items(), key=lambda item: algo_order.get(item[0], len(algo_order))))
+        for env in sorted(grouped, key=lambda env: (task_order.get(env, len(task_order)), env))
+    }
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
