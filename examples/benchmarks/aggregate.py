@@ -89,7 +89,7 @@ def group(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
         grouped.setdefault(run["spec"]["env_id"], {}).setdefault(run["spec"]["algo"], []).append(run)
-    suite = SUITES.get(runs[0]["spec"]["suite"]) if runs else None
+    suite = SUITES.get(runs[0]["spec"].get("suite", "")) if runs else None
     task_order = {task.env_id: index for index, task in enumerate(suite.tasks)} if suite is not None else {}
     algo_order = {algo: index for index, algo in enumerate(LABELS)}
     return {
