@@ -31,6 +31,8 @@ def test_multimodal_bandit_rewards() -> None:
     assert reward == pytest.approx(1.0) and terminated and not truncated
     assert obs.shape == (1,)
     assert default_modes(3).shape == (8, 3)
+    edge = np.array([[0.5 + bandit.half_peak_radius, 0.5]])
+    np.testing.assert_allclose(bandit.reward(edge), 0.5)
     with pytest.raises(ValueError, match="width"):
         MultiModalBandit(width=0.0)
     with pytest.raises(ValueError, match="modes"):

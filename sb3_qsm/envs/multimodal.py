@@ -44,6 +44,11 @@ class MultiModalBandit(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
         self.peak_reward = 1.0
 
+    @property
+    def half_peak_radius(self) -> float:
+        """Distance from a mode at which the reward falls to half the peak: ``width * sqrt(2 ln 2)``."""
+        return self.width * float(np.sqrt(2 * np.log(2)))
+
     def reward(self, actions: np.ndarray) -> np.ndarray:
         """
         :param actions: Actions, shape ``(n, action_dim)``
