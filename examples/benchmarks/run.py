@@ -217,8 +217,7 @@ class Run:
         self.model.save_replay_buffer(tmp / "replay_buffer.pkl")  # type: ignore[attr-defined]
         (tmp / "replay_buffer.pkl.gz").write_bytes(gzip.compress((tmp / "replay_buffer.pkl").read_bytes(), compresslevel=1))
         (tmp / "replay_buffer.pkl").unlink()
-        record = {**self.record, "segments": [*self.record["segments"]]}
-        write_json(tmp / "progress.json", record)
+        write_json(tmp / "progress.json", self.record)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
 
