@@ -49,7 +49,7 @@ def _plot_1d(ax: Axes, values: np.ndarray, low: float, high: float, bins: int) -
 
 
 def _plot_2d(ax: Axes, points: np.ndarray, low: np.ndarray, high: np.ndarray, density: bool) -> None:
-    ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.3)
+    ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.3, zorder=2)
     kde = _kde(points.T) if density else None
     if kde is not None:
         xs, ys = np.meshgrid(np.linspace(low[0], high[0], 100), np.linspace(low[1], high[1], 100))
@@ -99,7 +99,7 @@ def plot_action_distribution(
             _plot_2d(ax, actions, low, high, density)
             if modes is not None:
                 modes = np.asarray(modes)
-                ax.scatter(modes[:, 0], modes[:, 1], marker="x", color="black", s=40)
+                ax.scatter(modes[:, 0], modes[:, 1], marker="o", facecolors="none", edgecolors="black", s=90)
         if title:
             ax.set_title(title)
         return fig  # type: ignore[return-value]
