@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import pickle
 import platform
 import shutil
 import socket
@@ -213,10 +214,9 @@ class Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.model.save(tmp / "model.zip")
-        # Compressed: the unused part of the buffer is zeros
-        self.model.save_replay_buffer(tmp / "replay_buffer.pkl")  # type: ignore[attr-defined]
-        (tmp / "replay_buffer.pkl.gz").write_bytes(gzip.compress((tmp / "replay_buffer.pkl").read_bytes(), compresslevel=1))
-        (tmp / "replay_buffer.pkl").unlink()
+        # The pickle SB3's save_replay_buffer writes, compressed (the unused part of the buffer is zeros)
+        buffer = pickle.dumps(self.model.replay_buffer, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[attr-defined]
+        (tmp / "replay_buffer.pkl.gz").write_bytes(gzip.compress(buffer, compresslevel=1))
         write_json(tmp / "progress.json", self.record)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

@@ -34,7 +34,7 @@ from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"qsm": QSM, "qsm-paper": QSM, "sac": SAC, "td3": TD3}
 # Algorithms whose policies sample actions: their final evaluation also runs stochastic episodes
 STOCHASTIC_POLICIES = ("qsm", "qsm-paper", "sac")
-# Zoo entry keys the runner turns into constructor arguments; any other key makes it stop (see ``zoo_hyperparams``)
+# Zoo entry keys that are not constructor arguments: the budget (set by the suite) and the action noise's description
 N_TIMESTEPS_KEY, NOISE_KEYS = "n_timesteps", ("noise_type", "noise_std")
 
 
