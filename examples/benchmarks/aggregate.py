@@ -44,7 +44,7 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return stats.trim_mean(values, 0.25, axis=axis)
 
 
-def bootstrap_ci(values: np.ndarray, statistic: Any = iqm) -> tuple[float, float]:
+def bootstrap_ci(values: np.ndarray, statistic: Any = iqm) -> tuple[np.ndarray, np.ndarray]:
     """
     95% percentile-bootstrap confidence interval of a statistic over runs (NaN with fewer than 2 runs).
 
@@ -52,7 +52,7 @@ def bootstrap_ci(values: np.ndarray, statistic: Any = iqm) -> tuple[float, float
     """
     if len(values) < 2:
         nan = np.full(np.shape(values)[1:], np.nan)
-        return nan, nan  # type: ignore[return-value]
+        return nan, nan
     result = stats.bootstrap(
         (values,),
         statistic,
