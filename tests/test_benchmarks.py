@@ -117,6 +117,12 @@ def test_suite_v1_covers_the_issue() -> None:
     for task in v1.tasks:
         assert {"qsm", "sac", "td3"} <= set(task.algorithms)
     assert {task.env_id for task in v1.tasks if "qsm-paper" in task.algorithms} >= {"Pendulum-v1", "Hopper-v5"}
+    # MountainCar measures exploration: at least 5 seeds, and SAC/TD3 with SB3's defaults beside the zoo's
+    (mountain_car,) = [task for task in v1.tasks if task.env_id == "MountainCarContinuous-v0"]
+    assert len(v1.seeds_of(mountain_car)) >= 5 and {"sac-sb3", "td3-sb3"} <= set(mountain_car.algorithms)
+    assert mountain_car.success_return == 0.0
+    planned = run.plan(v1, ["MountainCarContinuous-v0"], ["qsm"], None)
+    assert [spec.seed for spec in planned] == list(v1.seeds_of(mountain_car))
 
 
 def test_zoo_hyperparameters() -> None:
@@ -155,6 +161,20 @@ def test_make_model_caps_buffer_and_keeps_settings() -> None:
         suite.make_model("ppo", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
 
 
+def test_sb3_default_baselines_ignore_the_zoo() -> None:
+    import gymnasium as gym
+
+    env = gym.make("MountainCarContinuous-v0")
+    td3, settings = suite.make_model("td3-sb3", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
+    assert settings["hyperparams_source"] == "SB3 defaults" and settings["hyperparams"] == {}
+    assert td3.action_noise is None and td3.learning_rate == 1e-3 and td3.buffer_size == 500
+    sac, _ = suite.make_model("sac-sb3", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
+    assert not sac.use_sde and sac.gamma == 0.99
+    # The zoo's entry is reported as the zoo has it, not as SB3 rewrites the policy_kwargs it is given
+    _, zoo = suite.make_model("sac", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
+    assert "use_sde" not in zoo["hyperparams"]["policy_kwargs"]
+
+
 def _fake_run(algo: str, seed: int, curve: list[float], final: list[float]) -> dict:
     steps = np.linspace(0, 100, len(curve)).astype(int).tolist()
     return {
@@ -187,6 +207,19 @@ def test_runs_with_different_settings_are_not_pooled() -> None:
     runs[1]["settings"]["effective_hyperparams"] = {"score_scale": "1.0"}
     with pytest.raises(ValueError, match="different settings"):
         aggregate.summarize(runs)
+
+
+def test_goal_reaching_is_counted_from_the_training_episodes() -> None:
+    reached = _fake_run("sac", 0, [-50.0, 90.0], [93.0, 94.0])
+    reached["training_episodes"] = [[999, -30.0, 999], [1500, 95.0, 501], [2000, 97.0, 500]]
+    timid = _fake_run("sac", 1, [-1.0, -0.5], [-0.2, 91.0])
+    timid["training_episodes"] = [[999, -0.1, 999], [1998, -0.2, 999]]
+    assert aggregate.first_success(reached, 0.0) == 1500 and aggregate.first_success(timid, 0.0) is None
+    for run_ in (reached, timid):
+        run_["spec"]["env_id"] = "MountainCarContinuous-v0"
+    table = aggregate.success_table("v1", {"MountainCarContinuous-v0": {"sac": [reached, timid]}})
+    # One seed of two reached the goal (at step 1500); one final policy reaches it in all its episodes
+    assert "| MountainCarContinuous-v0 (50,000) | SAC (RL Zoo) | 1 / 2 | 1,500 | 1 / 2 |" in table
 
 
 def test_verdicts() -> None:

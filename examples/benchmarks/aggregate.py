@@ -21,7 +21,14 @@ import numpy as np
 from scipy import stats
 
 # Display order and names of the algorithms
-LABELS = {"qsm": "QSM (defaults)", "qsm-paper": "QSM (paper preset)", "sac": "SAC (RL Zoo)", "td3": "TD3 (RL Zoo)"}
+LABELS = {
+    "qsm": "QSM (defaults)",
+    "qsm-paper": "QSM (paper preset)",
+    "sac": "SAC (RL Zoo)",
+    "td3": "TD3 (RL Zoo)",
+    "sac-sb3": "SAC (SB3 defaults)",
+    "td3-sb3": "TD3 (SB3 defaults)",
+}
 BOOTSTRAP_RESAMPLES = 5000
 CONFIDENCE = 0.95
 # Versions listed in the provenance table
@@ -223,8 +230,44 @@ def coverage_table(suite_name: str, runs: list[dict[str, Any]]) -> str:
     algos = [algo for algo in LABELS if any(algo in task.algorithms for task in suite.tasks)]
     lines = ["| Task (budget) | " + " | ".join(LABELS[algo] for algo in algos) + " |", "| --- |" + " --- |" * len(algos)]
     for task in suite.tasks:
-        cells = [f"{finished[(task.env_id, algo)]} / {len(suite.seeds)}" if algo in task.algorithms else "-" for algo in algos]
+        planned = len(suite.seeds_of(task))
+        cells = [f"{finished[(task.env_id, algo)]} / {planned}" if algo in task.algorithms else "-" for algo in algos]
         lines.append(f"| {task.env_id} ({task.budget:,}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def first_success(run: dict[str, Any], success_return: float) -> int | None:
+    """:return: The step at the end of the first training episode whose return exceeds ``success_return``, if any"""
+    for end_step, episode_return, _length in run.get("training_episodes", []):
+        if episode_return > success_return:
+            return int(end_step)
+    return None
+
+
+def success_table(suite_name: str, grouped: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """
+    For the tasks with a goal (``Task.success_return``): the seeds that reached it during training, when they first
+    did, and the seeds whose final deterministic episodes all reach it.
+    """
+    from suite import SUITES
+
+    lines = [
+        "| Task (budget) | Algorithm | Seeds reaching the goal in training | First reached (steps, median) "
+        "| Seeds whose final policy reaches it |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for task in SUITES[suite_name].tasks:
+        if task.success_return is None or task.env_id not in grouped:
+            continue
+        for algo, runs in grouped[task.env_id].items():
+            firsts = [first_success(run, task.success_return) for run in runs]
+            reached = [step for step in firsts if step is not None]
+            median = f"{np.median(reached):,.0f}" if reached else "-"
+            final = sum(min(run["final"]["deterministic"]["returns"]) > task.success_return for run in runs)
+            lines.append(
+                f"| {task.env_id} ({task.budget:,}) | {LABELS.get(algo, algo)} | {len(reached)} / {len(runs)} "
+                f"| {median} | {final} / {len(runs)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -267,8 +310,7 @@ def plot_learning_curves(grouped: dict[str, dict[str, list[dict[str, Any]]]], pa
 def write_report(suite_dir: pathlib.Path, out: pathlib.Path) -> dict[str, Any]:
     """
     Write the tables (``results.md``, ``verdicts.md``, ``statement.md``, ``hyperparams.md``, ``provenance.md``,
-    ``coverage.md``),
-    ``summary.json`` and ``learning_curves.png`` into ``out``.
+    ``coverage.md``, ``exploration.md``), ``summary.json`` and ``learning_curves.png`` into ``out``.
 
     :param suite_dir: Folder of a suite's raw results
     :param out: Folder of the report
@@ -288,6 +330,7 @@ def write_report(suite_dir: pathlib.Path, out: pathlib.Path) -> dict[str, Any]:
         "hyperparams.md": hyperparams_table(summaries),
         "provenance.md": provenance_table(runs),
         "coverage.md": coverage_table(runs[0]["spec"]["suite"], runs),
+        "exploration.md": success_table(runs[0]["spec"]["suite"], grouped),
     }
     for name, table in tables.items():
         (out / name).write_text(table)
@@ -302,7 +345,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or args.suite_dir / "report"
     write_report(args.suite_dir, out)
-    for name in ("coverage.md", "results.md", "verdicts.md", "statement.md", "provenance.md"):
+    for name in ("coverage.md", "results.md", "verdicts.md", "statement.md", "exploration.md", "provenance.md"):
         print((out / name).read_text())
     print(f"Written to {out}")
 

@@ -317,7 +317,7 @@ def plan(suite: Suite, envs: list[str] | None, algos: list[str] | None, seeds: l
     specs = []
     for task in suite.tasks:
         for algo in task.algorithms:
-            for seed in seeds if seeds is not None else suite.seeds:
+            for seed in seeds if seeds is not None else suite.seeds_of(task):
                 if (envs is None or task.env_id in envs) and (algos is None or algo in algos):
                     specs.append(spec_of(suite, task, algo, seed))
     return specs

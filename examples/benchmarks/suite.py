@@ -9,11 +9,14 @@ Algorithms:
   ``rl_zoo3`` package (``hyperparams/sac.yml``, ``td3.yml``). The zoo tunes the MuJoCo tasks under their ``-v4`` ids;
   a ``-v5`` task uses its ``-v4`` entry. A task the zoo has no entry for gets SB3's defaults. ``hyperparams_source``
   says which, and each raw result records it.
+- ``sac-sb3``, ``td3-sb3``: SB3's SAC and TD3 with SB3's own defaults (TD3's default adds no action noise), for the
+  tasks where the zoo's tuning is part of the question (MountainCarContinuous, which punishes timid exploration).
 
 Every replay buffer is capped at the run's budget: a run never stores more transitions than that, so the cap changes
 nothing but the memory a run (and its checkpoint) takes.
 """
 
+import copy
 import dataclasses
 import inspect
 import pathlib
@@ -31,9 +34,16 @@ from torch import nn
 from sb3_qsm import QSM
 from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"qsm": QSM, "qsm-paper": QSM, "sac": SAC, "td3": TD3}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "qsm": QSM,
+    "qsm-paper": QSM,
+    "sac": SAC,
+    "td3": TD3,
+    "sac-sb3": SAC,
+    "td3-sb3": TD3,
+}
 # Algorithms whose policies sample actions: their final evaluation also runs stochastic episodes
-STOCHASTIC_POLICIES = ("qsm", "qsm-paper", "sac")
+STOCHASTIC_POLICIES = ("qsm", "qsm-paper", "sac", "sac-sb3")
 # Zoo entry keys that are not constructor arguments: the budget (set by the suite) and the action noise's description
 N_TIMESTEPS_KEY, NOISE_KEYS = "n_timesteps", ("noise_type", "noise_std")
 
@@ -47,12 +57,17 @@ class Task:
     :param budget: Environment steps of training
     :param algorithms: Algorithms run on it
     :param n_evaluations: Number of evaluations during training, evenly spaced (plus one before training)
+    :param seeds: Seeds of this task, if not the suite's
+    :param success_return: If set, an episode whose return exceeds it reached the task's goal (the report then
+        counts the seeds that reached it)
     """
 
     env_id: str
     budget: int
     algorithms: tuple[str, ...]
     n_evaluations: int = 10
+    seeds: tuple[int, ...] | None = None
+    success_return: float | None = None
 
     @property
     def eval_freq(self) -> int:
@@ -66,7 +81,7 @@ class Suite:
 
     :param name: Name, also the folder of its raw results
     :param tasks: The tasks
-    :param seeds: Seeds every (task, algorithm) pair runs with
+    :param seeds: Seeds every (task, algorithm) pair runs with, unless the task names its own
     :param eval_episodes: Deterministic episodes of each evaluation during training
     :param final_episodes: Episodes of the final evaluation (deterministic, and stochastic where the policy samples)
     :param max_learning_starts: If set, caps every algorithm's ``learning_starts`` (tiny smoke-test budgets only)
@@ -79,15 +94,22 @@ class Suite:
     final_episodes: int = 10
     max_learning_starts: int | None = None
 
+    def seeds_of(self, task: Task) -> tuple[int, ...]:
+        """:return: The seeds a task runs with"""
+        return self.seeds if task.seeds is None else task.seeds
+
 
 ALL = ("qsm", "sac", "td3")
 WITH_PAPER = ("qsm", "qsm-paper", "sac", "td3")
+# MountainCar measures exploration (the goal is reached or not): more seeds, and SAC/TD3 with SB3's defaults too
+EXPLORATION = ("qsm", "sac", "td3", "sac-sb3", "td3-sb3")
 SUITES = {
     "v1": Suite(
         "v1",
         tasks=(
             Task("Pendulum-v1", 20_000, WITH_PAPER),
-            Task("MountainCarContinuous-v0", 50_000, ALL),
+            # The goal pays +100 and an episode's action costs add up to less than 100: return > 0 <=> goal reached
+            Task("MountainCarContinuous-v0", 50_000, EXPLORATION, seeds=(0, 1, 2, 3, 4), success_return=0.0),
             Task("InvertedDoublePendulum-v5", 50_000, ALL),
             Task("Hopper-v5", 100_000, WITH_PAPER),
             Task("HalfCheetah-v5", 100_000, ALL),
@@ -206,6 +228,8 @@ def make_model(
         source, hyperparams = "QSM.from_paper_config (sb3_qsm.qsm.presets.PAPER_HYPERPARAMS)", dict(PAPER_HYPERPARAMS)
     elif algo == "qsm":
         source, hyperparams = "QSM constructor defaults", {}
+    elif algo.endswith("-sb3"):
+        source, hyperparams = "SB3 defaults", {}
     else:
         entry, source = zoo_entry(algo, env_id)
         n_actions = int(np.prod(env.action_space.shape))  # type: ignore[union-attr, arg-type]
@@ -220,7 +244,8 @@ def make_model(
     if algo == "qsm-paper":
         model: BaseAlgorithm = QSM.from_paper_config(env, **common)
     else:
-        kwargs = {key: value for key, value in hyperparams.items() if key != "policy"}
+        # A copy: SB3 writes into the policy_kwargs it is given, which would then misreport the zoo's entry
+        kwargs = {key: copy.deepcopy(value) for key, value in hyperparams.items() if key != "policy"}
         model = ALGORITHMS[algo](hyperparams.get("policy", "MlpPolicy"), env, **{**kwargs, **common})
     settings = {
         "hyperparams_source": source,
