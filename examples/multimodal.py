@@ -9,6 +9,13 @@ A sample counts for a mode when it lies within the half-peak radius of it (its r
 a mode is covered when it holds at least 10% of the samples. Each (algorithm, seed) writes its own JSON file, and an
 existing file is reused, so the script resumes after an interruption. ``--qsm-kwargs`` passes QSM arguments
 (e.g. ``'{"score_scale": 1.0}'``) to compare settings; write each setting to its own ``--out`` folder.
+
+``--ceiling`` trains nothing: it measures what the diffusion sampler itself allows. It runs QSM's reverse process
+(``DiffusionSchedule.sample``) with the exact denoiser of a policy that already puts equal Gaussian bumps on the
+modes, for several numbers of steps and schedules. No trained denoiser can do better than that exact one, so a
+sampler whose ceiling misses the target cannot reach it whatever the training:
+
+    python examples/multimodal.py --ceiling --out benchmarks/multimodal/ceiling
 """
 
 import argparse
@@ -25,6 +32,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_qsm.envs
 from sb3_qsm import QSM
+from sb3_qsm.common.diffusion import DiffusionSchedule
 from sb3_qsm.common.inspection import mode_coverage, sample_actions
 from sb3_qsm.envs.multimodal import MultiModalBandit
 from sb3_qsm.plotting import plot_action_distribution
@@ -60,6 +68,53 @@ def run(algo: str, seed: int, steps: int, qsm_kwargs: dict[str, Any], out: pathl
     return result
 
 
+def exact_denoiser(schedule: DiffusionSchedule, modes: np.ndarray, std: float) -> Any:
+    """
+    The exact noise prediction ``E[eps | x_t]`` for actions drawn from an equal mixture of Gaussians of standard
+    deviation ``std`` centred on ``modes``: ``(x_t - sqrt(alpha_bar_t) E[a_0 | x_t]) / sqrt(1 - alpha_bar_t)``.
+    """
+    centres = th.as_tensor(modes, dtype=th.float64)
+
+    def denoise(x: th.Tensor, t: int) -> th.Tensor:
+        alpha_bar = schedule.alpha_bars[t].double()
+        x64 = x.double()[:, None, :]
+        variance = alpha_bar * std**2 + 1 - alpha_bar  # of x_t given the mode
+        offset = x64 - alpha_bar.sqrt() * centres[None]
+        weights = th.softmax(-(offset**2).sum(-1) / (2 * variance), dim=1)[..., None]
+        clean = (weights * (centres[None] + alpha_bar.sqrt() * std**2 / variance * offset)).sum(1)
+        return ((x.double() - alpha_bar.sqrt() * clean) / (1 - alpha_bar).sqrt()).float()
+
+    return denoise
+
+
+def ceiling(bandit: MultiModalBandit, stds: list[float], out: pathlib.Path) -> str:
+    """The samplers' ceilings (see the module's docstring) as a Markdown table, also written to ``out``."""
+    rng = np.random.default_rng(0)
+    lines = ["| Mixture std | Its own mean reward / peak | Steps T | Schedule | Modes with >= 10% | Mean reward / peak |"]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    records = []
+    for std in stds:
+        mixture = bandit.modes[rng.integers(len(bandit.modes), size=N_SAMPLES)]
+        own = evaluate_samples(mixture + std * rng.standard_normal(mixture.shape), bandit)["mean_reward_over_peak"]
+        for n_steps in (5, 10, 20):
+            for name in ("vp", "cosine", "linear"):
+                schedule = DiffusionSchedule(n_steps, name)
+                th.manual_seed(0)
+                noise = th.randn(N_SAMPLES, bandit.modes.shape[1])
+                actions = schedule.sample(exact_denoiser(schedule, bandit.modes, std), noise).numpy()
+                result = evaluate_samples(actions, bandit)
+                records.append({"std": std, "n_diffusion_steps": n_steps, "beta_schedule": name, **result})
+                lines.append(
+                    f"| {std:g} | {own:.2f} | {n_steps} | {name} | {result['n_covered']} "
+                    f"| {result['mean_reward_over_peak']:.2f} |"
+                )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ceiling.json").write_text(json.dumps(records, indent=1))
+    table = "\n".join(lines) + "\n"
+    (out / "ceiling.md").write_text(table)
+    return table
+
+
 def summary_table(results: list[dict[str, Any]]) -> str:
     lines = ["| Algorithm | Seed | Modes with >= 10% | Share at each mode | Outside every mode | Mean reward / peak |"]
     lines.append("| --- | --- | --- | --- | --- | --- |")
@@ -79,8 +134,14 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
     parser.add_argument("--qsm-kwargs", type=json.loads, default={}, help="QSM arguments, as JSON")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/multimodal/defaults"))
+    parser.add_argument("--ceiling", action="store_true", help="measure the samplers' ceilings instead (see above)")
     args = parser.parse_args()
     th.set_num_threads(1)
+    if args.ceiling:
+        bandit = gym.make(sb3_qsm.envs.MULTIMODAL_ENV_ID).unwrapped
+        assert isinstance(bandit, MultiModalBandit)
+        print(ceiling(bandit, [bandit.width / 2, bandit.width / 4], args.out))
+        return
     results = [run(algo, seed, args.steps, args.qsm_kwargs, args.out) for algo in args.algos for seed in args.seeds]
     bandit = gym.make(sb3_qsm.envs.MULTIMODAL_ENV_ID).unwrapped
     assert isinstance(bandit, MultiModalBandit)
