@@ -207,6 +207,9 @@ def test_runs_with_different_settings_are_not_pooled() -> None:
     runs[1]["settings"]["effective_hyperparams"] = {"score_scale": "1.0"}
     with pytest.raises(ValueError, match="different settings"):
         aggregate.summarize(runs)
+    # An argument added later (missing from the older record) is not a difference; a changed one is
+    runs[1]["settings"]["effective_hyperparams"] = {"score_scale": "50.0", "score_target": "'gradient'"}
+    assert aggregate.summarize(runs)["seeds"] == [0, 1]
 
 
 def test_goal_reaching_is_counted_from_the_training_episodes() -> None:

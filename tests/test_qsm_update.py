@@ -146,3 +146,55 @@ def test_bc_coef_pulls_the_policy_towards_replay_actions(bc_coef):
         assert (deterministic - TARGET).norm() < 0.1, deterministic
     else:
         assert deterministic.norm() < 0.1, deterministic
+
+
+def test_posterior_target_points_at_the_critic_peak():
+    """The 'posterior' target is the noise that takes a_t back to E[a_0 | a_t] of exp(score_scale Q): for a sharp
+    critic peak at a*, the implied clean action is a*, at every step."""
+    model = QSM("MlpPolicy", _box_env(), n_diffusion_steps=5, score_target="posterior", n_score_samples=256, score_scale=100.0)
+    model.critic = QuadraticCritic()
+    th.manual_seed(0)
+    noisy = th.randn(128, 2)
+    timesteps = th.randint(0, 5, (128,))
+    target = model.posterior_noise(th.zeros(128, 2), noisy, timesteps)
+    alpha_bars = model.actor.schedule.alpha_bars[timesteps].unsqueeze(-1)
+    implied_clean = (noisy - (1 - alpha_bars).sqrt() * target) / alpha_bars.sqrt()
+    assert th.median((implied_clean - TARGET).norm(dim=1)) < 0.1
+
+
+def test_posterior_target_trains_and_logs_no_gradient_norm():
+    model = QSM(
+        "MlpPolicy", "Pendulum-v1", learning_starts=50, score_target="posterior", n_score_samples=4, seed=0, device="cpu"
+    )
+    model.learn(100)
+    assert "train/actor_loss" in model.logger.name_to_value and np.isfinite(model.logger.name_to_value["train/actor_loss"])
+    assert "train/q_grad_norm" not in model.logger.name_to_value
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(score_target="tweedie"), "score_target must be one of"),
+        (dict(score_target="posterior", n_score_samples=1), "n_score_samples must be an integer >= 2"),
+        (dict(n_score_samples=2.5), "n_score_samples must be an integer >= 2"),
+    ],
+)
+def test_bad_score_target_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        QSM("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_action_fan_in_init_gives_the_action_its_own_scale():
+    """Under Xavier the action's first-layer weights are bounded by sqrt(6 / (fan_in + fan_out)) of the whole input;
+    with action_fan_in_init by sqrt(3 / action_dim), and the other inputs keep Xavier."""
+    th.manual_seed(0)
+    plain = QSM("MlpPolicy", _box_env(), policy_kwargs=dict(net_arch=[256, 256]))
+    scaled = QSM("MlpPolicy", _box_env(), policy_kwargs=dict(net_arch=[256, 256], action_fan_in_init=True))
+    first_plain = plain.actor.denoiser.net[0].weight.detach()
+    first_scaled = scaled.actor.denoiser.net[0].weight.detach()
+    xavier_bound = (6 / (first_plain.shape[0] + first_plain.shape[1])) ** 0.5
+    assert first_plain[:, :2].abs().max() <= xavier_bound
+    own_bound = (3 / 2) ** 0.5
+    assert xavier_bound < first_scaled[:, :2].abs().max() <= own_bound
+    assert float(first_scaled[:, :2].std()) == pytest.approx(own_bound / 3**0.5, rel=0.1)
+    assert first_scaled[:, 2:].abs().max() <= xavier_bound

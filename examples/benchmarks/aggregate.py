@@ -110,8 +110,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     :param runs: Finished runs of one algorithm on one task
     :return: The statistics of the table
     """
-    settings = {json.dumps(run["settings"].get("effective_hyperparams"), sort_keys=True) for run in runs}
-    settings.discard("null")  # runs recorded before the effective settings were
+    recorded = [run["settings"]["effective_hyperparams"] for run in runs if "effective_hyperparams" in run["settings"]]
+    # Compared on the arguments every run records: an argument added later, at a default that keeps the old behaviour
+    # (the rule for additions), is missing from the older records
+    common = set.intersection(*(set(hyperparams) for hyperparams in recorded)) if recorded else set()
+    settings = {json.dumps({key: hyperparams[key] for key in common}, sort_keys=True) for hyperparams in recorded}
     if len(settings) > 1:
         spec = runs[0]["spec"]
         raise ValueError(f"The {spec['algo']} runs on {spec['env_id']} ran with different settings: {sorted(settings)}")

@@ -131,6 +131,55 @@ class DiffusionSchedule(nn.Module):
         alpha_bars = self.alpha_bars[timesteps].unsqueeze(-1)
         return alpha_bars.sqrt() * actions + (1.0 - alpha_bars).sqrt() * noise
 
+    def noise_from_clean(self, noisy: th.Tensor, clean: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+        """
+        The noise that takes ``clean`` to ``noisy`` at the given steps:
+        ``(a_t - sqrt(alpha_bar_t) a_0) / sqrt(1 - alpha_bar_t)``.
+
+        :param noisy: Noisy actions ``a_t``, shape ``(batch, action_dim)``
+        :param clean: Clean actions ``a_0`` (or an estimate of them), same shape
+        :param timesteps: 0-based time index per sample, shape ``(batch,)``
+        :return: The noise, same shape
+        """
+        alpha_bars = self.alpha_bars[timesteps].unsqueeze(-1)
+        return (noisy - alpha_bars.sqrt() * clean) / (1.0 - alpha_bars).sqrt()
+
+    def posterior_mean(
+        self,
+        noisy: th.Tensor,
+        timesteps: th.Tensor,
+        log_density: Callable[[th.Tensor], th.Tensor],
+        n_samples: int,
+    ) -> th.Tensor:
+        """
+        Estimate ``E[a_0 | a_t]`` when ``a_0`` has the density ``p(a_0) ~ exp(log_density(a_0))`` on ``[-1, 1]^d``
+        (Tweedie's formula then gives the score of the noised density), by self-normalised importance sampling:
+        half the candidates come from the Gaussian ``q(a_0 | a_t)`` of the forward process alone,
+        ``N(a_t / sqrt(alpha_bar_t), (1 - alpha_bar_t) / alpha_bar_t)``, half uniformly from the box, and each is
+        weighted by the target over that mixture. Candidates outside the box get no weight.
+
+        :param noisy: Noisy actions ``a_t``, shape ``(batch, action_dim)``
+        :param timesteps: 0-based time index per sample, shape ``(batch,)``
+        :param log_density: Unnormalised log density of ``a_0``: candidates ``(batch, n, action_dim)`` -> ``(batch, n)``
+        :param n_samples: Number of candidates per sample (at least 2)
+        :return: The estimate, shape ``(batch, action_dim)``, inside the box
+        """
+        batch, dim = noisy.shape
+        alpha_bars = self.alpha_bars[timesteps].view(batch, 1, 1)
+        mean, std = noisy.unsqueeze(1) / alpha_bars.sqrt(), ((1.0 - alpha_bars) / alpha_bars).sqrt()
+        n_gauss = n_samples // 2
+        gauss = mean + std * th.randn(batch, n_gauss, dim, device=noisy.device, dtype=noisy.dtype)
+        uniform = th.rand(batch, n_samples - n_gauss, dim, device=noisy.device, dtype=noisy.dtype) * 2.0 - 1.0
+        candidates = th.cat([gauss, uniform], dim=1)
+        # log q(a_0 | a_t) up to a constant shared by all candidates, and log of the uniform density on the box
+        log_gauss = (-0.5 * ((candidates - mean) / std) ** 2 - std.log()).sum(-1) - 0.5 * dim * math.log(2 * math.pi)
+        log_uniform = th.full_like(log_gauss, -dim * math.log(2.0))
+        log_proposal = th.logaddexp(log_gauss, log_uniform) - math.log(2.0)
+        log_weights = log_gauss + log_density(candidates) - log_proposal
+        inside = (candidates.abs() <= 1.0).all(dim=-1)
+        weights = th.softmax(log_weights.masked_fill(~inside, -math.inf), dim=1)
+        return (weights.unsqueeze(-1) * candidates).sum(dim=1)
+
     def reverse_step(self, x: th.Tensor, eps_pred: th.Tensor, t: int) -> th.Tensor:
         """
         Mean of the DDPM reverse step ``p(x_{t-1} | x_t)``:

@@ -61,6 +61,8 @@ class DiffusionActor(BoundedActionPolicy):
     :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (the reference does)
     :param time_embed_dim: Number of Fourier features of the time index
     :param time_net_arch: Layer sizes of the MLP applied to the Fourier features (``[128, 128]`` by default)
+    :param action_fan_in_init: Initialise the denoiser's first-layer weights on the noisy action by the action's
+        own fan-in (see ``Denoiser``; not in the reference)
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class DiffusionActor(BoundedActionPolicy):
         clip_sampler: bool = True,
         time_embed_dim: int = 64,
         time_net_arch: list[int] | None = None,
+        action_fan_in_init: bool = False,
     ):
         super().__init__(
             observation_space,
@@ -96,6 +99,7 @@ class DiffusionActor(BoundedActionPolicy):
         self.clip_sampler = clip_sampler
         self.time_embed_dim = time_embed_dim
         self.time_net_arch = time_net_arch
+        self.action_fan_in_init = action_fan_in_init
         self.action_dim = get_action_dim(self.action_space)
         self.schedule = DiffusionSchedule(n_diffusion_steps, beta_schedule)
         self.denoiser = Denoiser(
@@ -106,6 +110,7 @@ class DiffusionActor(BoundedActionPolicy):
             activation_fn,
             time_embed_dim=time_embed_dim,
             time_net_arch=self.time_net_arch,
+            action_fan_in_init=action_fan_in_init,
         )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -122,6 +127,7 @@ class DiffusionActor(BoundedActionPolicy):
                 clip_sampler=self.clip_sampler,
                 time_embed_dim=self.time_embed_dim,
                 time_net_arch=self.time_net_arch,
+                action_fan_in_init=self.action_fan_in_init,
             )
         )
         return data
@@ -200,6 +206,9 @@ class QSMPolicy(BoundedActionPolicy):
     :param time_net_arch: Layer sizes of the MLP applied to the time features (paper: ``[128, 128]``)
     :param xavier_critic_init: Initialise the critics' linear layers with Xavier-uniform weights and zero biases,
         as the reference does (default: PyTorch's initialisation, as in SAC and TD3)
+    :param action_fan_in_init: Initialise the denoiser's first-layer weights on the noisy action by the action's
+        own fan-in rather than Xavier over the whole input, which gives the action small weights next to the
+        128-dimensional time code (see ``Denoiser``; the reference and the paper preset: False)
     """
 
     actor: DiffusionActor
@@ -228,6 +237,7 @@ class QSMPolicy(BoundedActionPolicy):
         time_embed_dim: int = 64,
         time_net_arch: list[int] | None = None,
         xavier_critic_init: bool = False,
+        action_fan_in_init: bool = False,
     ):
         super().__init__(
             observation_space,
@@ -261,6 +271,7 @@ class QSMPolicy(BoundedActionPolicy):
             "clip_sampler": clip_sampler,
             "time_embed_dim": time_embed_dim,
             "time_net_arch": time_net_arch,
+            "action_fan_in_init": action_fan_in_init,
         }
         self.critic_kwargs = {
             **net_args,
@@ -319,6 +330,7 @@ class QSMPolicy(BoundedActionPolicy):
                 time_embed_dim=self.actor_kwargs["time_embed_dim"],
                 time_net_arch=self.actor_kwargs["time_net_arch"],
                 xavier_critic_init=self.xavier_critic_init,
+                action_fan_in_init=self.actor_kwargs["action_fan_in_init"],
             )
         )
         return data

@@ -18,15 +18,11 @@ from torch.nn import functional as F
 
 from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data
 from sb3_qsm.common.diffusion import check_diffusion_args
+from sb3_qsm.qsm.arguments import check_policy_kwargs, check_qsm_args, check_score_target
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, MlpPolicy, MultiInputPolicy, QSMPolicy
 from sb3_qsm.qsm.presets import PAPER_EXPLORATION_NOISE, PAPER_HYPERPARAMS
 
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
-
-# Policy keyword arguments of SAC's Gaussian actor that mean nothing for a diffusion actor
-SAC_ONLY_POLICY_KWARGS = ("use_sde", "log_std_init", "use_expln", "clip_mean", "full_std")
-# QSM constructor arguments that are forwarded to the policy
-DIFFUSION_POLICY_ARGS = ("n_diffusion_steps", "beta_schedule", "sampler_temperature")
 
 
 class QSM(OffPolicyAlgorithm):
@@ -80,6 +76,15 @@ class QSM(OffPolicyAlgorithm):
         (``||eps_theta(s, a_t, t) - eps||^2``, with ``a_t`` the replay action noised by ``eps``). 0, the default, is
         the paper's QSM. A positive weight keeps the policy close to the actions in the replay buffer (mostly its own
         recent ones); ``convert_to_qsm`` uses it so that fine-tuning starts from the converted policy.
+    :param score_target: What the denoiser is regressed onto. ``"gradient"`` (the paper's QSM):
+        ``-score_scale * grad_a Q(s, a_t)``, the score of the policy ``pi ~ exp(score_scale * Q)`` taken at the noisy
+        action as if it were clean. ``"posterior"`` (not in the reference): the noise that Tweedie's formula gives
+        for that same policy noised to step ``t``, ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``,
+        with ``E[a_0 | a_t]`` estimated from ``n_score_samples`` candidate actions weighted by
+        ``exp(score_scale * Q)`` (see ``DiffusionSchedule.posterior_mean``). It is the target a diffusion model of
+        that policy would be trained on, so the sampler stays inside the box and can keep separate modes; it costs
+        a critic forward pass over ``batch_size * n_score_samples`` actions instead of a backward pass.
+    :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2)
     :param use_sde: Not supported (gSDE is for Gaussian policies); must stay False
     :param sde_sample_freq: Not supported; must stay -1
     :param use_sde_at_warmup: Not supported; must stay False
@@ -131,6 +136,8 @@ class QSM(OffPolicyAlgorithm):
         policy_delay: int = 1,
         actor_lr_decay_steps: int | None = None,
         bc_coef: float = 0.0,
+        score_target: str = "gradient",
+        n_score_samples: int = 32,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
@@ -148,9 +155,10 @@ class QSM(OffPolicyAlgorithm):
                 "through the sampler noise. Remove these arguments, or use action_noise for extra exploration."
             )
         policy_kwargs = dict(policy_kwargs or {})
-        _check_policy_kwargs(policy_kwargs)
+        check_policy_kwargs(policy_kwargs)
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
-        _check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
+        check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
+        check_score_target(score_target, n_score_samples)
         policy_kwargs.update(
             n_diffusion_steps=n_diffusion_steps, beta_schedule=beta_schedule, sampler_temperature=sampler_temperature
         )
@@ -189,6 +197,8 @@ class QSM(OffPolicyAlgorithm):
         self.policy_delay = policy_delay
         self.actor_lr_decay_steps = actor_lr_decay_steps
         self.bc_coef = bc_coef
+        self.score_target = score_target
+        self.n_score_samples = n_score_samples
 
         if _init_setup_model:
             self._setup_model()
@@ -247,7 +257,8 @@ class QSM(OffPolicyAlgorithm):
             if self._n_updates % self.policy_delay == 0:
                 actor_loss, q_grad_norm = self._update_actor(replay_data)
                 actor_losses.append(actor_loss)
-                q_grad_norms.append(q_grad_norm)
+                if q_grad_norm is not None:
+                    q_grad_norms.append(q_grad_norm)
 
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             # Copy running stats, see GH issue #996
@@ -257,6 +268,7 @@ class QSM(OffPolicyAlgorithm):
         self.logger.record("train/critic_loss", np.mean(critic_losses))
         if len(actor_losses) > 0:
             self.logger.record("train/actor_loss", np.mean(actor_losses))
+        if len(q_grad_norms) > 0:
             self.logger.record("train/q_grad_norm", np.mean(q_grad_norms))
         if self.actor_lr_decay_steps is not None:
             self.logger.record("train/actor_learning_rate", self.actor.optimizer.param_groups[0]["lr"])
@@ -306,26 +318,55 @@ class QSM(OffPolicyAlgorithm):
         (q_grad,) = th.autograd.grad(q_values.sum(), actions)
         return q_grad
 
-    def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, float]:
+    def posterior_noise(self, observations: Any, noisy_actions: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+        """
+        The ``"posterior"`` score target: the noise ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``
+        for the policy ``pi(a | s) ~ exp(score_scale * mean_i Q_i(s, a))`` on the box, with ``E[a_0 | a_t]`` estimated
+        by importance sampling over ``n_score_samples`` candidates (critics evaluated without gradients).
+
+        :param observations: A batch of observations (tensors, as sampled from the replay buffer)
+        :param noisy_actions: Noisy actions ``a_t``, shape ``(batch, action_dim)``
+        :param timesteps: Their 0-based time indices, shape ``(batch,)``
+        :return: The target noise, same shape as ``noisy_actions``
+        """
+
+        def log_density(candidates: th.Tensor) -> th.Tensor:
+            batch, n_candidates, action_dim = candidates.shape
+            repeated = _repeat_rows(observations, n_candidates)
+            q_values = th.cat(self.critic(repeated, candidates.reshape(-1, action_dim)), dim=1).mean(dim=1)
+            return self.score_scale * q_values.view(batch, n_candidates)
+
+        with th.no_grad():
+            clean = self.actor.schedule.posterior_mean(noisy_actions, timesteps, log_density, self.n_score_samples)
+            return self.actor.schedule.noise_from_clean(noisy_actions, clean, timesteps)
+
+    def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, float | None]:
         """
         One Q-score matching step (paper section 4, reference ``update_actor``): noise the replay action,
         ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with ``t ~ U{0..T-1}``, and regress
-        ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_{a_t} mean_i Q_i(s, a_t)``.
+        ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_{a_t} mean_i Q_i(s, a_t)`` (or onto ``posterior_noise``,
+        see ``score_target``).
 
         :param replay_data: A batch from the replay buffer
-        :return: The actor loss and the mean L2 norm of the critic's action gradient
+        :return: The actor loss and the mean L2 norm of the critic's action gradient (None for the posterior target)
         """
         actions = replay_data.actions
         timesteps = th.randint(0, self.actor.n_diffusion_steps, (actions.shape[0],), device=actions.device)
         noise = th.randn_like(actions)
         noisy_actions = self.actor.schedule.add_noise(actions, noise, timesteps)
-        q_grad = self.q_score(replay_data.observations, noisy_actions)
+        q_grad_norm: float | None = None
+        if self.score_target == "posterior":
+            target = self.posterior_noise(replay_data.observations, noisy_actions, timesteps)
+        else:
+            q_grad = self.q_score(replay_data.observations, noisy_actions)
+            target = -self.score_scale * q_grad
+            q_grad_norm = q_grad.norm(dim=1).mean().item()
 
         if self.actor_lr_decay_steps is not None:
             update_learning_rate(self.actor.optimizer, self._actor_learning_rate())
         features = self.actor.extract_features(replay_data.observations, self.actor.features_extractor)
         eps_pred = self.actor.predict_noise(features, noisy_actions, timesteps)
-        actor_loss = F.mse_loss(eps_pred, -self.score_scale * q_grad)
+        actor_loss = F.mse_loss(eps_pred, target)
         if self.bc_coef > 0:
             actor_loss = actor_loss + self.bc_coef * F.mse_loss(eps_pred, noise)
         loss_value = actor_loss.item()
@@ -333,7 +374,7 @@ class QSM(OffPolicyAlgorithm):
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
-        return loss_value, q_grad.norm(dim=1).mean().item()
+        return loss_value, q_grad_norm
 
     def _actor_learning_rate(self) -> float:
         """
@@ -424,52 +465,8 @@ class QSM(OffPolicyAlgorithm):
         return state_dicts, []
 
 
-def _check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
-    """
-    Refuse policy keyword arguments that belong to SAC's Gaussian actor or to the QSM constructor.
-
-    :param policy_kwargs: The user's policy keyword arguments
-    """
-    sac_only = [key for key in SAC_ONLY_POLICY_KWARGS if key in policy_kwargs]
-    if sac_only:
-        raise ValueError(
-            f"policy_kwargs {sac_only} only apply to SAC's Gaussian actor (gSDE / log-std settings); QSM's diffusion "
-            "actor has no such parameter. Remove them from policy_kwargs."
-        )
-    duplicated = [key for key in DIFFUSION_POLICY_ARGS if key in policy_kwargs]
-    if duplicated:
-        raise ValueError(f"Pass {duplicated} to the QSM constructor, not in policy_kwargs.")
-
-
-def _check_qsm_args(
-    score_scale: float,
-    policy_delay: int,
-    target_policy_noise: float,
-    target_noise_clip: float | None,
-    actor_lr_decay_steps: int | None,
-    bc_coef: float,
-) -> None:
-    """
-    Raise a ``ValueError`` naming the argument when a QSM hyperparameter is not usable.
-
-    :param score_scale: Q-score scale (finite, > 0)
-    :param policy_delay: Actor update period (integer >= 1)
-    :param target_policy_noise: Target noise standard deviation (finite, >= 0)
-    :param target_noise_clip: Target noise limit (None or finite, > 0)
-    :param actor_lr_decay_steps: Length of the actor's cosine decay (None or integer >= 1)
-    :param bc_coef: Weight of the replay-action denoising term (finite, >= 0)
-    """
-    if not isinstance(score_scale, int | float) or not math.isfinite(score_scale) or score_scale <= 0:
-        raise ValueError(f"score_scale must be a finite number > 0, got {score_scale!r}")
-    if isinstance(policy_delay, bool) or not isinstance(policy_delay, int) or policy_delay < 1:
-        raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
-    if not math.isfinite(target_policy_noise) or target_policy_noise < 0:
-        raise ValueError(f"target_policy_noise must be finite and >= 0, got {target_policy_noise!r}")
-    if target_noise_clip is not None and (not math.isfinite(target_noise_clip) or target_noise_clip <= 0):
-        raise ValueError(f"target_noise_clip must be None or a finite number > 0, got {target_noise_clip!r}")
-    if actor_lr_decay_steps is not None and (
-        isinstance(actor_lr_decay_steps, bool) or not isinstance(actor_lr_decay_steps, int) or actor_lr_decay_steps < 1
-    ):
-        raise ValueError(f"actor_lr_decay_steps must be None or an integer >= 1, got {actor_lr_decay_steps!r}")
-    if not isinstance(bc_coef, int | float) or not math.isfinite(bc_coef) or bc_coef < 0:
-        raise ValueError(f"bc_coef must be a finite number >= 0, got {bc_coef!r}")
+def _repeat_rows(observations: Any, n: int) -> Any:
+    """Repeat every observation of a batch ``n`` times in a row (tensors, or dicts of them)."""
+    if isinstance(observations, dict):
+        return {key: value.repeat_interleave(n, dim=0) for key, value in observations.items()}
+    return observations.repeat_interleave(n, dim=0)
