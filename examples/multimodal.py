@@ -82,7 +82,7 @@ def exact_denoiser(schedule: DiffusionSchedule, modes: np.ndarray, std: float) -
         offset = x64 - alpha_bar.sqrt() * centres[None]
         weights = th.softmax(-(offset**2).sum(-1) / (2 * variance), dim=1)[..., None]
         clean = (weights * (centres[None] + alpha_bar.sqrt() * std**2 / variance * offset)).sum(1)
-        return ((x.double() - alpha_bar.sqrt() * clean) / (1 - alpha_bar).sqrt()).float()
+        return schedule.noise_from_clean(x.double(), clean, th.full((len(x),), t)).float()
 
     return denoise
 
