@@ -45,7 +45,7 @@ def evaluate_agent(run: pathlib.Path, algo: str, episodes: int, seed: int) -> di
         "seed": seed,
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
-        "returns": [float(value) for value in returns],
+        "returns": [float(value) for value in np.atleast_1d(returns)],
         "versions": {"sb3_qsm": __version__, "stable_baselines3": stable_baselines3.__version__, "torch": th.__version__},
     }
 

@@ -90,6 +90,7 @@ def build(config: Config, env_id: str, learning_starts: int, device: str) -> Bas
     kwargs: dict[str, Any] = dict(learning_starts=learning_starts, seed=0, device=device)
     kwargs["policy_kwargs"] = dict(net_arch=[config.width, config.width])
     if config.algo == "QSM":
+        assert config.n_diffusion_steps is not None
         return QSM("MlpPolicy", env_id, n_diffusion_steps=config.n_diffusion_steps, **kwargs)
     return SAC("MlpPolicy", env_id, **kwargs)
 

@@ -106,7 +106,7 @@ def environment() -> dict[str, Any]:
         versions["mujoco"] = mujoco.__version__
     except ImportError:
         pass
-    machine = {"host": socket.gethostname(), "processor": platform.processor() or platform.machine()}
+    machine: dict[str, Any] = {"host": socket.gethostname(), "processor": platform.processor() or platform.machine()}
     cpuinfo = pathlib.Path("/proc/cpuinfo")  # Linux only
     lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
