@@ -32,7 +32,11 @@ def evaluate(model: BaseAlgorithm, env_id: str, episodes: int, seed: int) -> dic
     """
     env = make_vec_env(env_id, n_envs=1, seed=seed)
     returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
-    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": [float(r) for r in np.atleast_1d(returns)]}
+    return {
+        "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)),
+        "returns": [float(r) for r in np.atleast_1d(returns)],
+    }
 
 
 def main() -> None:
