@@ -173,6 +173,10 @@ def test_sb3_default_baselines_ignore_the_zoo() -> None:
     # The zoo's entry is reported as the zoo has it, not as SB3 rewrites the policy_kwargs it is given
     _, zoo = suite.make_model("sac", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
     assert "use_sde" not in zoo["hyperparams"]["policy_kwargs"]
+    # A zoo algorithm on a task the zoo has no entry for runs with SB3's defaults, and the results table says so
+    _, no_entry = suite.make_model("sac", gym.make("Pendulum-v1"), "NoZooEntry-v0", seed=0, budget=500, device="cpu")
+    assert aggregate.row_label("sac", no_entry) == "SAC (SB3 defaults: no RL Zoo entry)"
+    assert aggregate.row_label("sac", zoo) == "SAC (RL Zoo)"
 
 
 def _fake_run(algo: str, seed: int, curve: list[float], final: list[float]) -> dict:

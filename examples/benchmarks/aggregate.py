@@ -150,6 +150,13 @@ def verdict(reference: dict[str, Any], baseline: dict[str, Any]) -> str:
     return "ahead, intervals overlap" if reference["final_iqm"] > baseline["final_iqm"] else "behind, intervals overlap"
 
 
+def row_label(algo: str, summary: dict[str, Any]) -> str:
+    """The algorithm's label for one task: a zoo algorithm run with SB3's defaults (no zoo entry) says so."""
+    if algo in ("sac", "td3") and summary["hyperparams_source"].startswith("SB3 defaults"):
+        return f"{algo.upper()} (SB3 defaults: no RL Zoo entry)"
+    return LABELS.get(algo, algo)
+
+
 def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
     """The Markdown table of every task and algorithm."""
     lines = [
@@ -161,7 +168,7 @@ def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
             stochastic = f"{s['stochastic_mean']:.1f} +- {s['stochastic_std']:.1f}" if "stochastic_mean" in s else "-"
             low, high = s["final_iqm_ci"]
             lines.append(
-                f"| {env} ({s['budget']:,}) | {LABELS.get(algo, algo)} | {len(s['seeds'])} "
+                f"| {env} ({s['budget']:,}) | {row_label(algo, s)} | {len(s['seeds'])} "
                 f"| {s['final_mean']:.1f} +- {s['final_std']:.1f} | {s['final_iqm']:.1f} [{low:.1f}, {high:.1f}] "
                 f"| {s['auc_mean']:.1f} +- {s['auc_std']:.1f} | {stochastic} |"
             )
