@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_qsm.common.checkpoint import load_sb3_agent
+from sb3_qsm.common.utils import is_int_at_least
 from sb3_qsm.common.warm_start import load_critic_from_checkpoint
 from sb3_qsm.qsm.qsm import QSM
 
@@ -306,7 +307,7 @@ def _check_convert_args(
         ("distill_steps", distill_steps),
         ("distill_batch_size", distill_batch_size),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int_at_least(value, 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if not np.isfinite(exploration_noise) or exploration_noise < 0:
         raise ValueError(f"exploration_noise must be finite and >= 0, got {exploration_noise!r}")

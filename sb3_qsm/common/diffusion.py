@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch as th
 from torch import nn
 
+from sb3_qsm.common.utils import is_int_at_least
+
 BETA_SCHEDULES = ("vp", "linear", "cosine")
 
 
@@ -64,7 +66,7 @@ def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_tem
     :param beta_schedule: Name of the noise schedule (one of ``BETA_SCHEDULES``)
     :param sampler_temperature: Scale of the noise injected by the reverse sampler (finite, >= 0)
     """
-    if isinstance(n_diffusion_steps, bool) or not isinstance(n_diffusion_steps, int) or n_diffusion_steps < 1:
+    if not is_int_at_least(n_diffusion_steps, 1):
         raise ValueError(f"n_diffusion_steps must be an integer >= 1, got {n_diffusion_steps!r}")
     if beta_schedule not in BETA_SCHEDULES:
         raise ValueError(f"Unknown beta_schedule {beta_schedule!r}: expected one of {', '.join(BETA_SCHEDULES)}")

@@ -3,6 +3,8 @@
 import math
 from typing import Any
 
+from sb3_qsm.common.utils import is_int_at_least
+
 # Policy keyword arguments of SAC's Gaussian actor that mean nothing for a diffusion actor
 SAC_ONLY_POLICY_KWARGS = ("use_sde", "log_std_init", "use_expln", "clip_mean", "full_std")
 # QSM constructor arguments that are forwarded to the policy
@@ -15,7 +17,7 @@ def check_score_target(score_target: str, n_score_samples: int) -> None:
     """Raise a ``ValueError`` naming the argument when the score target settings are not usable."""
     if score_target not in SCORE_TARGETS:
         raise ValueError(f"score_target must be one of {SCORE_TARGETS}, got {score_target!r}")
-    if isinstance(n_score_samples, bool) or not isinstance(n_score_samples, int) or n_score_samples < 2:
+    if not is_int_at_least(n_score_samples, 2):
         raise ValueError(f"n_score_samples must be an integer >= 2, got {n_score_samples!r}")
 
 
@@ -56,15 +58,13 @@ def check_qsm_args(
     """
     if not isinstance(score_scale, int | float) or not math.isfinite(score_scale) or score_scale <= 0:
         raise ValueError(f"score_scale must be a finite number > 0, got {score_scale!r}")
-    if isinstance(policy_delay, bool) or not isinstance(policy_delay, int) or policy_delay < 1:
+    if not is_int_at_least(policy_delay, 1):
         raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
     if not math.isfinite(target_policy_noise) or target_policy_noise < 0:
         raise ValueError(f"target_policy_noise must be finite and >= 0, got {target_policy_noise!r}")
     if target_noise_clip is not None and (not math.isfinite(target_noise_clip) or target_noise_clip <= 0):
         raise ValueError(f"target_noise_clip must be None or a finite number > 0, got {target_noise_clip!r}")
-    if actor_lr_decay_steps is not None and (
-        isinstance(actor_lr_decay_steps, bool) or not isinstance(actor_lr_decay_steps, int) or actor_lr_decay_steps < 1
-    ):
+    if actor_lr_decay_steps is not None and not is_int_at_least(actor_lr_decay_steps, 1):
         raise ValueError(f"actor_lr_decay_steps must be None or an integer >= 1, got {actor_lr_decay_steps!r}")
     if not isinstance(bc_coef, int | float) or not math.isfinite(bc_coef) or bc_coef < 0:
         raise ValueError(f"bc_coef must be a finite number >= 0, got {bc_coef!r}")
