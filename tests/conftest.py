@@ -3,6 +3,12 @@
 from typing import Any
 
 import pytest
+import torch as th
+
+# One torch thread per test process: `pytest -n auto` already runs one process per core, and more threads than cores
+# make the small networks of the tests many times slower (one test went from 42 s to over 14 minutes on a loaded
+# 2-core machine)
+th.set_num_threads(1)
 
 # Small networks and a short diffusion chain, used by every test that trains
 SMALL: dict[str, Any] = dict(

@@ -161,6 +161,21 @@ def test_make_model_caps_buffer_and_keeps_settings() -> None:
         suite.make_model("ppo", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
 
 
+def test_posterior_candidate_builds_its_settings_and_leaves_them_unshared() -> None:
+    """The candidate for QSM's defaults gets the guide's settings, every other argument at QSM's default, and
+    building it leaves the shared settings untouched."""
+    import gymnasium as gym
+
+    env = gym.make("Pendulum-v1")
+    model, settings = suite.make_model("qsm-posterior", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+    assert (model.score_target, model.score_scale, model.n_score_samples) == ("posterior", 5.0, 8)
+    assert (model.n_diffusion_steps, model.beta_schedule) == (10, "cosine")
+    assert model.policy_kwargs["action_fan_in_init"] is True and model.learning_starts == 100
+    assert settings["hyperparams_source"].startswith("suite.POSTERIOR_HYPERPARAMS")
+    assert suite.POSTERIOR_HYPERPARAMS["policy_kwargs"] == {"action_fan_in_init": True}
+    assert "qsm-posterior" in suite.STOCHASTIC_POLICIES
+
+
 def test_sb3_default_baselines_ignore_the_zoo() -> None:
     import gymnasium as gym
 

@@ -11,6 +11,7 @@ from sb3_qsm.common.diffusion import (
     cosine_beta_schedule,
     linear_beta_schedule,
     make_beta_schedule,
+    truncated_normal,
     vp_beta_schedule,
 )
 
@@ -141,8 +142,32 @@ def test_noise_from_clean_inverts_the_forward_process():
     assert th.allclose(schedule.noise_from_clean(noisy, clean, timesteps), noise, atol=1e-5)
 
 
+def _truncated_normal_moments(mean: float, std: float) -> tuple[float, float]:
+    """Mean and standard deviation of N(mean, std^2) truncated to [-1, 1], in closed form."""
+    normal = th.distributions.Normal(th.tensor(0.0, dtype=th.float64), 1.0)
+    lower = th.tensor((-1.0 - mean) / std, dtype=th.float64)
+    upper = th.tensor((1.0 - mean) / std, dtype=th.float64)
+    mass = normal.cdf(upper) - normal.cdf(lower)
+    pdf_lower, pdf_upper = normal.log_prob(lower).exp(), normal.log_prob(upper).exp()
+    shift = (pdf_lower - pdf_upper) / mass
+    variance = 1.0 + (lower * pdf_lower - upper * pdf_upper) / mass - shift**2
+    return float(mean + std * shift), float(std * variance.sqrt())
+
+
+@pytest.mark.parametrize("mean, std", [(0.0, 1.0), (0.3, 0.05), (2.5, 1.0), (-6.0, 2.0), (40.0, 12.5), (0.0, 1e4)])
+def test_truncated_normal_matches_its_moments(mean, std):
+    """Samples stay in the box and have the truncated normal's mean and spread, even for means far outside the
+    box (the noisiest diffusion steps put a_t / sqrt(alpha_bar_t) there)."""
+    th.manual_seed(0)
+    samples = truncated_normal(th.full((100_000,), mean), th.full((100_000,), std))
+    assert samples.dtype == th.float32 and samples.abs().max() <= 1.0
+    expected_mean, expected_std = _truncated_normal_moments(mean, std)
+    assert float(samples.mean()) == pytest.approx(expected_mean, abs=0.01)
+    assert float(samples.std()) == pytest.approx(expected_std, rel=0.02, abs=1e-3)
+
+
 def test_posterior_mean_of_a_sharp_density_is_its_peak():
-    """Whatever the noisy action and the step, E[a_0 | a_t] of a density concentrated at c is c."""
+    """For actions of a density concentrated at c, noised to any step, E[a_0 | a_t] is c."""
     schedule = DiffusionSchedule(5, "cosine")
     th.manual_seed(0)
     peak = th.tensor([0.5, -0.3])
@@ -150,12 +175,37 @@ def test_posterior_mean_of_a_sharp_density_is_its_peak():
     def log_density(candidates):
         return -((candidates - peak) ** 2).sum(-1) / (2 * 0.05**2)
 
-    noisy = th.randn(256, 2)
-    timesteps = th.randint(0, 5, (256,))
+    timesteps = th.arange(5).repeat(100)
+    noisy = schedule.add_noise(peak.expand(500, 2), th.randn(500, 2), timesteps)
     estimate = schedule.posterior_mean(noisy, timesteps, log_density, n_samples=512)
     assert estimate.abs().max() <= 1.0
-    # Half the candidates are uniform on the box: about 0.8 of them land within 3 std (0.15) of the peak on average
-    assert th.median((estimate - peak).norm(dim=1)) < 0.05
+    for t in range(5):
+        assert th.median((estimate[timesteps == t] - peak).norm(dim=1)) < 0.05, t
+
+
+def test_posterior_mean_with_an_anchor_is_unbiased_for_any_number_of_candidates():
+    """
+    Conditional importance sampling: when the anchor is the clean action a_0 ~ p that was noised into a_t, the
+    estimate has the regression properties of E[a_0 | a_t] itself, E[estimate f(a_t)] = E[a_0 f(a_t)], with a single
+    drawn candidate. Without the anchor, that candidate alone comes from the proposal, not from p, and the identity
+    fails.
+    """
+    schedule = DiffusionSchedule(5, "vp")
+    th.manual_seed(0)
+    n, slope = 400_000, 4.0  # p(a_0) ~ exp(4 a_0) on [-1, 1]: most of its mass near 1
+    clean = 1.0 + th.log1p(-th.rand(n, 1) * (1 - math.exp(-2 * slope))) / slope  # inverse CDF
+    timesteps = th.full((n,), 1)
+    noisy = schedule.add_noise(clean, th.randn_like(clean), timesteps)
+
+    def log_density(candidates):
+        return slope * candidates.sum(-1)
+
+    anchored = schedule.posterior_mean(noisy, timesteps, log_density, n_samples=1, anchor=clean)
+    alone = schedule.posterior_mean(noisy, timesteps, log_density, n_samples=1)
+    for f in (th.ones_like(noisy), noisy):
+        expected = float((clean * f).mean())
+        assert float((anchored * f).mean()) == pytest.approx(expected, abs=0.003)
+        assert abs(float((alone * f).mean()) - expected) > 0.05
 
 
 def test_posterior_mean_of_a_flat_density_at_low_noise_is_the_rescaled_action():

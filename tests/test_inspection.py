@@ -113,7 +113,7 @@ def test_posterior_target_keeps_several_modes() -> None:
     """
     The short-budget multi-modal check: QSM with the settings of the multi-modality guide (posterior target, cosine
     schedule with 10 steps, fan-in init of the action weights), here with small networks, must spread 2000 samples
-    over at least two of the four peaks with at least 10% each, and earn at least 0.4 of the peak reward on average.
+    over at least two of the four peaks with at least 10% each, and earn at least half the peak reward on average.
     A policy collapsed onto one peak covers one mode; samples that miss the peaks earn about 0.14 (uniform) or less.
     """
     env = gym.make(sb3_qsm.envs.MULTIMODAL_ENV_ID)
@@ -124,10 +124,10 @@ def test_posterior_target_keeps_several_modes() -> None:
         env,
         seed=0,
         learning_rate=1e-3,
-        learning_starts=1000,
+        learning_starts=500,
         score_target="posterior",
-        score_scale=10.0,
-        n_score_samples=64,
+        score_scale=5.0,
+        n_score_samples=16,
         n_diffusion_steps=10,
         beta_schedule="cosine",
         policy_kwargs=dict(net_arch=[64, 64], action_fan_in_init=True),
@@ -137,4 +137,4 @@ def test_posterior_target_keeps_several_modes() -> None:
     coverage = mode_coverage(actions, bandit.modes, bandit.half_peak_radius, min_fraction=0.1)
     mean_reward = bandit.reward(actions).mean() / bandit.peak_reward
     assert coverage["n_covered"] >= 2, coverage
-    assert mean_reward >= 0.4, (mean_reward, coverage)
+    assert mean_reward >= 0.5, (mean_reward, coverage)

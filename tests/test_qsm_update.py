@@ -148,26 +148,58 @@ def test_bc_coef_pulls_the_policy_towards_replay_actions(bc_coef):
         assert deterministic.norm() < 0.1, deterministic
 
 
+class AffineCritic(nn.Module):
+    """``scale * Q + offset`` of another critic."""
+
+    def __init__(self, critic: nn.Module, scale: float, offset: float):
+        super().__init__()
+        self.critic, self.scale, self.offset = critic, scale, offset
+
+    def forward(self, obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, ...]:
+        return tuple(self.scale * q + self.offset for q in self.critic(obs, actions))
+
+
 def test_posterior_target_points_at_the_critic_peak():
-    """The 'posterior' target is the noise that takes a_t back to E[a_0 | a_t] of exp(score_scale Q): for a sharp
-    critic peak at a*, the implied clean action is a*, at every step."""
+    """The 'posterior' target is the noise that takes a_t back to E[a_0 | a_t] of exp(score_scale Q / spread): for a
+    sharp critic peak at a*, the implied clean action is a*, at every step, and actions already there stay there."""
     model = QSM("MlpPolicy", _box_env(), n_diffusion_steps=5, score_target="posterior", n_score_samples=256, score_scale=100.0)
     model.critic = QuadraticCritic()
     th.manual_seed(0)
-    noisy = th.randn(128, 2)
-    timesteps = th.randint(0, 5, (128,))
-    target = model.posterior_noise(th.zeros(128, 2), noisy, timesteps)
+    timesteps = th.arange(5).repeat(40)
+    noisy = model.actor.schedule.add_noise(th.rand(200, 2) * 2 - 1, th.randn(200, 2), timesteps)
+    target, spread = model.posterior_noise(th.zeros(200, 2), noisy, timesteps, actions=TARGET.expand(200, 2))
     alpha_bars = model.actor.schedule.alpha_bars[timesteps].unsqueeze(-1)
     implied_clean = (noisy - (1 - alpha_bars).sqrt() * target) / alpha_bars.sqrt()
     assert th.median((implied_clean - TARGET).norm(dim=1)) < 0.1
+    assert spread > 0
 
 
-def test_posterior_target_trains_and_logs_no_gradient_norm():
+def test_posterior_target_does_not_depend_on_the_reward_scale():
+    """Q is divided by its spread over the candidates, so a critic scaled by 1000 and shifted gives the same target:
+    one score_scale fits every reward scale."""
+    model = QSM("MlpPolicy", _box_env(), n_diffusion_steps=5, score_target="posterior", n_score_samples=16, score_scale=5.0)
+    th.manual_seed(0)
+    actions = th.rand(64, 2) * 2 - 1
+    timesteps = th.randint(0, 5, (64,))
+    noisy = model.actor.schedule.add_noise(actions, th.randn(64, 2), timesteps)
+    targets, spreads = [], []
+    for scale, offset in [(1.0, 0.0), (1000.0, -250.0)]:
+        model.critic = AffineCritic(QuadraticCritic(), scale, offset)
+        th.manual_seed(1)
+        target, spread = model.posterior_noise(th.zeros(64, 2), noisy, timesteps, actions)
+        targets.append(target)
+        spreads.append(spread)
+    assert spreads[1] == pytest.approx(1000.0 * spreads[0], rel=1e-4)
+    assert th.allclose(targets[0], targets[1], atol=1e-4)
+
+
+def test_posterior_target_trains_and_logs_the_critic_spread():
     model = QSM(
         "MlpPolicy", "Pendulum-v1", learning_starts=50, score_target="posterior", n_score_samples=4, seed=0, device="cpu"
     )
     model.learn(100)
     assert "train/actor_loss" in model.logger.name_to_value and np.isfinite(model.logger.name_to_value["train/actor_loss"])
+    assert model.logger.name_to_value["train/q_spread"] > 0
     assert "train/q_grad_norm" not in model.logger.name_to_value
 
 

@@ -24,6 +24,7 @@ from scipy import stats
 LABELS = {
     "qsm": "QSM (defaults)",
     "qsm-paper": "QSM (paper preset)",
+    "qsm-posterior": "QSM (posterior target)",
     "sac": "SAC (RL Zoo)",
     "td3": "TD3 (RL Zoo)",
     "sac-sb3": "SAC (SB3 defaults)",

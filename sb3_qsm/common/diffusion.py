@@ -91,6 +91,29 @@ def make_beta_schedule(name: str, n_steps: int) -> th.Tensor:
     return schedules[name](n_steps)
 
 
+def truncated_normal(mean: th.Tensor, std: th.Tensor, low: float = -1.0, high: float = 1.0) -> th.Tensor:
+    """
+    Draw from ``N(mean, std^2)`` truncated to ``[low, high]``, element-wise, by inverting the normal CDF (in float64,
+    on the lower tail when both bounds lie in the upper one, so that far-off means keep their precision).
+    ``torch.nn.init.trunc_normal_`` takes one mean and one standard deviation per tensor; this takes one per element.
+
+    :param mean: Means, any shape
+    :param std: Standard deviations (> 0), same shape
+    :param low: Lower bound
+    :param high: Upper bound
+    :return: Samples, same shape and dtype as ``mean``, in ``[low, high]``
+    """
+    mean64, std64 = mean.double(), std.double()
+    lower, upper = (low - mean64) / std64, (high - mean64) / std64
+    mirror = lower > 0
+    lower, upper = th.where(mirror, -upper, lower), th.where(mirror, -lower, upper)
+    cdf_lower, cdf_upper = th.special.ndtr(lower), th.special.ndtr(upper)
+    uniform = cdf_lower + (cdf_upper - cdf_lower) * th.rand_like(cdf_lower)
+    standard = th.special.ndtri(uniform.clamp(th.finfo(th.float64).tiny, 1.0 - th.finfo(th.float64).eps))
+    standard = th.where(mirror, -standard, standard)
+    return (mean64 + std64 * standard).clamp(low, high).to(mean.dtype)
+
+
 class DiffusionSchedule(nn.Module):
     """
     The constants of a discrete DDPM, held as non-persistent float32 buffers so that they follow
@@ -152,34 +175,37 @@ class DiffusionSchedule(nn.Module):
         timesteps: th.Tensor,
         log_density: Callable[[th.Tensor], th.Tensor],
         n_samples: int,
+        anchor: th.Tensor | None = None,
     ) -> th.Tensor:
         """
         Estimate ``E[a_0 | a_t]`` when ``a_0`` has the density ``p(a_0) ~ exp(log_density(a_0))`` on ``[-1, 1]^d``
-        (Tweedie's formula then gives the score of the noised density), by self-normalised importance sampling:
-        half the candidates come from the Gaussian ``q(a_0 | a_t)`` of the forward process alone,
-        ``N(a_t / sqrt(alpha_bar_t), (1 - alpha_bar_t) / alpha_bar_t)``, half uniformly from the box, and each is
-        weighted by the target over that mixture. Candidates outside the box get no weight.
+        (Tweedie's formula then gives the score of the noised density), by self-normalised importance sampling.
+
+        The candidates come from the forward process's own posterior ``q(a_0 | a_t)``,
+        ``N(a_t / sqrt(alpha_bar_t), (1 - alpha_bar_t) / alpha_bar_t)``, truncated to the box, so that every candidate
+        lies in the box and its weight is the density alone: ``softmax(log_density)``. The proposal is wide (nearly
+        uniform on the box) at the noisy steps and narrow around ``a_t / sqrt(alpha_bar_t)`` at the clean ones.
+
+        With ``anchor``, this is conditional importance sampling: the anchor (the clean action that was noised into
+        ``a_t``) is one more candidate, weighted the same way. When the anchor is itself a sample of ``p(a_0 | a_t)``,
+        the estimate is unbiased for any number of candidates; otherwise it leans towards the anchor, the less so the
+        more candidates there are.
 
         :param noisy: Noisy actions ``a_t``, shape ``(batch, action_dim)``
         :param timesteps: 0-based time index per sample, shape ``(batch,)``
         :param log_density: Unnormalised log density of ``a_0``: candidates ``(batch, n, action_dim)`` -> ``(batch, n)``
-        :param n_samples: Number of candidates per sample (at least 2)
+        :param n_samples: Number of candidates drawn per sample (at least 1)
+        :param anchor: Optional clean actions, shape ``(batch, action_dim)``, inside the box
         :return: The estimate, shape ``(batch, action_dim)``, inside the box
         """
         batch, dim = noisy.shape
         alpha_bars = self.alpha_bars[timesteps].view(batch, 1, 1)
-        mean, std = noisy.unsqueeze(1) / alpha_bars.sqrt(), ((1.0 - alpha_bars) / alpha_bars).sqrt()
-        n_gauss = n_samples // 2
-        gauss = mean + std * th.randn(batch, n_gauss, dim, device=noisy.device, dtype=noisy.dtype)
-        uniform = th.rand(batch, n_samples - n_gauss, dim, device=noisy.device, dtype=noisy.dtype) * 2.0 - 1.0
-        candidates = th.cat([gauss, uniform], dim=1)
-        # log q(a_0 | a_t) up to a constant shared by all candidates, and log of the uniform density on the box
-        log_gauss = (-0.5 * ((candidates - mean) / std) ** 2 - std.log()).sum(-1) - 0.5 * dim * math.log(2 * math.pi)
-        log_uniform = th.full_like(log_gauss, -dim * math.log(2.0))
-        log_proposal = th.logaddexp(log_gauss, log_uniform) - math.log(2.0)
-        log_weights = log_gauss + log_density(candidates) - log_proposal
-        inside = (candidates.abs() <= 1.0).all(dim=-1)
-        weights = th.softmax(log_weights.masked_fill(~inside, -math.inf), dim=1)
+        mean = (noisy.unsqueeze(1) / alpha_bars.sqrt()).expand(batch, n_samples, dim)
+        std = ((1.0 - alpha_bars) / alpha_bars).sqrt().expand(batch, n_samples, dim)
+        candidates = truncated_normal(mean, std)
+        if anchor is not None:
+            candidates = th.cat([anchor.unsqueeze(1), candidates], dim=1)
+        weights = th.softmax(log_density(candidates), dim=1)
         return (weights.unsqueeze(-1) * candidates).sum(dim=1)
 
     def reverse_step(self, x: th.Tensor, eps_pred: th.Tensor, t: int) -> th.Tensor:

@@ -24,6 +24,10 @@ from sb3_qsm.qsm.presets import PAPER_EXPLORATION_NOISE, PAPER_HYPERPARAMS
 
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
 
+# Floor of the critic's spread over candidate actions that scales the "posterior" target (a flat critic gives
+# uniform weights rather than a division by zero)
+MIN_Q_SPREAD = 1e-6
+
 
 class QSM(OffPolicyAlgorithm):
     """
@@ -80,10 +84,10 @@ class QSM(OffPolicyAlgorithm):
         ``-score_scale * grad_a Q(s, a_t)``, the score of the policy ``pi ~ exp(score_scale * Q)`` taken at the noisy
         action as if it were clean. ``"posterior"`` (not in the reference): the noise that Tweedie's formula gives
         for that same policy noised to step ``t``, ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``,
-        with ``E[a_0 | a_t]`` estimated from ``n_score_samples`` candidate actions weighted by
+        with ``E[a_0 | a_t]`` estimated from the replay action and ``n_score_samples`` candidate actions weighted by
         ``exp(score_scale * Q)`` (see ``DiffusionSchedule.posterior_mean``). It is the target a diffusion model of
         that policy would be trained on, so the sampler stays inside the box and can keep separate modes; it costs
-        a critic forward pass over ``batch_size * n_score_samples`` actions instead of a backward pass.
+        a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass.
     :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2)
     :param use_sde: Not supported (gSDE is for Gaussian policies); must stay False
     :param sde_sample_freq: Not supported; must stay -1
@@ -248,17 +252,18 @@ class QSM(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
 
-        actor_losses, critic_losses, q_grad_norms = [], [], []
+        actor_losses, critic_losses = [], []
+        diagnostics: dict[str, list[float]] = {}
         for _ in range(gradient_steps):
             self._n_updates += 1
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             critic_losses.append(self._update_critic(replay_data))
 
             if self._n_updates % self.policy_delay == 0:
-                actor_loss, q_grad_norm = self._update_actor(replay_data)
+                actor_loss, target_stats = self._update_actor(replay_data)
                 actor_losses.append(actor_loss)
-                if q_grad_norm is not None:
-                    q_grad_norms.append(q_grad_norm)
+                for key, value in target_stats.items():
+                    diagnostics.setdefault(key, []).append(value)
 
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             # Copy running stats, see GH issue #996
@@ -268,8 +273,8 @@ class QSM(OffPolicyAlgorithm):
         self.logger.record("train/critic_loss", np.mean(critic_losses))
         if len(actor_losses) > 0:
             self.logger.record("train/actor_loss", np.mean(actor_losses))
-        if len(q_grad_norms) > 0:
-            self.logger.record("train/q_grad_norm", np.mean(q_grad_norms))
+        for key, values in diagnostics.items():
+            self.logger.record(f"train/{key}", np.mean(values))
         if self.actor_lr_decay_steps is not None:
             self.logger.record("train/actor_learning_rate", self.actor.optimizer.param_groups[0]["lr"])
 
@@ -318,29 +323,39 @@ class QSM(OffPolicyAlgorithm):
         (q_grad,) = th.autograd.grad(q_values.sum(), actions)
         return q_grad
 
-    def posterior_noise(self, observations: Any, noisy_actions: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+    def posterior_noise(
+        self, observations: Any, noisy_actions: th.Tensor, timesteps: th.Tensor, actions: th.Tensor | None = None
+    ) -> tuple[th.Tensor, float]:
         """
         The ``"posterior"`` score target: the noise ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``
-        for the policy ``pi(a | s) ~ exp(score_scale * mean_i Q_i(s, a))`` on the box, with ``E[a_0 | a_t]`` estimated
-        by importance sampling over ``n_score_samples`` candidates (critics evaluated without gradients).
+        for the policy ``pi(a | s) ~ exp(score_scale * mean_i Q_i(s, a) / spread)`` on the box, with ``E[a_0 | a_t]``
+        estimated by importance sampling over ``n_score_samples`` candidates (critics evaluated without gradients),
+        and the replay actions as extra candidates when given (see ``DiffusionSchedule.posterior_mean``).
+        ``spread`` is the critic's spread over the candidates: the standard deviation of ``Q`` over each sample's
+        candidates, averaged over the batch. It makes ``score_scale`` independent of the scale of the rewards.
 
         :param observations: A batch of observations (tensors, as sampled from the replay buffer)
         :param noisy_actions: Noisy actions ``a_t``, shape ``(batch, action_dim)``
         :param timesteps: Their 0-based time indices, shape ``(batch,)``
-        :return: The target noise, same shape as ``noisy_actions``
+        :param actions: The clean actions that were noised into ``a_t`` (the replay actions), or None
+        :return: The target noise, same shape as ``noisy_actions``, and the spread
         """
+        spreads: list[th.Tensor] = []
 
         def log_density(candidates: th.Tensor) -> th.Tensor:
             batch, n_candidates, action_dim = candidates.shape
             repeated = _repeat_rows(observations, n_candidates)
             q_values = th.cat(self.critic(repeated, candidates.reshape(-1, action_dim)), dim=1).mean(dim=1)
-            return self.score_scale * q_values.view(batch, n_candidates)
+            q_values = q_values.view(batch, n_candidates)
+            spreads.append(q_values.std(dim=1).mean().clamp_min(MIN_Q_SPREAD))
+            return self.score_scale * q_values / spreads[0]
 
+        schedule = self.actor.schedule
         with th.no_grad():
-            clean = self.actor.schedule.posterior_mean(noisy_actions, timesteps, log_density, self.n_score_samples)
-            return self.actor.schedule.noise_from_clean(noisy_actions, clean, timesteps)
+            clean = schedule.posterior_mean(noisy_actions, timesteps, log_density, self.n_score_samples, anchor=actions)
+            return schedule.noise_from_clean(noisy_actions, clean, timesteps), spreads[0].item()
 
-    def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, float | None]:
+    def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, dict[str, float]]:
         """
         One Q-score matching step (paper section 4, reference ``update_actor``): noise the replay action,
         ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with ``t ~ U{0..T-1}``, and regress
@@ -348,19 +363,20 @@ class QSM(OffPolicyAlgorithm):
         see ``score_target``).
 
         :param replay_data: A batch from the replay buffer
-        :return: The actor loss and the mean L2 norm of the critic's action gradient (None for the posterior target)
+        :return: The actor loss, and statistics of the target to log: the mean L2 norm of the critic's action gradient
+            (``q_grad_norm``) or the critic's spread over the candidates (``q_spread``, see ``posterior_noise``)
         """
         actions = replay_data.actions
         timesteps = th.randint(0, self.actor.n_diffusion_steps, (actions.shape[0],), device=actions.device)
         noise = th.randn_like(actions)
         noisy_actions = self.actor.schedule.add_noise(actions, noise, timesteps)
-        q_grad_norm: float | None = None
         if self.score_target == "posterior":
-            target = self.posterior_noise(replay_data.observations, noisy_actions, timesteps)
+            target, q_spread = self.posterior_noise(replay_data.observations, noisy_actions, timesteps, actions)
+            target_stats = {"q_spread": q_spread}
         else:
             q_grad = self.q_score(replay_data.observations, noisy_actions)
             target = -self.score_scale * q_grad
-            q_grad_norm = q_grad.norm(dim=1).mean().item()
+            target_stats = {"q_grad_norm": q_grad.norm(dim=1).mean().item()}
 
         if self.actor_lr_decay_steps is not None:
             update_learning_rate(self.actor.optimizer, self._actor_learning_rate())
@@ -374,7 +390,7 @@ class QSM(OffPolicyAlgorithm):
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
-        return loss_value, q_grad_norm
+        return loss_value, target_stats
 
     def _actor_learning_rate(self) -> float:
         """
