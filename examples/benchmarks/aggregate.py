@@ -168,9 +168,10 @@ def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
         for algo, s in algos.items():
             stochastic = f"{s['stochastic_mean']:.1f} +- {s['stochastic_std']:.1f}" if "stochastic_mean" in s else "-"
             low, high = s["final_iqm_ci"]
+            interval = f"[{low:.1f}, {high:.1f}]" if np.isfinite([low, high]).all() else "(one run: no interval)"
             lines.append(
                 f"| {env} ({s['budget']:,}) | {row_label(algo, s)} | {len(s['seeds'])} "
-                f"| {s['final_mean']:.1f} +- {s['final_std']:.1f} | {s['final_iqm']:.1f} [{low:.1f}, {high:.1f}] "
+                f"| {s['final_mean']:.1f} +- {s['final_std']:.1f} | {s['final_iqm']:.1f} {interval} "
                 f"| {s['auc_mean']:.1f} +- {s['auc_std']:.1f} | {stochastic} |"
             )
     return "\n".join(lines) + "\n"
