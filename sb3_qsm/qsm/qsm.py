@@ -64,7 +64,9 @@ class QSM(OffPolicyAlgorithm):
     :param n_steps: When n_step > 1, uses n-step return (with the NStepReplayBuffer) when updating the Q-value network.
     :param score_scale: Q-score scale, the paper's ``alpha`` (``M_q`` in the reference code): the denoiser is
         regressed onto ``-score_scale * grad_a Q``. It multiplies a gradient whose size grows with the reward scale
-        and with ``1 / (1 - gamma)``; the paper used 50 (about 120 for humanoid-like tasks).
+        and with ``1 / (1 - gamma)``; the paper used 50 (about 120 for humanoid-like tasks). With the ``"posterior"``
+        target it is instead the inverse temperature of ``exp(score_scale * Q / spread)``, dimensionless (5 keeps
+        the multi-modal bandit's peaks; larger values give greedier policies).
     :param n_diffusion_steps: Number of diffusion steps ``T`` of the policy (paper: 5)
     :param beta_schedule: Noise schedule ``beta_1..beta_T``: ``"vp"`` (paper), ``"linear"`` or ``"cosine"``
     :param sampler_temperature: Scale of the noise the reverse sampler injects (paper: 1.0); 0 makes the stochastic
@@ -85,7 +87,8 @@ class QSM(OffPolicyAlgorithm):
         action as if it were clean. ``"posterior"`` (not in the reference): the noise that Tweedie's formula gives
         for that same policy noised to step ``t``, ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``,
         with ``E[a_0 | a_t]`` estimated from the replay action and ``n_score_samples`` candidate actions weighted by
-        ``exp(score_scale * Q)`` (see ``DiffusionSchedule.posterior_mean``). It is the target a diffusion model of
+        ``exp(score_scale * Q / spread)``, ``spread`` being the critic's spread over the candidates, so that the
+        target does not depend on the reward scale (see ``posterior_noise``). It is the target a diffusion model of
         that policy would be trained on, so the sampler stays inside the box and can keep separate modes; it costs
         a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass.
     :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2)
