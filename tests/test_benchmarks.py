@@ -162,7 +162,7 @@ def test_make_model_caps_buffer_and_keeps_settings() -> None:
         suite.make_model("ppo", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
 
 
-def test_posterior_candidate_builds_its_settings_and_leaves_them_unshared() -> None:
+def test_posterior_candidate_builds_its_settings_and_leaves_them_untouched() -> None:
     """The candidate for QSM's defaults gets the guide's settings, every other argument at QSM's default, and
     building it leaves the shared settings untouched."""
     import gymnasium as gym

@@ -161,13 +161,14 @@ class AffineCritic(nn.Module):
 
 def test_posterior_target_points_at_the_critic_peak():
     """The 'posterior' target is the noise that takes a_t back to E[a_0 | a_t] of exp(score_scale Q / spread): for a
-    sharp critic peak at a*, the implied clean action is a*, at every step, and actions already there stay there."""
+    sharp critic peak at a*, the clean action implied for actions noised from a* is a*, at every step, from the drawn
+    candidates alone (no replay action among them)."""
     model = QSM("MlpPolicy", _box_env(), n_diffusion_steps=5, score_target="posterior", n_score_samples=256, score_scale=100.0)
     model.critic = QuadraticCritic()
     th.manual_seed(0)
     timesteps = th.arange(5).repeat(40)
-    noisy = model.actor.schedule.add_noise(th.rand(200, 2) * 2 - 1, th.randn(200, 2), timesteps)
-    target, spread = model.posterior_noise(th.zeros(200, 2), noisy, timesteps, actions=TARGET.expand(200, 2))
+    noisy = model.actor.schedule.add_noise(TARGET.expand(200, 2), th.randn(200, 2), timesteps)
+    target, spread = model.posterior_noise(th.zeros(200, 2), noisy, timesteps)
     alpha_bars = model.actor.schedule.alpha_bars[timesteps].unsqueeze(-1)
     implied_clean = (noisy - (1 - alpha_bars).sqrt() * target) / alpha_bars.sqrt()
     assert th.median((implied_clean - TARGET).norm(dim=1)) < 0.1

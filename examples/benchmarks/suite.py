@@ -246,7 +246,7 @@ def make_model(
     elif algo == "qsm":
         source, hyperparams = "QSM constructor defaults", {}
     elif algo == "qsm-posterior":
-        source, hyperparams = "suite.POSTERIOR_HYPERPARAMS (docs/guide/multimodal.md)", copy.deepcopy(POSTERIOR_HYPERPARAMS)
+        source, hyperparams = "suite.POSTERIOR_HYPERPARAMS (docs/guide/multimodal.md)", dict(POSTERIOR_HYPERPARAMS)
     elif algo.endswith("-sb3"):
         source, hyperparams = "SB3 defaults", {}
     else:
