@@ -44,7 +44,8 @@ def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
     report = tmp_path / "quick" / "report"
     table = (report / "results.md").read_text()
     assert all(aggregate.LABELS[algo] in table for algo in algos)
-    assert "nan" not in table and "(one run: no interval)" in table  # one seed: no bootstrap interval
+    # One seed: no bootstrap interval, and no standard deviation over seeds
+    assert "nan" not in table and "(one run: no interval)" in table and "+-" not in table
     assert (report / "learning_curves.png").stat().st_size > 10_000
     assert f"{len(algos)} runs, 0 finished, {len(algos)} to run" in out
     # A second invocation finds every run finished and runs nothing

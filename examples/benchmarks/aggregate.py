@@ -158,6 +158,11 @@ def row_label(algo: str, summary: dict[str, Any]) -> str:
     return LABELS.get(algo, algo)
 
 
+def mean_std(mean: float, std: float, n_runs: int) -> str:
+    """``mean +- std`` over runs; a single run has no spread, so its value alone."""
+    return f"{mean:.1f}" if n_runs == 1 else f"{mean:.1f} +- {std:.1f}"
+
+
 def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
     """The Markdown table of every task and algorithm."""
     lines = [
@@ -166,13 +171,14 @@ def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
     ]
     for env, algos in summaries.items():
         for algo, s in algos.items():
-            stochastic = f"{s['stochastic_mean']:.1f} +- {s['stochastic_std']:.1f}" if "stochastic_mean" in s else "-"
+            n_runs = len(s["seeds"])
+            stochastic = mean_std(s["stochastic_mean"], s["stochastic_std"], n_runs) if "stochastic_mean" in s else "-"
             low, high = s["final_iqm_ci"]
             interval = f"[{low:.1f}, {high:.1f}]" if np.isfinite([low, high]).all() else "(one run: no interval)"
             lines.append(
-                f"| {env} ({s['budget']:,}) | {row_label(algo, s)} | {len(s['seeds'])} "
-                f"| {s['final_mean']:.1f} +- {s['final_std']:.1f} | {s['final_iqm']:.1f} {interval} "
-                f"| {s['auc_mean']:.1f} +- {s['auc_std']:.1f} | {stochastic} |"
+                f"| {env} ({s['budget']:,}) | {row_label(algo, s)} | {n_runs} "
+                f"| {mean_std(s['final_mean'], s['final_std'], n_runs)} | {s['final_iqm']:.1f} {interval} "
+                f"| {mean_std(s['auc_mean'], s['auc_std'], n_runs)} | {stochastic} |"
             )
     return "\n".join(lines) + "\n"
 
