@@ -178,6 +178,30 @@ def test_posterior_candidate_builds_its_settings_and_leaves_them_untouched() -> 
     assert "qsm-posterior" in suite.STOCHASTIC_POLICIES
 
 
+def test_committed_results_match_what_the_runner_builds_today() -> None:
+    """Every committed raw result of suite v1 was run with the settings its algorithm name stands for now: if a default
+    of QSM, SB3 or the RL Zoo changes, the rows labelled with that name must be rerun or renamed, never pooled."""
+    import gymnasium as gym
+
+    records: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted((BENCHMARKS.parent.parent / "benchmarks" / "results" / "v1").glob("*/*_seed*.json")):
+        record = json.loads(path.read_text())
+        records.setdefault((record["spec"]["env_id"], record["spec"]["algo"]), []).append(record)
+    assert len(records) >= 15, "suite v1's raw results are missing"
+    for (env_id, algo), runs in records.items():
+        spec = runs[0]["spec"]
+        _, settings = suite.make_model(
+            algo, gym.make(env_id), env_id, 0, spec["budget"], "cpu", max_learning_starts=spec["max_learning_starts"]
+        )
+        for record in runs:
+            recorded = record["settings"]
+            for key in ("hyperparams_source", "hyperparams", "runner_overrides"):
+                assert recorded[key] == settings[key], (env_id, algo, record["spec"]["seed"], key)
+            # Older records predate the effective hyperparameters; the ones that have them must match
+            if "effective_hyperparams" in recorded:
+                assert recorded["effective_hyperparams"] == settings["effective_hyperparams"], (env_id, algo)
+
+
 def test_sb3_default_baselines_ignore_the_zoo() -> None:
     import gymnasium as gym
 
