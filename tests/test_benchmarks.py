@@ -95,6 +95,20 @@ def test_lock_is_exclusive_and_taken_over_when_stale(tmp_path: pathlib.Path) -> 
     assert run.acquire_lock(lock)
 
 
+def test_worker_skips_a_run_finished_after_the_invocation_listed_it(tmp_path: pathlib.Path) -> None:
+    """Two invocations share a run list: when one finishes a run, the other's worker must not run it again (it would
+    overwrite the result with a fresh run)."""
+    quick = suite.SUITES["quick"]
+    spec = run.spec_of(quick, quick.tasks[0], "td3", seed=0)
+    assert run.pending([spec], tmp_path) == [spec]  # listed as pending by this invocation ...
+    path = run.result_path(tmp_path, spec)
+    run.write_json(path, {"spec": run.dataclasses.asdict(spec), "final": {}})  # ... then finished by another one
+    before = path.read_text()
+    assert run.run_worker(spec, tmp_path, "cpu", None, None) == f"{spec.name}: skipped, finished by another process"
+    assert path.read_text() == before
+    assert not run.checkpoint_dir(tmp_path, spec).exists() and not run.lock_path(tmp_path, spec).exists()
+
+
 def test_plan_rejects_names_outside_the_suite() -> None:
     with pytest.raises(SystemExit, match="Walker2d-v5"):
         run.plan(suite.SUITES["v1"], ["Walker2d-v5"], None, None)

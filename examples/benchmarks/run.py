@@ -299,6 +299,9 @@ def run_worker(spec: RunSpec, out: pathlib.Path, device: str, deadline: float | 
     if not acquire_lock(lock):
         return f"{spec.name}: skipped, another process holds {lock}"
     try:
+        # Another invocation may have finished it since this one listed the pending runs
+        if result_path(out, spec).is_file():
+            return f"{spec.name}: skipped, finished by another process"
         result = Run(spec, out, device, progress).execute(deadline)
     finally:
         lock.unlink(missing_ok=True)
