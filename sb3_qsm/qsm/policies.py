@@ -56,7 +56,7 @@ class DiffusionActor(BoundedActionPolicy):
     :param activation_fn: Activation function of the denoiser (the reference uses mish, ``nn.Mish``)
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
     :param n_diffusion_steps: Number of diffusion steps ``T``
-    :param beta_schedule: Noise schedule: ``"vp"``, ``"linear"`` or ``"cosine"``
+    :param beta_schedule: Noise schedule: ``"cosine"``, ``"vp"`` or ``"linear"``
     :param sampler_temperature: Scale of the noise the sampler injects at each step
     :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (the reference does)
     :param time_embed_dim: Number of Fourier features of the time index
@@ -74,13 +74,13 @@ class DiffusionActor(BoundedActionPolicy):
         features_dim: int,
         activation_fn: type[nn.Module] = nn.SiLU,
         normalize_images: bool = True,
-        n_diffusion_steps: int = 5,
-        beta_schedule: str = "vp",
+        n_diffusion_steps: int = 10,
+        beta_schedule: str = "cosine",
         sampler_temperature: float = 1.0,
         clip_sampler: bool = True,
         time_embed_dim: int = 64,
         time_net_arch: list[int] | None = None,
-        action_fan_in_init: bool = False,
+        action_fan_in_init: bool = True,
     ):
         super().__init__(
             observation_space,
@@ -197,7 +197,7 @@ class QSMPolicy(BoundedActionPolicy):
     :param share_features_extractor: Whether to share the features extractor between the actor and the critic
         (it is then trained by the actor loss only, as in SAC and TD3)
     :param n_diffusion_steps: Number of diffusion steps ``T`` (paper: 5)
-    :param beta_schedule: Noise schedule: ``"vp"`` (paper), ``"linear"`` or ``"cosine"``
+    :param beta_schedule: Noise schedule: ``"cosine"``, ``"vp"`` (paper) or ``"linear"``
     :param sampler_temperature: Scale of the noise injected by the sampler (paper: 1.0)
     :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (paper: True)
     :param denoiser_activation_fn: Activation function of the denoiser. Default SiLU, which has nearly the same
@@ -229,15 +229,15 @@ class QSMPolicy(BoundedActionPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 2,
         share_features_extractor: bool = False,
-        n_diffusion_steps: int = 5,
-        beta_schedule: str = "vp",
+        n_diffusion_steps: int = 10,
+        beta_schedule: str = "cosine",
         sampler_temperature: float = 1.0,
         clip_sampler: bool = True,
         denoiser_activation_fn: type[nn.Module] = nn.SiLU,
         time_embed_dim: int = 64,
         time_net_arch: list[int] | None = None,
         xavier_critic_init: bool = False,
-        action_fan_in_init: bool = False,
+        action_fan_in_init: bool = True,
     ):
         super().__init__(
             observation_space,

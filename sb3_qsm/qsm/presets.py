@@ -29,6 +29,8 @@ PAPER_HYPERPARAMS: dict[str, Any] = dict(
     target_noise_clip=None,
     policy_delay=1,
     actor_lr_decay_steps=2_000_000,
+    # The paper's target; sb3-qsm's default is the "posterior" target (docs: guide/multimodal)
+    score_target="gradient",
     policy_kwargs=dict(
         net_arch=[512, 512],
         activation_fn=nn.ReLU,
@@ -37,6 +39,7 @@ PAPER_HYPERPARAMS: dict[str, Any] = dict(
         time_net_arch=[128, 128],
         clip_sampler=True,
         xavier_critic_init=True,
+        action_fan_in_init=False,
         n_critics=2,
     ),
 )

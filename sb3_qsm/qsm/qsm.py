@@ -39,7 +39,10 @@ class QSM(OffPolicyAlgorithm):
 
     Each gradient step updates the critics with a TD target built from a fresh diffusion sample at the next
     observation (plus Gaussian target noise, min over the target critics), then regresses the denoiser
-    ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_a mean_i Q_i(s, a_t)`` at a noised replay action ``a_t``.
+    ``eps_theta(s, a_t, t)`` at a noised replay action ``a_t`` onto a target built from the critics: by default the
+    noise of the policy ``exp(score_scale * Q / spread)`` noised to step ``t`` (``score_target="posterior"``), or the
+    paper's ``-score_scale * grad_a mean_i Q_i(s, a_t)`` (``score_target="gradient"``, as in
+    ``QSM.from_paper_config``).
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, ...)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -62,13 +65,14 @@ class QSM(OffPolicyAlgorithm):
     :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer
         at a cost of more complexity.
     :param n_steps: When n_step > 1, uses n-step return (with the NStepReplayBuffer) when updating the Q-value network.
-    :param score_scale: Q-score scale, the paper's ``alpha`` (``M_q`` in the reference code): the denoiser is
-        regressed onto ``-score_scale * grad_a Q``. It multiplies a gradient whose size grows with the reward scale
-        and with ``1 / (1 - gamma)``; the paper used 50 (about 120 for humanoid-like tasks). With the ``"posterior"``
-        target it is instead the inverse temperature of ``exp(score_scale * Q / spread)``, dimensionless (5 keeps
-        the multi-modal bandit's peaks; larger values give greedier policies).
+    :param score_scale: With the ``"posterior"`` target (the default), the inverse temperature of the policy
+        ``exp(score_scale * Q / spread)``: dimensionless, independent of the reward scale; larger values give
+        greedier policies (5 keeps the multi-modal bandit's peaks). With the ``"gradient"`` target, the paper's
+        ``alpha`` (``M_q`` in the reference code): the denoiser is regressed onto ``-score_scale * grad_a Q``, a
+        gradient whose size grows with the reward scale and with ``1 / (1 - gamma)``; the paper used 50 (about 120
+        for humanoid-like tasks).
     :param n_diffusion_steps: Number of diffusion steps ``T`` of the policy (paper: 5)
-    :param beta_schedule: Noise schedule ``beta_1..beta_T``: ``"vp"`` (paper), ``"linear"`` or ``"cosine"``
+    :param beta_schedule: Noise schedule ``beta_1..beta_T``: ``"cosine"`` (default), ``"vp"`` (paper) or ``"linear"``
     :param sampler_temperature: Scale of the noise the reverse sampler injects (paper: 1.0); 0 makes the stochastic
         sampler deterministic apart from its random start ``x_T``
     :param target_policy_noise: Standard deviation of the Gaussian noise added to the sampled next action in the
@@ -84,14 +88,16 @@ class QSM(OffPolicyAlgorithm):
         recent ones); ``convert_to_qsm`` uses it so that fine-tuning starts from the converted policy.
     :param score_target: What the denoiser is regressed onto. ``"gradient"`` (the paper's QSM):
         ``-score_scale * grad_a Q(s, a_t)``, the score of the policy ``pi ~ exp(score_scale * Q)`` taken at the noisy
-        action as if it were clean. ``"posterior"`` (not in the reference): the noise that Tweedie's formula gives
-        for that same policy noised to step ``t``, ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``,
+        action as if it were clean. ``"posterior"`` (the default; not in the reference): the noise that Tweedie's
+        formula gives
+        for that policy noised to step ``t``, ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``,
         with ``E[a_0 | a_t]`` estimated from the replay action and ``n_score_samples`` candidate actions weighted by
         ``exp(score_scale * Q / spread)``, ``spread`` being the critic's spread over the candidates, so that the
         target does not depend on the reward scale (see ``posterior_noise``). It is the target a diffusion model of
         that policy would be trained on, so the sampler stays inside the box and can keep separate modes; it costs
         a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass.
-    :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2)
+    :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2). Its cost grows
+        linearly with them; 8 keep the bandit's peaks (docs: guide/multimodal)
     :param use_sde: Not supported (gSDE is for Gaussian policies); must stay False
     :param sde_sample_freq: Not supported; must stay -1
     :param use_sde_at_warmup: Not supported; must stay False
@@ -134,17 +140,17 @@ class QSM(OffPolicyAlgorithm):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
-        score_scale: float = 50.0,
-        n_diffusion_steps: int = 5,
-        beta_schedule: str = "vp",
+        score_scale: float = 5.0,
+        n_diffusion_steps: int = 10,
+        beta_schedule: str = "cosine",
         sampler_temperature: float = 1.0,
         target_policy_noise: float = 0.1,
         target_noise_clip: float | None = None,
         policy_delay: int = 1,
         actor_lr_decay_steps: int | None = None,
         bc_coef: float = 0.0,
-        score_target: str = "gradient",
-        n_score_samples: int = 32,
+        score_target: str = "posterior",
+        n_score_samples: int = 8,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
@@ -233,8 +239,9 @@ class QSM(OffPolicyAlgorithm):
     ) -> SelfQSM:
         """
         Build QSM with the configuration the paper ran (the reference's "paper" config): 512x512 networks, mish in
-        the denoiser, T=5 with the vp schedule, score scale 50, Adam 3e-4 with the actor's cosine decay over 2e6
-        updates, 10k random warm-up steps, exploration and target noise 0.1. See ``sb3_qsm.qsm.presets``.
+        the denoiser, the gradient score target with score scale 50, T=5 with the vp schedule, Adam 3e-4 with the
+        actor's cosine decay over 2e6 updates, 10k random warm-up steps, exploration and target noise 0.1. See
+        ``sb3_qsm.qsm.presets``.
 
         :param env: The environment to learn from
         :param policy: The policy model to use
