@@ -63,6 +63,7 @@ def test_convert_sac_copies_critics_and_distills_actor(sac_path):
     assert model.learning_starts == 0
     assert model.score_scale > 0
     assert model.bc_coef == CONVERTED_BC_COEF
+    assert (model.score_target, model.n_diffusion_steps, model.beta_schedule) == ("gradient", 5, "vp")
     assert model.actor.sampler_temperature == CONVERTED_SAMPLER_TEMPERATURE
     assert model.action_noise is not None
     observations = model.replay_buffer.observations[:500, 0]
@@ -174,6 +175,7 @@ def test_refuses_bad_arguments_and_buffers(sac_path, tmp_path):
         (dict(distill_steps=-1), "distill_steps"),
         (dict(exploration_noise=float("nan")), "exploration_noise"),
         (dict(score_scale="big"), "score_scale"),
+        (dict(score_target="posterior"), "score_scale='auto' fits the scale of the gradient score target"),
     ):
         with pytest.raises(ValueError, match=match):
             convert_to_qsm(sac_path, _pendulum(), device="cpu", **{**FAST, **kwargs})

@@ -24,5 +24,5 @@ def test_policy_aliases():
 def test_constructor_without_env_for_loading():
     """BaseAlgorithm.load builds the model with env=None and _init_setup_model=False."""
     model = QSM("MlpPolicy", None, device="cpu", _init_setup_model=False)
-    assert model.policy_kwargs["n_diffusion_steps"] == 5
+    assert model.policy_kwargs["n_diffusion_steps"] == 10
     assert not hasattr(model, "actor")

@@ -88,8 +88,10 @@ def test_sign_qsm_moves_samples_to_the_argmax(score_scale):
         # With Q = -||a - a*||^2 the ideal denoiser is eps = 2 score_scale (a_t - a*); at score_scale = 1 the last
         # reverse step lands near a*, while at 50 every step overshoots by ~40x and only the clip holds it
         score_scale=1.0,
+        score_target="gradient",
         n_diffusion_steps=5,
-        policy_kwargs=dict(net_arch=[64, 64]),
+        beta_schedule="vp",
+        policy_kwargs=dict(net_arch=[64, 64], action_fan_in_init=False),
         device="cpu",  # the batches below are built on the CPU
     )
     model.score_scale = score_scale  # bypass the constructor check to build the wrong-sign control
@@ -132,7 +134,10 @@ def test_bc_coef_pulls_the_policy_towards_replay_actions(bc_coef):
         seed=0,
         learning_rate=3e-3,
         bc_coef=bc_coef,
-        policy_kwargs=dict(net_arch=[64, 64]),
+        score_target="gradient",
+        n_diffusion_steps=5,
+        beta_schedule="vp",
+        policy_kwargs=dict(net_arch=[64, 64], action_fan_in_init=False),
         device="cpu",
     )
     model.critic = FlatCritic()
@@ -219,10 +224,10 @@ def test_bad_score_target_arguments(kwargs, message):
 
 def test_action_fan_in_init_gives_the_action_its_own_scale():
     """Under Xavier the action's first-layer weights are bounded by sqrt(6 / (fan_in + fan_out)) of the whole input;
-    with action_fan_in_init by sqrt(3 / action_dim), and the other inputs keep Xavier."""
+    with action_fan_in_init (the default) by sqrt(3 / action_dim), and the other inputs keep Xavier."""
     th.manual_seed(0)
-    plain = QSM("MlpPolicy", _box_env(), policy_kwargs=dict(net_arch=[256, 256]))
-    scaled = QSM("MlpPolicy", _box_env(), policy_kwargs=dict(net_arch=[256, 256], action_fan_in_init=True))
+    plain = QSM("MlpPolicy", _box_env(), policy_kwargs=dict(net_arch=[256, 256], action_fan_in_init=False))
+    scaled = QSM("MlpPolicy", _box_env(), policy_kwargs=dict(net_arch=[256, 256]))  # the default
     first_plain = plain.actor.denoiser.net[0].weight.detach()
     first_scaled = scaled.actor.denoiser.net[0].weight.detach()
     xavier_bound = (6 / (first_plain.shape[0] + first_plain.shape[1])) ** 0.5

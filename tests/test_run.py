@@ -139,6 +139,7 @@ def test_actor_lr_cosine_decay(small_kwargs):
 def test_paper_preset():
     model = QSM.from_paper_config("Pendulum-v1", learning_starts=50, buffer_size=1000)
     assert model.score_scale == 50.0 and model.n_diffusion_steps == 5 and model.beta_schedule == "vp"
+    assert model.score_target == "gradient" and model.actor.action_fan_in_init is False
     assert model.learning_starts == 50  # overrides win
     assert model.actor_lr_decay_steps == 2_000_000
     assert [m.out_features for m in model.critic.qf0 if isinstance(m, th.nn.Linear)] == [512, 512, 1]
@@ -153,14 +154,15 @@ def test_paper_preset():
     model.learn(60)
 
 
-def test_logger_keys(small_kwargs, tmp_path):
-    model = QSM("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs)
+@pytest.mark.parametrize("score_target, target_key", [("posterior", "train/q_spread"), ("gradient", "train/q_grad_norm")])
+def test_logger_keys(small_kwargs, tmp_path, score_target, target_key):
+    model = QSM("MlpPolicy", "Pendulum-v1", score_target=score_target, tensorboard_log=str(tmp_path), **small_kwargs)
     model.learn(150)
     values = model.logger.name_to_value
-    for key in ("train/actor_loss", "train/critic_loss", "train/n_updates", "train/q_grad_norm", "train/learning_rate"):
+    for key in ("train/actor_loss", "train/critic_loss", "train/n_updates", target_key, "train/learning_rate"):
         assert key in values, key
         assert np.isfinite(values[key])
-    assert values["train/q_grad_norm"] > 0
+    assert values[target_key] > 0
     # Tensorboard event file written in a "QSM_1" folder
     assert list(tmp_path.glob("QSM_1/events.out.tfevents.*"))
 

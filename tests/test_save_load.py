@@ -50,7 +50,7 @@ def test_save_load(tmp_path, small_kwargs):
         actions, _ = loaded.predict(observations, deterministic=True)
         assert np.allclose(expected, actions, rtol=1e-5, atol=1e-6)
         # Hyperparameters survive
-        assert loaded.score_scale == 50.0 and loaded.n_diffusion_steps == 3
+        assert loaded.score_scale == 5.0 and loaded.n_diffusion_steps == 3 and loaded.score_target == "posterior"
         loaded.learn(200, reset_num_timesteps=False)
 
     # Loading from a file object works too

@@ -38,6 +38,9 @@ CONVERTED_BC_COEF = 3.0
 # steps, against about 93% at 0.1). Exploration comes from Gaussian action noise instead, as for TD3.
 CONVERTED_SAMPLER_TEMPERATURE = 0.1
 CONVERTED_ACTION_NOISE = 0.1
+# The score target and diffusion chain these were measured with: the paper's gradient target, whose scale
+# score_scale="auto" fits to the distilled denoiser, and T=5 with the vp schedule
+CONVERTED_DIFFUSION: dict[str, Any] = dict(score_target="gradient", n_diffusion_steps=5, beta_schedule="vp")
 
 
 def _qsm_policy_kwargs(teacher: SAC | TD3) -> dict[str, Any]:
@@ -253,16 +256,23 @@ def convert_to_qsm(
         ``--save-replay-buffer``, or a ``ReplayBuffer``); recorded transitions are added after its contents
     :param device: Device of the QSM model (and of the old agent while converting)
     :param qsm_kwargs: Other ``QSM`` arguments (``gamma`` defaults to the old agent's; ``policy_kwargs`` entries
-        override the ones taken from the old agent). Fine-tuning defaults differ from QSM's: ``bc_coef=3``,
+        override the ones taken from the old agent). Fine-tuning defaults differ from QSM's: the paper's
+        ``score_target="gradient"`` with ``n_diffusion_steps=5`` and the ``"vp"`` schedule, ``bc_coef=3``,
         ``sampler_temperature=0.1`` and Gaussian ``action_noise`` of std 0.1, which kept the converted HalfCheetah
         agent's return (see the module's constants)
     :return: The QSM agent, ready for ``learn``
     """
     _check_convert_args(n_collect_steps, exploration_noise, distill_steps, distill_batch_size, score_scale)
+    if score_scale == "auto" and qsm_kwargs.get("score_target", "gradient") != "gradient":
+        raise ValueError(
+            f"score_scale='auto' fits the scale of the gradient score target; with score_target="
+            f"{qsm_kwargs['score_target']!r} pass score_scale as a number"
+        )
     vec_env = BaseAlgorithm._wrap_env(maybe_make_env(env, 0), verbose=0)
     teacher = source if isinstance(source, BaseAlgorithm) else load_sb3_agent(source, vec_env, device=device)
     _check_teacher(teacher, vec_env)
     policy_kwargs = {**_qsm_policy_kwargs(teacher), **(qsm_kwargs.pop("policy_kwargs", None) or {})}
+    qsm_kwargs = {**CONVERTED_DIFFUSION, **qsm_kwargs}
     qsm_kwargs.setdefault("gamma", teacher.gamma)
     qsm_kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)
     qsm_kwargs.setdefault("sampler_temperature", CONVERTED_SAMPLER_TEMPERATURE)
