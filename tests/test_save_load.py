@@ -132,7 +132,7 @@ def test_save_load_policy_and_actor(tmp_path, small_kwargs, policy_str):
         assert np.allclose(policy.predict(observations, deterministic=True)[0], policy_actions, atol=1e-6)
         actor = DiffusionActor.load(tmp_path / "actor.pkl", device=device)
         assert np.allclose(actor.predict(observations, deterministic=True)[0], actor_actions, atol=1e-6)
-        assert actor.n_diffusion_steps == 3 and actor.beta_schedule == "vp"
+        assert actor.n_diffusion_steps == 3 and actor.beta_schedule == "cosine"
 
 
 def test_paper_preset_save_load(tmp_path):
