@@ -49,3 +49,24 @@ def test_enjoy_replays_shipped_agent(run, tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Loading {AGENTS}/qsm/{run.name}/{env_id}.zip" in result.stdout
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[run.name for run in RUNS])
+def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run):
+    """Each shipped agent was trained from its packaged qsm.yml entry (its command.txt): the entry must still give
+    QSM the settings the agent holds, whatever QSM's defaults have become since."""
+    import yaml
+
+    from sb3_qsm.zoo import default_hyperparams_file
+
+    env_id = run.name[: -len("_1")]
+    entry = yaml.safe_load(pathlib.Path(default_hyperparams_file()).read_text())[env_id]
+    policy_kwargs = eval(entry.get("policy_kwargs", "dict()"))
+    shipped = QSM.load(run / f"{env_id}.zip", buffer_size=1, device="cpu")
+    trained = QSM("MlpPolicy", env_id, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs, **{
+        key: entry[key] for key in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule") if key in entry
+    })
+    for name in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "n_critics"):
+        assert getattr(trained, name, None) == getattr(shipped, name, None), name
+    # The shipped agents predate the fan-in initialisation (their archives cannot say so): they started from Xavier's
+    assert trained.policy.actor.action_fan_in_init is False

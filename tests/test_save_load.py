@@ -1,5 +1,7 @@
 """Saving and loading: the model, the policy alone, the actor alone, the replay buffer and raw parameters."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -143,3 +145,24 @@ def test_paper_preset_save_load(tmp_path):
     assert loaded.policy_kwargs == model.policy_kwargs
     # policy_kwargs given to the preset are merged into the preset's
     assert loaded.policy_kwargs["net_arch"] == [8] and loaded.policy_kwargs["xavier_critic_init"] is True
+
+
+def test_archive_older_than_the_posterior_default_goes_on_with_the_gradient_target(tmp_path, small_kwargs):
+    """An archive written before score_target existed trained with the gradient target: loading it keeps that target
+    (unless the caller says otherwise), not today's default."""
+    import zipfile
+
+    QSM("MlpPolicy", "Pendulum-v1", score_target="gradient", **small_kwargs).save(tmp_path / "today")
+    with zipfile.ZipFile(tmp_path / "today.zip") as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(entries["data"])
+    del data["score_target"]
+    entries["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "older.zip", "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    assert QSM.load(tmp_path / "older").score_target == "gradient"
+    assert QSM.load(tmp_path / "older", score_target="posterior").score_target == "posterior"
+    # A current archive keeps its own value
+    QSM("MlpPolicy", "Pendulum-v1", **small_kwargs).save(tmp_path / "posterior")
+    assert QSM.load(tmp_path / "posterior").score_target == "posterior"

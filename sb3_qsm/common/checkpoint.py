@@ -112,6 +112,21 @@ def check_policy_class(data: dict[str, Any], expected: type, algo_name: str, pat
         )
 
 
+def with_values_of_older_archives(
+    data: dict[str, Any], kwargs: dict[str, Any], arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """
+    An archive written before an argument existed holds no value for it, and ``load`` would give it today's default.
+    Give it instead the value it trained with, the default of its day, unless the caller sets it.
+
+    :param data: Decoded ``data`` entry of the checkpoint
+    :param kwargs: The caller's extra arguments of ``load``
+    :param arguments: Argument -> its value before it existed
+    :return: The extra arguments to load with
+    """
+    return {**{name: value for name, value in arguments.items() if name not in data}, **kwargs}
+
+
 def load_sb3_agent(path: str | pathlib.Path | io.BufferedIOBase, env: VecEnv, device: th.device | str = "auto") -> SAC | TD3:
     """
     Load a SAC or TD3 checkpoint for use with ``env``, including checkpoints saved with the retired ``gym`` package

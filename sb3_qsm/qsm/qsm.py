@@ -16,7 +16,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayB
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update, update_learning_rate
 from torch.nn import functional as F
 
-from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data
+from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data, with_values_of_older_archives
 from sb3_qsm.common.diffusion import check_diffusion_args
 from sb3_qsm.qsm.arguments import check_policy_kwargs, check_qsm_args, check_score_target
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, MlpPolicy, MultiInputPolicy, QSMPolicy
@@ -27,6 +27,8 @@ SelfQSM = TypeVar("SelfQSM", bound="QSM")
 # Floor of the critic's spread over candidate actions that scales the "posterior" target (a flat critic gives
 # uniform weights rather than a division by zero)
 MIN_Q_SPREAD = 1e-6
+# Arguments that older archives may lack, with the value those archives trained with
+ADDED_ARGUMENTS: dict[str, Any] = {"score_target": "gradient"}
 
 
 class QSM(OffPolicyAlgorithm):
@@ -460,7 +462,8 @@ class QSM(OffPolicyAlgorithm):
         Load a QSM model from a zip file. The file is checked first (a readable, uncorrupted Stable-Baselines3
         archive that holds a QSM model), so that a bad file fails with a ``ValueError`` naming the file and the
         problem. Pass ``buffer_size=1`` to avoid allocating the full replay buffer when only predicting.
-        See ``BaseAlgorithm.load`` for the parameters.
+        An archive saved before ``score_target`` existed goes on training with the paper's ``"gradient"`` target it
+        was trained with, not today's default. See ``BaseAlgorithm.load`` for the parameters.
 
         :param path: path to the file (or a file-like) where to load the agent from
         :param env: the new environment to run the loaded model on (its spaces must match the saved ones)
@@ -473,6 +476,7 @@ class QSM(OffPolicyAlgorithm):
         """
         data = read_checkpoint_data(path, custom_objects)
         check_policy_class(data, QSMPolicy, cls.__name__, path)
+        kwargs = with_values_of_older_archives(data, kwargs, ADDED_ARGUMENTS)
         return super().load(
             path,
             env=env,
