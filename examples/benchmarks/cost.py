@@ -1,6 +1,9 @@
 """
 Cost figures: QSM's training throughput, ``predict`` latency and peak memory as ratios to SB3's SAC, measured in the
 same run, on the same task, with the same network sizes; and QSM's throughput for T = 1, 2, 5, 10, 20 diffusion steps.
+QSM runs with the paper's gradient score target (``suite.GRADIENT_HYPERPARAMS``, the defaults these figures were
+first measured with); the default posterior target adds a critic pass over its candidate actions to each actor
+update (docs/guide/parameters.md gives its cost).
 
     python examples/benchmarks/cost.py --env HalfCheetah-v5 --out benchmarks/cost            # 2 torch threads, CPU
     python examples/benchmarks/cost.py --env HalfCheetah-v5 --device cuda --threads 1 --out benchmarks/cost
@@ -8,7 +11,7 @@ same run, on the same task, with the same network sizes; and QSM's throughput fo
 
 Each configuration runs in a fresh process, so that its peak memory is its own: ``--learning-starts`` random
 warm-up steps (not timed), then ``--steps`` timed training steps (one gradient step per environment step, batch
-256, every other setting at the algorithm's default), then ``predict`` on one observation (median of 300 calls) and
+256, every other setting at the algorithm's default but QSM's score target, above), then ``predict`` on one observation (median of 300 calls) and
 on a batch of 256 (median of 50 calls), deterministic. Peak memory is the process's peak resident set size (and, on
 a GPU, PyTorch's peak allocated GPU memory); the replay buffer (1e6 transitions by default, the same for both) is
 allocated lazily, so it counts for the transitions stored.
@@ -28,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from run import environment
+from suite import GRADIENT_HYPERPARAMS
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -91,7 +95,9 @@ def build(config: Config, env_id: str, learning_starts: int, device: str) -> Bas
     kwargs["policy_kwargs"] = dict(net_arch=[config.width, config.width])
     if config.algo == "QSM":
         assert config.n_diffusion_steps is not None
-        return QSM("MlpPolicy", env_id, n_diffusion_steps=config.n_diffusion_steps, **kwargs)
+        settings = {key: value for key, value in GRADIENT_HYPERPARAMS.items() if key != "n_diffusion_steps"}
+        kwargs["policy_kwargs"].update(settings.pop("policy_kwargs"))
+        return QSM("MlpPolicy", env_id, n_diffusion_steps=config.n_diffusion_steps, **settings, **kwargs)
     return SAC("MlpPolicy", env_id, **kwargs)
 
 
