@@ -177,19 +177,25 @@ def test_make_model_caps_buffer_and_keeps_settings() -> None:
         suite.make_model("ppo", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
 
 
-def test_posterior_candidate_builds_its_settings_and_leaves_them_untouched() -> None:
-    """The candidate for QSM's defaults gets the guide's settings, every other argument at QSM's default, and
-    building it leaves the shared settings untouched."""
+def test_gradient_row_builds_the_earlier_defaults_and_leaves_them_untouched() -> None:
+    """The gradient-target row gets the values every changed default had before, every other argument at QSM's
+    default, and building it leaves the shared settings untouched."""
     import gymnasium as gym
 
     env = gym.make("Pendulum-v1")
-    model, settings = suite.make_model("qsm-posterior", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
-    assert (model.score_target, model.score_scale, model.n_score_samples) == ("posterior", 5.0, 8)
-    assert (model.n_diffusion_steps, model.beta_schedule) == (10, "cosine")
-    assert model.policy_kwargs["action_fan_in_init"] is True and model.learning_starts == 100
-    assert settings["hyperparams_source"].startswith("suite.POSTERIOR_HYPERPARAMS")
-    assert suite.POSTERIOR_HYPERPARAMS["policy_kwargs"] == {"action_fan_in_init": True}
-    assert "qsm-posterior" in suite.STOCHASTIC_POLICIES
+    model, settings = suite.make_model("qsm-gradient", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+    assert (model.score_target, model.score_scale) == ("gradient", 50.0)
+    assert (model.n_diffusion_steps, model.beta_schedule) == (5, "vp")
+    assert model.policy_kwargs["action_fan_in_init"] is False and model.learning_starts == 100
+    assert settings["hyperparams_source"].startswith("suite.GRADIENT_HYPERPARAMS")
+    assert suite.GRADIENT_HYPERPARAMS["policy_kwargs"] == {"action_fan_in_init": False}
+    assert "qsm-gradient" in suite.STOCHASTIC_POLICIES
+    # Every argument it sets differs from the current default, or the row would measure nothing new
+    defaults, _ = suite.make_model("qsm", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+    for name, value in suite.GRADIENT_HYPERPARAMS.items():
+        if name != "policy_kwargs":
+            assert getattr(defaults, name) != value, name
+    assert defaults.policy.actor.action_fan_in_init is True
 
 
 def test_committed_results_match_what_the_runner_builds_today() -> None:

@@ -23,8 +23,8 @@ from scipy import stats
 # Display order and names of the algorithms
 LABELS = {
     "qsm": "QSM (defaults)",
+    "qsm-gradient": "QSM (gradient target)",
     "qsm-paper": "QSM (paper preset)",
-    "qsm-posterior": "QSM (posterior target)",
     "sac": "SAC (RL Zoo)",
     "td3": "TD3 (RL Zoo)",
     "sac-sb3": "SAC (SB3 defaults)",

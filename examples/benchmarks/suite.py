@@ -3,11 +3,11 @@ What the benchmark runs: the suites (tasks, budgets, seeds) and how each algorit
 
 Algorithms:
 
-- ``qsm``: ``QSM("MlpPolicy", env)`` with its constructor defaults.
+- ``qsm``: ``QSM("MlpPolicy", env)`` with its constructor defaults (the ``"posterior"`` score target).
+- ``qsm-gradient``: QSM with the paper's ``"gradient"`` score target and the defaults that went with it before the
+  ``"posterior"`` target replaced it (``GRADIENT_HYPERPARAMS``: score scale 50, T=5 with the vp schedule, no fan-in
+  initialisation), every other argument at QSM's default.
 - ``qsm-paper``: ``QSM.from_paper_config(env)``, the configuration the QSM paper ran.
-- ``qsm-posterior``: QSM with the settings that keep the multi-modal bandit's peaks (``POSTERIOR_HYPERPARAMS``: the
-  ``"posterior"`` score target, T=10 with the cosine schedule, the fan-in initialisation), measured on the control
-  tasks as a candidate for the defaults.
 - ``sac``, ``td3``: SB3's SAC and TD3 with the RL Zoo's tuned hyperparameters for the task, read from the installed
   ``rl_zoo3`` package (``hyperparams/sac.yml``, ``td3.yml``). The zoo tunes the MuJoCo tasks under their ``-v4`` ids;
   a ``-v5`` task uses its ``-v4`` entry. A task the zoo has no entry for gets SB3's defaults. ``hyperparams_source``
@@ -39,24 +39,23 @@ from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "qsm": QSM,
+    "qsm-gradient": QSM,
     "qsm-paper": QSM,
-    "qsm-posterior": QSM,
     "sac": SAC,
     "td3": TD3,
     "sac-sb3": SAC,
     "td3-sb3": TD3,
 }
 # Algorithms whose policies sample actions: their final evaluation also runs stochastic episodes
-STOCHASTIC_POLICIES = ("qsm", "qsm-paper", "qsm-posterior", "sac", "sac-sb3")
-# The "qsm-posterior" algorithm: the settings of docs/guide/multimodal.md that keep the bandit's peaks, every other
-# argument at QSM's default
-POSTERIOR_HYPERPARAMS: dict[str, Any] = dict(
-    score_target="posterior",
-    score_scale=5.0,
-    n_score_samples=8,
-    n_diffusion_steps=10,
-    beta_schedule="cosine",
-    policy_kwargs=dict(action_fan_in_init=True),
+STOCHASTIC_POLICIES = ("qsm", "qsm-gradient", "qsm-paper", "sac", "sac-sb3")
+# The "qsm-gradient" algorithm: the arguments whose defaults changed with the switch to the "posterior" target, at
+# their earlier values (n_score_samples, whose default also changed, is unused by the gradient target)
+GRADIENT_HYPERPARAMS: dict[str, Any] = dict(
+    score_target="gradient",
+    score_scale=50.0,
+    n_diffusion_steps=5,
+    beta_schedule="vp",
+    policy_kwargs=dict(action_fan_in_init=False),
 )
 # Zoo entry keys that are not constructor arguments: the budget (set by the suite) and the action noise's description
 N_TIMESTEPS_KEY, NOISE_KEYS = "n_timesteps", ("noise_type", "noise_std")
@@ -114,21 +113,21 @@ class Suite:
 
 
 WITH_PAPER = ("qsm", "qsm-paper", "sac", "td3")
-# The candidate settings for QSM's defaults are measured on every task
-WITH_CANDIDATE = ("qsm", "qsm-posterior", "sac", "td3")
-WITH_PAPER_AND_CANDIDATE = ("qsm", "qsm-paper", "qsm-posterior", "sac", "td3")
+# Every task also measures the earlier defaults (the gradient target), which the current ones replaced
+WITH_GRADIENT = ("qsm", "qsm-gradient", "sac", "td3")
+WITH_PAPER_AND_GRADIENT = ("qsm", "qsm-gradient", "qsm-paper", "sac", "td3")
 # MountainCar measures exploration (the goal is reached or not): more seeds, and SAC/TD3 with SB3's defaults too
-EXPLORATION = ("qsm", "qsm-posterior", "sac", "td3", "sac-sb3", "td3-sb3")
+EXPLORATION = ("qsm", "qsm-gradient", "sac", "td3", "sac-sb3", "td3-sb3")
 SUITES = {
     "v1": Suite(
         "v1",
         tasks=(
-            Task("Pendulum-v1", 20_000, WITH_PAPER_AND_CANDIDATE),
+            Task("Pendulum-v1", 20_000, WITH_PAPER_AND_GRADIENT),
             # The goal pays +100 and an episode's action costs add up to less than 100: return > 0 <=> goal reached
             Task("MountainCarContinuous-v0", 50_000, EXPLORATION, seeds=(0, 1, 2, 3, 4), success_return=0.0),
-            Task("InvertedDoublePendulum-v5", 50_000, WITH_CANDIDATE),
-            Task("Hopper-v5", 100_000, WITH_PAPER_AND_CANDIDATE),
-            Task("HalfCheetah-v5", 100_000, WITH_CANDIDATE),
+            Task("InvertedDoublePendulum-v5", 50_000, WITH_GRADIENT),
+            Task("Hopper-v5", 100_000, WITH_PAPER_AND_GRADIENT),
+            Task("HalfCheetah-v5", 100_000, WITH_GRADIENT),
         ),
         seeds=(0, 1, 2),
     ),
@@ -244,8 +243,8 @@ def make_model(
         source, hyperparams = "QSM.from_paper_config (sb3_qsm.qsm.presets.PAPER_HYPERPARAMS)", dict(PAPER_HYPERPARAMS)
     elif algo == "qsm":
         source, hyperparams = "QSM constructor defaults", {}
-    elif algo == "qsm-posterior":
-        source, hyperparams = "suite.POSTERIOR_HYPERPARAMS (docs/guide/multimodal.md)", dict(POSTERIOR_HYPERPARAMS)
+    elif algo == "qsm-gradient":
+        source, hyperparams = "suite.GRADIENT_HYPERPARAMS (the earlier defaults)", dict(GRADIENT_HYPERPARAMS)
     elif algo.endswith("-sb3"):
         source, hyperparams = "SB3 defaults", {}
     else:
