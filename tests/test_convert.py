@@ -64,6 +64,7 @@ def test_convert_sac_copies_critics_and_distills_actor(sac_path):
     assert model.score_scale > 0
     assert model.bc_coef == CONVERTED_BC_COEF
     assert (model.score_target, model.n_diffusion_steps, model.beta_schedule) == ("gradient", 5, "vp")
+    assert model.actor.action_fan_in_init is False
     assert model.actor.sampler_temperature == CONVERTED_SAMPLER_TEMPERATURE
     assert model.action_noise is not None
     observations = model.replay_buffer.observations[:500, 0]

@@ -39,8 +39,10 @@ CONVERTED_BC_COEF = 3.0
 CONVERTED_SAMPLER_TEMPERATURE = 0.1
 CONVERTED_ACTION_NOISE = 0.1
 # The score target and diffusion chain these were measured with: the paper's gradient target, whose scale
-# score_scale="auto" fits to the distilled denoiser, and T=5 with the vp schedule
+# score_scale="auto" fits to the distilled denoiser, T=5 with the vp schedule, and Xavier's initialisation of the
+# denoiser that is distilled
 CONVERTED_DIFFUSION: dict[str, Any] = dict(score_target="gradient", n_diffusion_steps=5, beta_schedule="vp")
+CONVERTED_POLICY_KWARGS: dict[str, Any] = dict(action_fan_in_init=False)
 
 
 def _qsm_policy_kwargs(teacher: SAC | TD3) -> dict[str, Any]:
@@ -271,7 +273,8 @@ def convert_to_qsm(
     vec_env = BaseAlgorithm._wrap_env(maybe_make_env(env, 0), verbose=0)
     teacher = source if isinstance(source, BaseAlgorithm) else load_sb3_agent(source, vec_env, device=device)
     _check_teacher(teacher, vec_env)
-    policy_kwargs = {**_qsm_policy_kwargs(teacher), **(qsm_kwargs.pop("policy_kwargs", None) or {})}
+    user_policy_kwargs = qsm_kwargs.pop("policy_kwargs", None) or {}
+    policy_kwargs = {**CONVERTED_POLICY_KWARGS, **_qsm_policy_kwargs(teacher), **user_policy_kwargs}
     qsm_kwargs = {**CONVERTED_DIFFUSION, **qsm_kwargs}
     qsm_kwargs.setdefault("gamma", teacher.gamma)
     qsm_kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)
