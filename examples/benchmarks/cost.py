@@ -9,12 +9,12 @@ update (docs/guide/parameters.md gives its cost).
     python examples/benchmarks/cost.py --env HalfCheetah-v5 --device cuda --threads 1 --out benchmarks/cost
     python examples/benchmarks/cost.py --quick --out /tmp/cost                               # smoke test
 
-Each configuration runs in a fresh process, so that its peak memory is its own: ``--learning-starts`` random
-warm-up steps (not timed), then ``--steps`` timed training steps (one gradient step per environment step, batch
-256, every other setting at the algorithm's default but QSM's score target, above), then ``predict`` on one observation (median of 300 calls) and
-on a batch of 256 (median of 50 calls), deterministic. Peak memory is the process's peak resident set size (and, on
-a GPU, PyTorch's peak allocated GPU memory); the replay buffer (1e6 transitions by default, the same for both) is
-allocated lazily, so it counts for the transitions stored.
+Each configuration runs in a fresh process, so that its peak memory is its own: ``--learning-starts`` random warm-up
+steps (not timed), then ``--steps`` timed training steps (one gradient step per environment step, batch 256, every
+other setting at the algorithm's default but QSM's score target, above), then ``predict`` on one observation (median
+of 300 calls) and on a batch of 256 (median of 50 calls), deterministic. Peak memory is the process's peak resident
+set size (and, on a GPU, PyTorch's peak allocated GPU memory); the replay buffer (1e6 transitions by default, the
+same for both) is allocated lazily, so it counts for the transitions stored.
 """
 
 import argparse
@@ -31,10 +31,10 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from run import environment
-from suite import GRADIENT_HYPERPARAMS
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from suite import GRADIENT_HYPERPARAMS
 
 from sb3_qsm import QSM
 

@@ -46,7 +46,9 @@ def sample_qsm_params(trial: optuna.Trial, n_actions: int, n_envs: int, addition
         "learning_rate": trial.suggest_float("learning_rate", 1e-5, 2e-3, log=True),
         "batch_size_pow": trial.suggest_int("batch_size_pow", 6, 10),
         "tau": trial.suggest_float("tau", 1e-3, 0.08, log=True),
-        "score_scale": trial.suggest_float("score_scale", 1.0, 300.0, log=True),
+        # Wide enough for both score targets: the posterior one's inverse temperatures (default 5) and the gradient
+        # one's scales (the paper's 50 to 120; 1 on HalfCheetah), which an entry of qsm.yml may select
+        "score_scale": trial.suggest_float("score_scale", 0.5, 300.0, log=True),
         "n_diffusion_steps": trial.suggest_categorical("n_diffusion_steps", [2, 3, 5, 10]),
         "sampler_temperature": trial.suggest_float("sampler_temperature", 0.3, 1.0),
         "target_policy_noise": trial.suggest_categorical("target_policy_noise", [0.0, 0.05, 0.1, 0.2, 0.3]),
