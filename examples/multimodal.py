@@ -39,6 +39,9 @@ from sb3_qsm.plotting import plot_action_distribution
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"qsm": QSM, "sac": SAC, "td3": TD3}
 N_SAMPLES, MIN_FRACTION = 2000, 0.1
+# QSM's settings that decide whether it keeps the peaks, recorded in each result as the model holds them (defaults
+# included), so that a result still says what ran after a default changes
+QSM_SETTINGS = ("score_target", "score_scale", "n_score_samples", "n_diffusion_steps", "beta_schedule")
 
 
 def evaluate_samples(actions: np.ndarray, bandit: MultiModalBandit) -> dict[str, Any]:
@@ -61,7 +64,10 @@ def run(algo: str, seed: int, steps: int, qsm_kwargs: dict[str, Any], out: pathl
     actions = sample_actions(model, obs, N_SAMPLES)
     bandit = env.unwrapped
     assert isinstance(bandit, MultiModalBandit)
-    result = {"algo": algo, "seed": seed, "steps": steps, "kwargs": {k: repr(v) for k, v in kwargs.items()}}
+    result: dict[str, Any] = {"algo": algo, "seed": seed, "steps": steps, "kwargs": {k: repr(v) for k, v in kwargs.items()}}
+    if isinstance(model, QSM):
+        settings = {name: repr(getattr(model, name)) for name in QSM_SETTINGS}
+        result["settings"] = {**settings, "action_fan_in_init": repr(model.policy.actor.action_fan_in_init)}
     result |= {**evaluate_samples(actions, bandit), "actions": actions.tolist()}
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
