@@ -63,9 +63,14 @@ def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run):
     entry = yaml.safe_load(pathlib.Path(default_hyperparams_file()).read_text())[env_id]
     policy_kwargs = eval(entry.get("policy_kwargs", "dict()"))
     shipped = QSM.load(run / f"{env_id}.zip", buffer_size=1, device="cpu")
-    trained = QSM("MlpPolicy", env_id, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs, **{
-        key: entry[key] for key in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule") if key in entry
-    })
+    trained = QSM(
+        "MlpPolicy",
+        env_id,
+        buffer_size=1,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+        **{key: entry[key] for key in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule") if key in entry},
+    )
     for name in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "n_critics"):
         assert getattr(trained, name, None) == getattr(shipped, name, None), name
     # The shipped agents predate the fan-in initialisation (their archives cannot say so): they started from Xavier's

@@ -112,9 +112,7 @@ def check_policy_class(data: dict[str, Any], expected: type, algo_name: str, pat
         )
 
 
-def with_values_of_older_archives(
-    data: dict[str, Any], kwargs: dict[str, Any], arguments: dict[str, Any]
-) -> dict[str, Any]:
+def with_values_of_older_archives(data: dict[str, Any], kwargs: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
     """
     An archive written before an argument existed holds no value for it, and ``load`` would give it today's default.
     Give it instead the value it trained with, the default of its day, unless the caller sets it.

@@ -33,7 +33,7 @@ ADDED_ARGUMENTS: dict[str, Any] = {"score_target": "gradient"}
 
 class QSM(OffPolicyAlgorithm):
     """
-    Q-Score Matching (QSM): a diffusion-model policy trained by matching its score to the critic's action gradient.
+    Q-Score Matching (QSM): a diffusion-model policy trained by matching its score to one built from the critics.
 
     Paper: "Learning a Diffusion Model Policy from Rewards via Q-Score Matching", Psenka, Escontrela, Abbeel, Ma,
     ICML 2024, https://arxiv.org/abs/2312.11752.
