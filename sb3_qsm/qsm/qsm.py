@@ -91,8 +91,7 @@ class QSM(OffPolicyAlgorithm):
     :param score_target: What the denoiser is regressed onto. ``"gradient"`` (the paper's QSM):
         ``-score_scale * grad_a Q(s, a_t)``, the score of the policy ``pi ~ exp(score_scale * Q)`` taken at the noisy
         action as if it were clean. ``"posterior"`` (the default; not in the reference): the noise that Tweedie's
-        formula gives
-        for that policy noised to step ``t``, ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``,
+        formula gives for that policy noised to step ``t``, ``(a_t - sqrt(alpha_bar_t) E[a_0 | a_t]) / sqrt(1 - alpha_bar_t)``,
         with ``E[a_0 | a_t]`` estimated from the replay action and ``n_score_samples`` candidate actions weighted by
         ``exp(score_scale * Q / spread)``, ``spread`` being the critic's spread over the candidates, so that the
         target does not depend on the reward scale (see ``posterior_noise``). It is the target a diffusion model of
