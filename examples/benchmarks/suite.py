@@ -35,7 +35,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
 from sb3_qsm import QSM
-from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS
+from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "qsm": QSM,
@@ -50,13 +50,7 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
 STOCHASTIC_POLICIES = ("qsm", "qsm-gradient", "qsm-paper", "sac", "sac-sb3")
 # The "qsm-gradient" algorithm: the arguments whose defaults changed with the switch to the "posterior" target, at
 # their earlier values (n_score_samples, whose default also changed, is unused by the gradient target)
-GRADIENT_HYPERPARAMS: dict[str, Any] = dict(
-    score_target="gradient",
-    score_scale=50.0,
-    n_diffusion_steps=5,
-    beta_schedule="vp",
-    policy_kwargs=dict(action_fan_in_init=False),
-)
+GRADIENT_HYPERPARAMS: dict[str, Any] = dict(**PAPER_UPDATE, policy_kwargs=dict(PAPER_UPDATE_POLICY_KWARGS))
 # Zoo entry keys that are not constructor arguments: the budget (set by the suite) and the action noise's description
 N_TIMESTEPS_KEY, NOISE_KEYS = "n_timesteps", ("noise_type", "noise_std")
 

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from sb3_qsm.common.checkpoint import load_sb3_agent
 from sb3_qsm.common.utils import is_int_at_least
 from sb3_qsm.common.warm_start import load_critic_from_checkpoint
+from sb3_qsm.qsm.presets import PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
 from sb3_qsm.qsm.qsm import QSM
 
 SourceAgent = str | pathlib.Path | io.BufferedIOBase | SAC | TD3
@@ -38,11 +39,9 @@ CONVERTED_BC_COEF = 3.0
 # steps, against about 93% at 0.1). Exploration comes from Gaussian action noise instead, as for TD3.
 CONVERTED_SAMPLER_TEMPERATURE = 0.1
 CONVERTED_ACTION_NOISE = 0.1
-# The score target and diffusion chain these were measured with: the paper's gradient target, whose scale
+# These were measured with the paper's update (sb3_qsm.qsm.presets.PAPER_UPDATE): the gradient target, whose scale
 # score_scale="auto" fits to the distilled denoiser, T=5 with the vp schedule, and Xavier's initialisation of the
 # denoiser that is distilled
-CONVERTED_DIFFUSION: dict[str, Any] = dict(score_target="gradient", n_diffusion_steps=5, beta_schedule="vp")
-CONVERTED_POLICY_KWARGS: dict[str, Any] = dict(action_fan_in_init=False)
 
 
 def _qsm_policy_kwargs(teacher: SAC | TD3) -> dict[str, Any]:
@@ -274,8 +273,10 @@ def convert_to_qsm(
     teacher = source if isinstance(source, BaseAlgorithm) else load_sb3_agent(source, vec_env, device=device)
     _check_teacher(teacher, vec_env)
     user_policy_kwargs = qsm_kwargs.pop("policy_kwargs", None) or {}
-    policy_kwargs = {**CONVERTED_POLICY_KWARGS, **_qsm_policy_kwargs(teacher), **user_policy_kwargs}
-    qsm_kwargs = {**CONVERTED_DIFFUSION, **qsm_kwargs}
+    policy_kwargs = {**PAPER_UPDATE_POLICY_KWARGS, **_qsm_policy_kwargs(teacher), **user_policy_kwargs}
+    qsm_kwargs = {**PAPER_UPDATE, **qsm_kwargs}
+    if score_scale != "auto":  # else the paper's, until fit_score_scale replaces it after the distillation
+        qsm_kwargs["score_scale"] = score_scale
     qsm_kwargs.setdefault("gamma", teacher.gamma)
     qsm_kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)
     qsm_kwargs.setdefault("sampler_temperature", CONVERTED_SAMPLER_TEMPERATURE)
@@ -286,7 +287,6 @@ def convert_to_qsm(
     model = QSM(
         "MlpPolicy",
         vec_env,
-        score_scale=50.0 if isinstance(score_scale, str) else score_scale,
         policy_kwargs=policy_kwargs,
         device=device,
         **qsm_kwargs,
