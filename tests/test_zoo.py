@@ -13,6 +13,7 @@ import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
 from sb3_qsm import QSM
+from sb3_qsm.qsm.presets import PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
 from sb3_qsm.zoo import PredictOnlyQSM, default_hyperparams_file, register
 from sb3_qsm.zoo.__main__ import with_default_conf_file
 from sb3_qsm.zoo.hyperparams_opt import convert_qsm_params, sample_qsm_params
@@ -54,6 +55,15 @@ def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments():
         assert not unknown, f"{env_id}: {unknown}"
         if isinstance(entry.get("policy_kwargs"), str):
             assert isinstance(eval(entry["policy_kwargs"]), dict)  # the zoo evaluates the string the same way
+
+
+def test_gradient_target_block_is_the_papers_update():
+    """The zoo file's gradient-target block, which the entries measured with the paper's update merge, holds the
+    values of sb3_qsm.qsm.presets (YAML cannot import them)."""
+    with open(default_hyperparams_file()) as file:
+        block = yaml.safe_load(file)["gradient-target"]
+    assert {key: block[key] for key in PAPER_UPDATE} == PAPER_UPDATE
+    assert eval(block["policy_kwargs"]) == PAPER_UPDATE_POLICY_KWARGS
 
 
 def test_default_conf_file_only_for_qsm():
