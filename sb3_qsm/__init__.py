@@ -1,11 +1,22 @@
 import os
+import sys
 
-from sb3_qsm.common.convert import convert_to_qsm
-from sb3_qsm.qsm import QSM
+import sb3_qsm.common
+from sb3_qsm import inspection
+from sb3_qsm.convert import convert as _convert_module
+from sb3_qsm.convert import convert_to_qsm
+from sb3_qsm.convert import warm_start as _warm_start_module
+from sb3_qsm.qsm import QSM, DiffusionActorPolicy
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")
 with open(version_file) as file_handler:
     __version__ = file_handler.read().strip()
 
-__all__ = ["QSM", "__version__", "convert_to_qsm"]
+# Modules that sb3-qsm 0.1 kept under sb3_qsm.common, which imports nothing above itself now: their former import
+# paths name the modules they became
+for _name, _module in (("convert", _convert_module), ("warm_start", _warm_start_module), ("inspection", inspection)):
+    sys.modules.setdefault(f"sb3_qsm.common.{_name}", _module)
+    setattr(sb3_qsm.common, _name, _module)
+
+__all__ = ["QSM", "DiffusionActorPolicy", "__version__", "convert_to_qsm"]

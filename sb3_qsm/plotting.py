@@ -1,10 +1,10 @@
 """
 Figures of a policy's action distribution and of QSM's denoising chains (matplotlib and scipy: ``pip install
-sb3-qsm[plots]``). Get the arrays with ``sb3_qsm.common.inspection``:
+sb3-qsm[plots]``). Get the arrays with ``sb3_qsm.inspection``:
 
 .. code-block:: python
 
-    from sb3_qsm.common.inspection import denoising_trajectories, sample_actions
+    from sb3_qsm.inspection import denoising_trajectories, sample_actions
     from sb3_qsm.plotting import plot_action_distribution, plot_denoising
 
     plot_action_distribution(sample_actions(model, obs, 2000), low=env.action_space.low, high=env.action_space.high)

@@ -15,12 +15,8 @@ from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_qsm import QSM, convert_to_qsm
-from sb3_qsm.common.checkpoint import load_sb3_agent
-from sb3_qsm.common.convert import (
-    CONVERTED_BC_COEF,
-    CONVERTED_SAMPLER_TEMPERATURE,
-    collect_teacher_data,
-)
+from sb3_qsm.convert import collect_source_data, load_sb3_agent
+from sb3_qsm.convert.convert import CONVERTED_BC_COEF, CONVERTED_SAMPLER_TEMPERATURE
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "zoo-checkpoints" / "sac"
 FAST = dict(n_collect_steps=300, distill_steps=300, distill_batch_size=64)
@@ -39,25 +35,25 @@ def _pendulum() -> object:
     return make_vec_env("Pendulum-v1", n_envs=1, seed=0)
 
 
-def _action_error(model: QSM, teacher: SAC | TD3, observations: np.ndarray) -> float:
-    expected, _ = teacher.predict(observations, deterministic=True)
+def _action_error(model: QSM, source: SAC | TD3, observations: np.ndarray) -> float:
+    expected, _ = source.predict(observations, deterministic=True)
     actions, _ = model.predict(observations, deterministic=True)
     return float(np.abs(expected - actions).mean())
 
 
 def test_convert_sac_copies_critics_and_distills_actor(sac_path):
     env = _pendulum()
-    teacher = SAC.load(sac_path, device="cpu")
+    source = SAC.load(sac_path, device="cpu")
     model = convert_to_qsm(
         sac_path, env, n_collect_steps=500, distill_steps=1500, distill_batch_size=128, device="cpu", seed=0
     )
     assert isinstance(model, QSM)
     for name in ("critic", "critic_target"):
-        expected = getattr(teacher, name).state_dict()
+        expected = getattr(source, name).state_dict()
         for key, value in getattr(model, name).state_dict().items():
             assert th.equal(value, expected[key]), f"{name}.{key}"
     assert model.policy.actor_kwargs["net_arch"] == [32, 32]
-    assert model.gamma == teacher.gamma
+    assert model.gamma == source.gamma
     # The transitions of the old policy's run seed the replay buffer, so learning can start at once
     assert model.replay_buffer.size() == 500
     assert model.learning_starts == 0
@@ -69,28 +65,28 @@ def test_convert_sac_copies_critics_and_distills_actor(sac_path):
     assert model.action_noise is not None
     observations = model.replay_buffer.observations[:500, 0]
     fresh = QSM("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), device="cpu", seed=0)
-    assert _action_error(model, teacher, observations) < 0.3 * _action_error(fresh, teacher, observations)
+    assert _action_error(model, source, observations) < 0.3 * _action_error(fresh, source, observations)
     model.learn(100)  # fine-tuning runs
 
 
 def test_convert_loaded_td3_and_keep_given_score_scale():
-    teacher = TD3("MlpPolicy", "Pendulum-v1", learning_starts=50, policy_kwargs=dict(net_arch=[16]), seed=0, device="cpu")
-    teacher.learn(100)
+    source = TD3("MlpPolicy", "Pendulum-v1", learning_starts=50, policy_kwargs=dict(net_arch=[16]), seed=0, device="cpu")
+    source.learn(100)
     model = convert_to_qsm(
-        teacher, _pendulum(), score_scale=3.0, fill_replay_buffer=False, bc_coef=0.0, action_noise=None, device="cpu", **FAST
+        source, _pendulum(), score_scale=3.0, fill_replay_buffer=False, bc_coef=0.0, action_noise=None, device="cpu", **FAST
     )
     assert model.score_scale == 3.0
     assert model.bc_coef == 0.0 and model.action_noise is None  # the fine-tuning defaults can be overridden
     assert model.replay_buffer.size() == 0
     assert model.learning_starts == 100
-    assert th.equal(model.critic.qf0[0].weight, teacher.critic.qf0[0].weight)
+    assert th.equal(model.critic.qf0[0].weight, source.critic.qf0[0].weight)
     assert model.policy.critic_kwargs["net_arch"] == [16]
 
 
 def test_convert_with_old_replay_buffer(sac_path, tmp_path):
-    teacher = SAC.load(sac_path, env=_pendulum(), device="cpu")
-    teacher.learn(100)  # its replay buffer holds 100 transitions
-    teacher.save_replay_buffer(tmp_path / "buffer.pkl")
+    source = SAC.load(sac_path, env=_pendulum(), device="cpu")
+    source.learn(100)  # its replay buffer holds 100 transitions
+    source.save_replay_buffer(tmp_path / "buffer.pkl")
     model = convert_to_qsm(sac_path, _pendulum(), replay_buffer=tmp_path / "buffer.pkl", device="cpu", **FAST)
     assert model.replay_buffer.size() == 100 + FAST["n_collect_steps"]
 
@@ -125,10 +121,10 @@ def test_reads_checkpoint_pickled_with_retired_gym(sac_path, tmp_path):
     with pytest.raises(ModuleNotFoundError, match="gym"):
         SAC.load(old)  # what a plain load does
     env = _pendulum()
-    teacher = load_sb3_agent(old, env, device="cpu")
-    assert teacher.observation_space == env.observation_space
+    source = load_sb3_agent(old, env, device="cpu")
+    assert source.observation_space == env.observation_space
     model = convert_to_qsm(old, env, device="cpu", **FAST)
-    assert th.equal(model.critic.qf1[2].weight, teacher.critic.qf1[2].weight)
+    assert th.equal(model.critic.qf1[2].weight, source.critic.qf1[2].weight)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +170,7 @@ def test_refuses_bad_arguments_and_buffers(sac_path, tmp_path):
     for kwargs, match in (
         (dict(n_collect_steps=0), "n_collect_steps"),
         (dict(distill_steps=-1), "distill_steps"),
-        (dict(exploration_noise=float("nan")), "exploration_noise"),
+        (dict(noise_std=float("nan")), "noise_std"),
         (dict(score_scale="big"), "score_scale"),
         (dict(score_target="posterior"), "score_scale='auto' fits the scale of the gradient score target"),
     ):
@@ -186,16 +182,16 @@ def test_refuses_bad_arguments_and_buffers(sac_path, tmp_path):
         convert_to_qsm(sac_path, _pendulum(), replay_buffer=tmp_path / "other.pkl", device="cpu", **FAST)
 
 
-def test_collect_teacher_data_covers_requested_steps(sac_path):
+def test_collect_source_data_covers_requested_steps(sac_path):
     env = _pendulum()
-    teacher = SAC.load(sac_path, device="cpu")
+    source = SAC.load(sac_path, device="cpu")
     model = QSM("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), device="cpu")
-    observations = collect_teacher_data(model, teacher, 250, exploration_noise=0.0, fill_replay_buffer=True)
+    observations = collect_source_data(model, source, 250, noise_std=0.0, fill_replay_buffer=True)
     assert observations.shape == (250, 3)
     stored = model.replay_buffer.actions[:250, 0]
-    expected, _ = teacher.predict(observations, deterministic=True)
-    # Without noise the stored actions are the teacher's, in the [-1, 1] scale
-    assert np.allclose(stored, teacher.policy.scale_action(expected), atol=1e-5)
+    expected, _ = source.predict(observations, deterministic=True)
+    # Without noise the stored actions are the source's, in the [-1, 1] scale
+    assert np.allclose(stored, source.policy.scale_action(expected), atol=1e-5)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the published zoo checkpoints (../shared/zoo-checkpoints) are absent")
@@ -205,7 +201,7 @@ def test_collect_teacher_data_covers_requested_steps(sac_path):
 )
 def test_published_zoo_agents_convert(folder, env_id):
     env = make_vec_env(env_id, n_envs=1, seed=0)
-    teacher = load_sb3_agent(SHARED / folder, env, device="cpu")
-    model = convert_to_qsm(teacher, env, device="cpu", n_collect_steps=100, distill_steps=50, distill_batch_size=32)
-    assert th.equal(model.critic_target.qf0[0].weight, teacher.critic_target.qf0[0].weight)
-    assert model.policy.actor_kwargs["net_arch"] == list(teacher.actor.net_arch)
+    source = load_sb3_agent(SHARED / folder, env, device="cpu")
+    model = convert_to_qsm(source, env, device="cpu", n_collect_steps=100, distill_steps=50, distill_batch_size=32)
+    assert th.equal(model.critic_target.qf0[0].weight, source.critic_target.qf0[0].weight)
+    assert model.policy.actor_kwargs["net_arch"] == list(source.actor.net_arch)

@@ -54,7 +54,7 @@ def test_vp_schedule_single_step():
 
 
 def test_schedule_not_in_state_dict():
-    assert len(DiffusionSchedule(5).state_dict()) == 0
+    assert len(DiffusionSchedule(5, "vp").state_dict()) == 0
 
 
 def test_forward_noising_formula():
@@ -123,10 +123,18 @@ def test_conditioned_denoiser_equals_full_forward(net_arch):
     from sb3_qsm.common.torch_layers import Denoiser
 
     th.manual_seed(0)
-    denoiser = Denoiser(features_dim=5, action_dim=2, n_steps=4, net_arch=net_arch, time_embed_dim=8, time_net_arch=[8])
+    denoiser = Denoiser(
+        features_dim=5,
+        action_dim=2,
+        net_arch=net_arch,
+        activation_fn=th.nn.SiLU,
+        time_embed_dim=8,
+        time_net_arch=[8],
+        action_fan_in_init=True,
+    )
     features, actions = th.randn(7, 5), th.randn(7, 2)
-    condition = denoiser.condition(features)
-    codes = denoiser.time_codes()
+    condition = denoiser.condition(features, 4)
+    codes = denoiser.time_codes(4)
     assert condition.shape == (4, 7, net_arch[0] if net_arch else 2)
     for t in range(4):
         expected = denoiser(features, actions, codes[t].expand(7, -1))

@@ -126,7 +126,7 @@ def test_corrupt_checkpoints(tmp_path, small_kwargs):
 def test_checkpoint_of_other_algorithm(tmp_path):
     SAC("MlpPolicy", "Pendulum-v1", buffer_size=10, policy_kwargs=dict(net_arch=[8])).save(tmp_path / "sac")
     with pytest.raises(
-        ValueError, match=r"holds a model whose policy is stable_baselines3.sac.policies.SACPolicy, not a QSMPolicy"
+        ValueError, match=r"holds a model whose policy is stable_baselines3.sac.policies.SACPolicy, not a DiffusionActorPolicy"
     ):
         QSM.load(tmp_path / "sac")
 

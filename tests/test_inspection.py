@@ -10,8 +10,8 @@ from stable_baselines3 import SAC, TD3
 import sb3_qsm.envs
 from sb3_qsm import QSM
 from sb3_qsm.common.diffusion import DiffusionSchedule
-from sb3_qsm.common.inspection import denoising_trajectories, mode_coverage, sample_actions
 from sb3_qsm.envs.multimodal import MultiModalBandit, default_modes
+from sb3_qsm.inspection import denoising_trajectories, mode_coverage, sample_actions
 
 matplotlib.use("Agg")
 
@@ -84,7 +84,7 @@ def test_denoising_trajectories() -> None:
 
 
 def test_schedule_trajectory_is_the_chain() -> None:
-    schedule = DiffusionSchedule(3)
+    schedule = DiffusionSchedule(3, "vp")
     trajectory: list[th.Tensor] = []
     x_T = th.randn(4, 2)
     actions = schedule.sample(lambda x, t: th.zeros_like(x), x_T, deterministic=True, trajectory=trajectory)

@@ -4,7 +4,7 @@ import importlib.resources
 
 import sb3_qsm
 from sb3_qsm import QSM
-from sb3_qsm.qsm import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_qsm.qsm import CnnPolicy, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
 from sb3_qsm.qsm.policies import QSMPolicy
 
 
@@ -17,8 +17,10 @@ def test_version_and_typing_marker():
 
 def test_policy_aliases():
     assert QSM.policy_aliases == {"MlpPolicy": MlpPolicy, "CnnPolicy": CnnPolicy, "MultiInputPolicy": MultiInputPolicy}
-    assert MlpPolicy is QSMPolicy
-    assert issubclass(CnnPolicy, QSMPolicy) and issubclass(MultiInputPolicy, QSMPolicy)
+    assert MlpPolicy is DiffusionActorPolicy and sb3_qsm.DiffusionActorPolicy is DiffusionActorPolicy
+    assert issubclass(CnnPolicy, DiffusionActorPolicy) and issubclass(MultiInputPolicy, DiffusionActorPolicy)
+    # The former name stays an alias, so that archives naming it load
+    assert QSMPolicy is DiffusionActorPolicy
 
 
 def test_constructor_without_env_for_loading():

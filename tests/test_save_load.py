@@ -11,7 +11,7 @@ from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_qsm import QSM
-from sb3_qsm.qsm.policies import DiffusionActor, QSMPolicy
+from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
 
 
 def _observations(env, n: int = 10) -> np.ndarray:
@@ -130,7 +130,7 @@ def test_save_load_policy_and_actor(tmp_path, small_kwargs, policy_str):
     model.actor.save(tmp_path / "actor.pkl")
     for device in ["cpu", "auto"]:
         policy = type(model.policy).load(tmp_path / "policy.pkl", device=device)
-        assert isinstance(policy, QSMPolicy)
+        assert isinstance(policy, DiffusionActorPolicy)
         assert np.allclose(policy.predict(observations, deterministic=True)[0], policy_actions, atol=1e-6)
         actor = DiffusionActor.load(tmp_path / "actor.pkl", device=device)
         assert np.allclose(actor.predict(observations, deterministic=True)[0], actor_actions, atol=1e-6)

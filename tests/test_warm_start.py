@@ -5,7 +5,7 @@ import torch as th
 from stable_baselines3 import PPO, SAC, TD3
 
 from sb3_qsm import QSM
-from sb3_qsm.common.warm_start import load_critic_from_checkpoint
+from sb3_qsm.convert import load_critic_from_checkpoint
 
 
 def _tensors_equal(a: th.nn.Module, b: th.nn.Module) -> bool:

@@ -17,78 +17,105 @@ from sb3_qsm.common.utils import is_int_at_least
 BETA_SCHEDULES = ("vp", "linear", "cosine")
 
 
-def vp_beta_schedule(n_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> th.Tensor:
+def vp_beta_schedule(n_diffusion_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> th.Tensor:
     """
     Variance-preserving schedule of the QSM reference implementation (a discretised VP-SDE):
     ``alpha_t = exp(-beta_min / T - 0.5 (beta_max - beta_min) (2t - 1) / T^2)`` for ``t = 1..T``.
 
-    :param n_steps: Number of diffusion steps ``T``
+    :param n_diffusion_steps: Number of diffusion steps ``T``
     :param beta_min: Lower end of the continuous-time noise rate
     :param beta_max: Upper end of the continuous-time noise rate
     :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
     """
-    t = th.arange(1, n_steps + 1, dtype=th.float64)
-    alphas = th.exp(-beta_min / n_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / n_steps**2)
+    t = th.arange(1, n_diffusion_steps + 1, dtype=th.float64)
+    alphas = th.exp(-beta_min / n_diffusion_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / n_diffusion_steps**2)
     return 1.0 - alphas
 
 
-def linear_beta_schedule(n_steps: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> th.Tensor:
+def linear_beta_schedule(n_diffusion_steps: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> th.Tensor:
     """
     Linear schedule of Ho et al. (2020), as in the QSM reference.
 
-    :param n_steps: Number of diffusion steps ``T``
+    :param n_diffusion_steps: Number of diffusion steps ``T``
     :param beta_start: ``beta_1``
     :param beta_end: ``beta_T``
     :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
     """
-    return th.linspace(beta_start, beta_end, n_steps, dtype=th.float64)
+    return th.linspace(beta_start, beta_end, n_diffusion_steps, dtype=th.float64)
 
 
-def cosine_beta_schedule(n_steps: int, offset: float = 0.008) -> th.Tensor:
+def cosine_beta_schedule(n_diffusion_steps: int, offset: float = 0.008) -> th.Tensor:
     """
     Cosine schedule of Nichol & Dhariwal (2021), as in the QSM reference (betas clipped to 0.999).
 
-    :param n_steps: Number of diffusion steps ``T``
+    :param n_diffusion_steps: Number of diffusion steps ``T``
     :param offset: Small offset ``s`` that keeps ``beta_1`` away from zero
     :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
     """
-    t = th.linspace(0, n_steps, n_steps + 1, dtype=th.float64) / n_steps
+    t = th.linspace(0, n_diffusion_steps, n_diffusion_steps + 1, dtype=th.float64) / n_diffusion_steps
     alpha_bars = th.cos((t + offset) / (1 + offset) * math.pi * 0.5) ** 2
     alpha_bars = alpha_bars / alpha_bars[0]
     return th.clamp(1.0 - alpha_bars[1:] / alpha_bars[:-1], 0.0, 0.999)
 
 
-def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float) -> None:
+def check_n_diffusion_steps(n_diffusion_steps: int) -> None:
     """
-    Raise a ``ValueError`` naming the argument when a diffusion hyperparameter is not usable.
-
-    :param n_diffusion_steps: Number of diffusion steps ``T`` (must be an integer >= 1)
-    :param beta_schedule: Name of the noise schedule (one of ``BETA_SCHEDULES``)
-    :param sampler_temperature: Scale of the noise injected by the reverse sampler (finite, >= 0)
+    :param n_diffusion_steps: Number of diffusion steps ``T``
+    :raises ValueError: naming the argument, unless it is an integer >= 1
     """
     if not is_int_at_least(n_diffusion_steps, 1):
         raise ValueError(f"n_diffusion_steps must be an integer >= 1, got {n_diffusion_steps!r}")
+
+
+def check_beta_schedule(beta_schedule: str) -> None:
+    """
+    :param beta_schedule: Name of a noise schedule
+    :raises ValueError: naming the argument, unless it is one of ``BETA_SCHEDULES``
+    """
     if beta_schedule not in BETA_SCHEDULES:
         raise ValueError(f"Unknown beta_schedule {beta_schedule!r}: expected one of {', '.join(BETA_SCHEDULES)}")
+
+
+def check_sampler_temperature(sampler_temperature: float) -> None:
+    """
+    :param sampler_temperature: Scale of the noise injected by the reverse sampler
+    :raises ValueError: naming the argument, unless it is a finite number >= 0
+    """
     if not math.isfinite(sampler_temperature) or sampler_temperature < 0:
         raise ValueError(f"sampler_temperature must be finite and >= 0, got {sampler_temperature!r}")
 
 
-def make_beta_schedule(name: str, n_steps: int) -> th.Tensor:
+def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float) -> None:
+    """
+    Raise a ``ValueError`` naming the argument when a diffusion setting is not usable: the check an algorithm runs
+    on its arguments before any work (the schedule and the actor check their own again when they are built).
+
+    :param n_diffusion_steps: Number of diffusion steps ``T`` (an integer >= 1)
+    :param beta_schedule: Name of the noise schedule (one of ``BETA_SCHEDULES``)
+    :param sampler_temperature: Scale of the noise injected by the reverse sampler (finite, >= 0)
+    """
+    check_n_diffusion_steps(n_diffusion_steps)
+    check_beta_schedule(beta_schedule)
+    check_sampler_temperature(sampler_temperature)
+
+
+def make_beta_schedule(beta_schedule: str, n_diffusion_steps: int) -> th.Tensor:
     """
     Build a noise schedule by name.
 
-    :param name: ``"vp"`` (QSM reference default), ``"linear"`` or ``"cosine"``
-    :param n_steps: Number of diffusion steps ``T``
+    :param beta_schedule: ``"vp"`` (the QSM reference's), ``"linear"`` or ``"cosine"``
+    :param n_diffusion_steps: Number of diffusion steps ``T``
     :return: ``beta_t`` for ``t = 1..T``, shape ``(T,)``, float64
+    :raises ValueError: naming the argument that is not usable
     """
-    check_diffusion_args(n_steps, name, 1.0)
+    check_n_diffusion_steps(n_diffusion_steps)
+    check_beta_schedule(beta_schedule)
     schedules: dict[str, Callable[[int], th.Tensor]] = {
         "vp": vp_beta_schedule,
         "linear": linear_beta_schedule,
         "cosine": cosine_beta_schedule,
     }
-    return schedules[name](n_steps)
+    return schedules[beta_schedule](n_diffusion_steps)
 
 
 def truncated_normal(mean: th.Tensor, std: th.Tensor, low: float = -1.0, high: float = 1.0) -> th.Tensor:
@@ -119,7 +146,7 @@ class DiffusionSchedule(nn.Module):
     The constants of a discrete DDPM, held as non-persistent float32 buffers so that they follow
     ``.to(device)`` but never enter a ``state_dict`` (they are a pure function of the constructor arguments).
 
-    :param n_steps: Number of diffusion steps ``T``
+    :param n_diffusion_steps: Number of diffusion steps ``T``
     :param beta_schedule: Name of the noise schedule (``"vp"``, ``"linear"`` or ``"cosine"``)
     """
 
@@ -127,11 +154,11 @@ class DiffusionSchedule(nn.Module):
     alphas: th.Tensor
     alpha_bars: th.Tensor
 
-    def __init__(self, n_steps: int, beta_schedule: str = "vp"):
+    def __init__(self, n_diffusion_steps: int, beta_schedule: str):
         super().__init__()
-        self.n_steps = n_steps
+        betas = make_beta_schedule(beta_schedule, n_diffusion_steps)
+        self.n_diffusion_steps = n_diffusion_steps
         self.beta_schedule = beta_schedule
-        betas = make_beta_schedule(beta_schedule, n_steps)
         alphas = 1.0 - betas
         # Computed in float64, stored in float32
         self.register_buffer("betas", betas.float(), persistent=False)
@@ -155,6 +182,18 @@ class DiffusionSchedule(nn.Module):
         """
         alpha_bars = self.alpha_bars[timesteps].unsqueeze(-1)
         return alpha_bars.sqrt() * actions + (1.0 - alpha_bars).sqrt() * noise
+
+    def sample_noisy_actions(self, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        Noise clean actions at one random step each, as denoising score matching trains on: draw ``t ~ U{0..T-1}``
+        and ``eps ~ N(0, I)``, then apply the forward process (``add_noise``).
+
+        :param actions: Clean actions ``a_0``, shape ``(batch, action_dim)``
+        :return: The noisy actions ``a_t``, their time indices ``t`` (shape ``(batch,)``) and the noise ``eps``
+        """
+        timesteps = th.randint(0, self.n_diffusion_steps, (actions.shape[0],), device=actions.device)
+        noise = th.randn_like(actions)
+        return self.add_noise(actions, noise, timesteps), timesteps, noise
 
     def noise_from_clean(self, noisy: th.Tensor, clean: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
         """
@@ -247,7 +286,7 @@ class DiffusionSchedule(nn.Module):
         """
         if trajectory is not None:
             trajectory.append(x)
-        for t in reversed(range(self.n_steps)):
+        for t in reversed(range(self.n_diffusion_steps)):
             x = self.reverse_step(x, denoise_fn(x, t), t)
             if t > 0 and not deterministic and temperature > 0:
                 x = x + (self.sigmas[t] * temperature) * th.randn_like(x)

@@ -37,9 +37,11 @@ class Denoiser(nn.Module):
     small MLP (the "time code"), then ``[a_t, features(s), time code]`` goes through an MLP to ``action_dim``
     outputs. Linear layers use Xavier-uniform weights and zero biases, as in the QSM reference.
 
+    The network does not know the number of diffusion steps: the actor that owns it asks for the time codes of
+    ``0..T-1``.
+
     :param features_dim: Size of the observation features
     :param action_dim: Size of the action
-    :param n_steps: Number of diffusion steps ``T`` (the time index ranges over ``0..T-1``)
     :param net_arch: Hidden layer sizes of the main MLP
     :param activation_fn: Activation used in both MLPs
     :param time_embed_dim: Number of Fourier features of the time index
@@ -56,16 +58,13 @@ class Denoiser(nn.Module):
         self,
         features_dim: int,
         action_dim: int,
-        n_steps: int,
         net_arch: list[int],
-        activation_fn: type[nn.Module] = nn.SiLU,
-        time_embed_dim: int = 64,
-        time_net_arch: list[int] | None = None,
-        action_fan_in_init: bool = False,
+        activation_fn: type[nn.Module],
+        time_embed_dim: int,
+        time_net_arch: list[int],
+        action_fan_in_init: bool,
     ):
         super().__init__()
-        time_net_arch = [128, 128] if time_net_arch is None else list(time_net_arch)
-        self.n_steps = n_steps
         self.action_dim = action_dim
         self.time_features = FourierFeatures(time_embed_dim)
         if time_net_arch:
@@ -86,31 +85,33 @@ class Denoiser(nn.Module):
             with th.no_grad():
                 first.weight[:, :action_dim].uniform_(-bound, bound)
 
-    def time_codes(self) -> th.Tensor:
+    def time_codes(self, n_diffusion_steps: int) -> th.Tensor:
         """
         The time code of every diffusion step, computed in one pass.
 
+        :param n_diffusion_steps: Number of diffusion steps ``T``
         :return: Tensor of shape ``(T, time_code_dim)``; row ``t`` is the code of time index ``t``
         """
-        steps = th.arange(self.n_steps, dtype=th.float32, device=self.time_features.weight.device)
+        steps = th.arange(n_diffusion_steps, dtype=th.float32, device=self.time_features.weight.device)
         return self.time_net(self.time_features(steps))
 
     def forward(self, features: th.Tensor, noisy_actions: th.Tensor, time_codes: th.Tensor) -> th.Tensor:
         """
         :param features: Observation features, shape ``(batch, features_dim)``
         :param noisy_actions: ``a_t``, shape ``(batch, action_dim)``
-        :param time_codes: Time codes, shape ``(batch, time_code_dim)`` (rows of ``time_codes()``)
+        :param time_codes: Time codes, shape ``(batch, time_code_dim)`` (rows of ``time_codes(T)``)
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
         return self.net(th.cat([noisy_actions, features, time_codes], dim=-1))
 
-    def condition(self, features: th.Tensor) -> th.Tensor:
+    def condition(self, features: th.Tensor, n_diffusion_steps: int) -> th.Tensor:
         """
         The part of the first layer's pre-activation that does not depend on the noisy action, for every time index:
         ``W_s features + W_t code_t + b``. The sampler computes it once per call, so that each of its ``T`` steps
         only multiplies the (small) action by ``W_a``.
 
         :param features: Observation features, shape ``(batch, features_dim)``
+        :param n_diffusion_steps: Number of diffusion steps ``T``
         :return: Tensor of shape ``(T, batch, hidden)``
         """
         first = self.net[0]
@@ -118,15 +119,15 @@ class Denoiser(nn.Module):
         features_dim = features.shape[-1]
         w_features = first.weight[:, self.action_dim : self.action_dim + features_dim]
         w_time = first.weight[:, self.action_dim + features_dim :]
-        per_time = self.time_codes() @ w_time.T + first.bias
+        per_time = self.time_codes(n_diffusion_steps) @ w_time.T + first.bias
         return (features @ w_features.T).unsqueeze(0) + per_time.unsqueeze(1)
 
     def forward_conditioned(self, noisy_actions: th.Tensor, condition: th.Tensor) -> th.Tensor:
         """
-        Same as ``forward`` given one time slice of ``condition(features)``.
+        Same as ``forward`` given one time slice of ``condition(features, T)``.
 
         :param noisy_actions: ``a_t``, shape ``(batch, action_dim)``
-        :param condition: ``condition(features)[t]``, shape ``(batch, hidden)``
+        :param condition: ``condition(features, T)[t]``, shape ``(batch, hidden)``
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
         first = self.net[0]

@@ -17,7 +17,7 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_qsm.common.diffusion import DiffusionSchedule, check_diffusion_args
+from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
 
 
@@ -43,6 +43,10 @@ class DiffusionActor(BoundedActionPolicy):
     """
     Diffusion actor for QSM: a noise-prediction network ``eps_theta(s, a_t, t)`` and its DDPM sampler.
 
+    The actor owns the diffusion settings: ``n_diffusion_steps`` and ``beta_schedule`` are those of its ``schedule``
+    (fixed once built: the denoiser is trained for them), ``sampler_temperature`` may be changed at any time (it is
+    checked when set). The algorithm and the policy read them from here.
+
     Sampling extracts the observation features once and then runs ``T`` denoiser calls on the whole batch.
     With ``deterministic=True`` the chain starts at ``x_T = 0`` and injects no noise, so the action is a pure
     function of the observation and the weights; otherwise ``x_T ~ N(0, I)`` and the noise comes from torch's
@@ -53,16 +57,16 @@ class DiffusionActor(BoundedActionPolicy):
     :param net_arch: Hidden layer sizes of the denoiser MLP
     :param features_extractor: Network to extract features
     :param features_dim: Number of features
-    :param activation_fn: Activation function of the denoiser (the reference uses mish, ``nn.Mish``)
-    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    :param activation_fn: Activation function of the denoiser
     :param n_diffusion_steps: Number of diffusion steps ``T``
     :param beta_schedule: Noise schedule: ``"cosine"``, ``"vp"`` or ``"linear"``
     :param sampler_temperature: Scale of the noise the sampler injects at each step
     :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (the reference does)
     :param time_embed_dim: Number of Fourier features of the time index
-    :param time_net_arch: Layer sizes of the MLP applied to the Fourier features (``[128, 128]`` by default)
+    :param time_net_arch: Layer sizes of the MLP applied to the Fourier features
     :param action_fan_in_init: Initialise the denoiser's first-layer weights on the noisy action by the action's
         own fan-in (see ``Denoiser``; not in the reference)
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
     """
 
     def __init__(
@@ -72,15 +76,15 @@ class DiffusionActor(BoundedActionPolicy):
         net_arch: list[int],
         features_extractor: BaseFeaturesExtractor,
         features_dim: int,
-        activation_fn: type[nn.Module] = nn.SiLU,
+        activation_fn: type[nn.Module],
+        n_diffusion_steps: int,
+        beta_schedule: str,
+        sampler_temperature: float,
+        clip_sampler: bool,
+        time_embed_dim: int,
+        time_net_arch: list[int],
+        action_fan_in_init: bool,
         normalize_images: bool = True,
-        n_diffusion_steps: int = 10,
-        beta_schedule: str = "cosine",
-        sampler_temperature: float = 1.0,
-        clip_sampler: bool = True,
-        time_embed_dim: int = 64,
-        time_net_arch: list[int] | None = None,
-        action_fan_in_init: bool = True,
     ):
         super().__init__(
             observation_space,
@@ -89,12 +93,9 @@ class DiffusionActor(BoundedActionPolicy):
             normalize_images=normalize_images,
             squash_output=True,
         )
-        check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
         self.net_arch = net_arch
         self.features_dim = features_dim
         self.activation_fn = activation_fn
-        self.n_diffusion_steps = n_diffusion_steps
-        self.beta_schedule = beta_schedule
         self.sampler_temperature = sampler_temperature
         self.clip_sampler = clip_sampler
         self.time_embed_dim = time_embed_dim
@@ -105,13 +106,32 @@ class DiffusionActor(BoundedActionPolicy):
         self.denoiser = Denoiser(
             features_dim,
             self.action_dim,
-            n_diffusion_steps,
             net_arch,
             activation_fn,
             time_embed_dim=time_embed_dim,
-            time_net_arch=self.time_net_arch,
+            time_net_arch=time_net_arch,
             action_fan_in_init=action_fan_in_init,
         )
+
+    @property
+    def n_diffusion_steps(self) -> int:
+        """Number of diffusion steps ``T`` of the sampler (fixed: the denoiser is trained for it)."""
+        return self.schedule.n_diffusion_steps
+
+    @property
+    def beta_schedule(self) -> str:
+        """Name of the noise schedule (fixed: the denoiser is trained for it)."""
+        return self.schedule.beta_schedule
+
+    @property
+    def sampler_temperature(self) -> float:
+        """Scale of the noise the sampler injects at each reverse step; may be changed at any time."""
+        return self._sampler_temperature
+
+    @sampler_temperature.setter
+    def sampler_temperature(self, value: float) -> None:
+        check_sampler_temperature(value)
+        self._sampler_temperature = value
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -121,27 +141,40 @@ class DiffusionActor(BoundedActionPolicy):
                 features_dim=self.features_dim,
                 activation_fn=self.activation_fn,
                 features_extractor=self.features_extractor,
-                n_diffusion_steps=self.n_diffusion_steps,
-                beta_schedule=self.beta_schedule,
-                sampler_temperature=self.sampler_temperature,
-                clip_sampler=self.clip_sampler,
-                time_embed_dim=self.time_embed_dim,
-                time_net_arch=self.time_net_arch,
-                action_fan_in_init=self.action_fan_in_init,
+                **self.diffusion_settings(),
             )
         )
         return data
 
-    def predict_noise(self, features: th.Tensor, noisy_actions: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+    def diffusion_settings(self) -> dict[str, Any]:
         """
-        Predict the noise ``eps_theta(s, a_t, t)`` for a batch with one time index per sample.
+        :return: The actor's settings that a policy passes on to it (``DiffusionActorPolicy``'s arguments of the same
+            names, but ``denoiser_activation_fn``, which is ``activation_fn`` here), as they are now
+        """
+        return dict(
+            n_diffusion_steps=self.n_diffusion_steps,
+            beta_schedule=self.beta_schedule,
+            sampler_temperature=self.sampler_temperature,
+            clip_sampler=self.clip_sampler,
+            time_embed_dim=self.time_embed_dim,
+            time_net_arch=self.time_net_arch,
+            action_fan_in_init=self.action_fan_in_init,
+        )
 
-        :param features: Observation features (see ``extract_features``), shape ``(batch, features_dim)``
+    def predict_noise(self, obs: PyTorchObs, noisy_actions: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+        """
+        Predict the noise ``eps_theta(s, a_t, t)`` for a batch with one time index per sample: the prediction that
+        denoising score matching regresses (with the noise of ``schedule.sample_noisy_actions`` as its target, or
+        a target built from the critics).
+
+        :param obs: Observations (a batch)
         :param noisy_actions: ``a_t`` in the normalised action space, shape ``(batch, action_dim)``
         :param timesteps: 0-based time indices, shape ``(batch,)``, integer
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
-        return self.denoiser(features, noisy_actions, self.denoiser.time_codes()[timesteps])
+        features = self.extract_features(obs, self.features_extractor)
+        time_codes = self.denoiser.time_codes(self.n_diffusion_steps)[timesteps]
+        return self.denoiser(features, noisy_actions, time_codes)
 
     def sample(self, obs: PyTorchObs, deterministic: bool = False, trajectory: list[th.Tensor] | None = None) -> th.Tensor:
         """
@@ -155,7 +188,7 @@ class DiffusionActor(BoundedActionPolicy):
         """
         features = self.extract_features(obs, self.features_extractor)
         # Features and time codes enter the first layer once per call, not once per step
-        condition = self.denoiser.condition(features)
+        condition = self.denoiser.condition(features, self.n_diffusion_steps)
         shape = (features.shape[0], self.action_dim)
         x = features.new_zeros(shape) if deterministic else th.randn(shape, device=features.device, dtype=features.dtype)
 
@@ -178,9 +211,9 @@ class DiffusionActor(BoundedActionPolicy):
         return self.sample(observation, deterministic)
 
 
-class QSMPolicy(BoundedActionPolicy):
+class DiffusionActorPolicy(BoundedActionPolicy):
     """
-    Policy class (diffusion actor and SB3 ``ContinuousCritic``) for QSM.
+    Policy class for QSM: a diffusion actor (:class:`DiffusionActor`) and SB3's ``ContinuousCritic``.
 
     :param observation_space: Observation space
     :param action_space: Action space
@@ -203,7 +236,7 @@ class QSMPolicy(BoundedActionPolicy):
     :param denoiser_activation_fn: Activation function of the denoiser. Default SiLU, which has nearly the same
         shape as the paper's mish but is several times faster on CPU in PyTorch; the paper preset uses ``nn.Mish``
     :param time_embed_dim: Number of Fourier features of the time index (paper: 64)
-    :param time_net_arch: Layer sizes of the MLP applied to the time features (paper: ``[128, 128]``)
+    :param time_net_arch: Layer sizes of the MLP applied to the time features (default and paper: ``[128, 128]``)
     :param xavier_critic_init: Initialise the critics' linear layers with Xavier-uniform weights and zero biases,
         as the reference does (default: PyTorch's initialisation, as in SAC and TD3)
     :param action_fan_in_init: Initialise the denoiser's first-layer weights on the noisy action by the action's
@@ -261,6 +294,7 @@ class QSMPolicy(BoundedActionPolicy):
             "action_space": self.action_space,
             "normalize_images": normalize_images,
         }
+        # What make_actor builds the actor from; once built, the actor holds these settings (see DiffusionActor)
         self.actor_kwargs = {
             **net_args,
             "net_arch": actor_arch,
@@ -270,7 +304,7 @@ class QSMPolicy(BoundedActionPolicy):
             "sampler_temperature": sampler_temperature,
             "clip_sampler": clip_sampler,
             "time_embed_dim": time_embed_dim,
-            "time_net_arch": time_net_arch,
+            "time_net_arch": [128, 128] if time_net_arch is None else list(time_net_arch),
             "action_fan_in_init": action_fan_in_init,
         }
         self.critic_kwargs = {
@@ -311,6 +345,7 @@ class QSMPolicy(BoundedActionPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
+        diffusion = self.actor.diffusion_settings()
         data.update(
             dict(
                 net_arch=self.net_arch,
@@ -322,15 +357,9 @@ class QSMPolicy(BoundedActionPolicy):
                 features_extractor_kwargs=self.features_extractor_kwargs,
                 n_critics=self.critic_kwargs["n_critics"],
                 share_features_extractor=self.share_features_extractor,
-                n_diffusion_steps=self.actor_kwargs["n_diffusion_steps"],
-                beta_schedule=self.actor_kwargs["beta_schedule"],
-                sampler_temperature=self.actor_kwargs["sampler_temperature"],
-                clip_sampler=self.actor_kwargs["clip_sampler"],
-                denoiser_activation_fn=self.actor_kwargs["activation_fn"],
-                time_embed_dim=self.actor_kwargs["time_embed_dim"],
-                time_net_arch=self.actor_kwargs["time_net_arch"],
+                denoiser_activation_fn=self.actor.activation_fn,
                 xavier_critic_init=self.xavier_critic_init,
-                action_fan_in_init=self.actor_kwargs["action_fan_in_init"],
+                **diffusion,
             )
         )
         return data
@@ -366,13 +395,15 @@ def _xavier_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-MlpPolicy = QSMPolicy
+# Archives that name their policy QSMPolicy (sb3-qsm 0.1) load through this alias
+QSMPolicy = DiffusionActorPolicy
+MlpPolicy = DiffusionActorPolicy
 
 
-class CnnPolicy(QSMPolicy):
+class CnnPolicy(DiffusionActorPolicy):
     """
     Policy class for QSM with a ``NatureCNN`` features extractor by default (image observations).
-    Same parameters as :class:`QSMPolicy`.
+    Same parameters as :class:`DiffusionActorPolicy`.
     """
 
     def __init__(
@@ -388,10 +419,10 @@ class CnnPolicy(QSMPolicy):
         )
 
 
-class MultiInputPolicy(QSMPolicy):
+class MultiInputPolicy(DiffusionActorPolicy):
     """
     Policy class for QSM with a ``CombinedExtractor`` by default (``Dict`` observations).
-    Same parameters as :class:`QSMPolicy`.
+    Same parameters as :class:`DiffusionActorPolicy`.
     """
 
     def __init__(

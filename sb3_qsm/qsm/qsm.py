@@ -3,6 +3,7 @@
 import io
 import math
 import pathlib
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -17,9 +18,17 @@ from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
 from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data, with_values_of_older_archives
-from sb3_qsm.common.diffusion import check_diffusion_args
-from sb3_qsm.qsm.arguments import check_policy_kwargs, check_qsm_args, check_score_target
-from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, MlpPolicy, MultiInputPolicy, QSMPolicy
+from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler_temperature
+from sb3_qsm.common.utils import repeat_rows
+from sb3_qsm.qsm.arguments import (
+    DIFFUSION_POLICY_ARGS,
+    FIXED_DIFFUSION_ARGS,
+    SAMPLER_SETTINGS,
+    check_policy_kwargs,
+    check_qsm_args,
+    check_score_target,
+)
+from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
 from sb3_qsm.qsm.presets import PAPER_EXPLORATION_NOISE, PAPER_HYPERPARAMS
 
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
@@ -105,7 +114,8 @@ class QSM(OffPolicyAlgorithm):
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
-    :param policy_kwargs: additional arguments to be passed to the policy on creation. See :class:`QSMPolicy`
+    :param policy_kwargs: additional arguments to be passed to the policy on creation. See
+        :class:`~sb3_qsm.qsm.policies.DiffusionActorPolicy`
     :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
         debug messages
     :param seed: Seed for the pseudo random generators
@@ -119,14 +129,14 @@ class QSM(OffPolicyAlgorithm):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    policy: QSMPolicy
+    policy: DiffusionActorPolicy
     actor: DiffusionActor
     critic: ContinuousCritic
     critic_target: ContinuousCritic
 
     def __init__(
         self,
-        policy: str | type[QSMPolicy],
+        policy: str | type[DiffusionActorPolicy],
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-4,
         buffer_size: int = 1_000_000,  # 1e6
@@ -173,6 +183,7 @@ class QSM(OffPolicyAlgorithm):
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_score_target(score_target, n_score_samples)
+        # The actor owns these settings once built (see the properties below); policy_kwargs carries them to it
         policy_kwargs.update(
             n_diffusion_steps=n_diffusion_steps, beta_schedule=beta_schedule, sampler_temperature=sampler_temperature
         )
@@ -203,9 +214,6 @@ class QSM(OffPolicyAlgorithm):
             support_multi_env=True,
         )
         self.score_scale = score_scale
-        self.n_diffusion_steps = n_diffusion_steps
-        self.beta_schedule = beta_schedule
-        self.sampler_temperature = sampler_temperature
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
         self.policy_delay = policy_delay
@@ -234,9 +242,28 @@ class QSM(OffPolicyAlgorithm):
         self.critic = self.policy.critic
         self.critic_target = self.policy.critic_target
 
+    @property
+    def n_diffusion_steps(self) -> int:
+        """Number of diffusion steps ``T`` of the actor (fixed once built)."""
+        return self.actor.n_diffusion_steps
+
+    @property
+    def beta_schedule(self) -> str:
+        """Noise schedule of the actor (fixed once built)."""
+        return self.actor.beta_schedule
+
+    @property
+    def sampler_temperature(self) -> float:
+        """Scale of the noise the actor's sampler injects; setting it changes the actor's (and what ``save`` keeps)."""
+        return self.actor.sampler_temperature
+
+    @sampler_temperature.setter
+    def sampler_temperature(self, value: float) -> None:
+        self.actor.sampler_temperature = value
+
     @classmethod
     def from_paper_config(
-        cls: type[SelfQSM], env: GymEnv | str, policy: str | type[QSMPolicy] = "MlpPolicy", **kwargs: Any
+        cls: type[SelfQSM], env: GymEnv | str, policy: str | type[DiffusionActorPolicy] = "MlpPolicy", **kwargs: Any
     ) -> SelfQSM:
         """
         Build QSM with the configuration the paper ran (the reference's "paper" config): 512x512 networks, mish in
@@ -291,8 +318,8 @@ class QSM(OffPolicyAlgorithm):
 
     def _update_critic(self, replay_data: ReplayBufferSamples) -> float:
         """
-        One critic step: regress every critic onto ``r + gamma (1 - d) min_i Q'_i(s', a')`` where ``a'`` is a fresh
-        sample of the current diffusion policy plus target noise, clipped to ``[-1, 1]``.
+        One critic step: regress every critic onto ``r + gamma (1 - d) min_i Q'_i(s', a')``, with ``a'`` from
+        ``_target_actions``.
 
         :param replay_data: A batch from the replay buffer
         :return: The critic loss (mean over critics of the squared TD errors)
@@ -300,12 +327,7 @@ class QSM(OffPolicyAlgorithm):
         # For n-step replay, discount factor is gamma**n_steps (when no early termination)
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
         with th.no_grad():
-            next_actions = self.actor.sample(replay_data.next_observations, deterministic=False)
-            if self.target_policy_noise > 0:
-                noise = th.randn_like(next_actions) * self.target_policy_noise
-                if self.target_noise_clip is not None:
-                    noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
-                next_actions = (next_actions + noise).clamp(-1.0, 1.0)
+            next_actions = self._target_actions(replay_data.next_observations)
             next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
             target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
@@ -319,6 +341,23 @@ class QSM(OffPolicyAlgorithm):
         critic_loss.backward()
         self.critic.optimizer.step()
         return loss_value
+
+    def _target_actions(self, next_observations: Any) -> th.Tensor:
+        """
+        The next actions of the critic target: a fresh sample of the current diffusion policy (the reference has no
+        target actor), plus Gaussian noise of std ``target_policy_noise`` clipped to ``+-target_noise_clip`` (when
+        set), the sum clipped to ``[-1, 1]``.
+
+        :param next_observations: A batch of next observations
+        :return: The actions, shape ``(batch, action_dim)``, in ``[-1, 1]``
+        """
+        next_actions = self.actor.sample(next_observations, deterministic=False)
+        if self.target_policy_noise > 0:
+            noise = th.randn_like(next_actions) * self.target_policy_noise
+            if self.target_noise_clip is not None:
+                noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+            next_actions = (next_actions + noise).clamp(-1.0, 1.0)
+        return next_actions
 
     def q_score(self, observations: Any, actions: th.Tensor) -> th.Tensor:
         """
@@ -355,7 +394,7 @@ class QSM(OffPolicyAlgorithm):
 
         def log_density(candidates: th.Tensor) -> th.Tensor:
             batch, n_candidates, action_dim = candidates.shape
-            repeated = _repeat_rows(observations, n_candidates)
+            repeated = repeat_rows(observations, n_candidates)
             q_values = th.cat(self.critic(repeated, candidates.reshape(-1, action_dim)), dim=1).mean(dim=1)
             q_values = q_values.view(batch, n_candidates)
             spreads.append(q_values.std(dim=1).mean().clamp_min(MIN_Q_SPREAD))
@@ -378,9 +417,7 @@ class QSM(OffPolicyAlgorithm):
             (``q_grad_norm``) or the critic's spread over the candidates (``q_spread``, see ``posterior_noise``)
         """
         actions = replay_data.actions
-        timesteps = th.randint(0, self.actor.n_diffusion_steps, (actions.shape[0],), device=actions.device)
-        noise = th.randn_like(actions)
-        noisy_actions = self.actor.schedule.add_noise(actions, noise, timesteps)
+        noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(actions)
         if self.score_target == "posterior":
             target, q_spread = self.posterior_noise(replay_data.observations, noisy_actions, timesteps, actions)
             target_stats = {"q_spread": q_spread}
@@ -391,8 +428,7 @@ class QSM(OffPolicyAlgorithm):
 
         if self.actor_lr_decay_steps is not None:
             update_learning_rate(self.actor.optimizer, self._actor_learning_rate())
-        features = self.actor.extract_features(replay_data.observations, self.actor.features_extractor)
-        eps_pred = self.actor.predict_noise(features, noisy_actions, timesteps)
+        eps_pred = self.actor.predict_noise(replay_data.observations, noisy_actions, timesteps)
         actor_loss = F.mse_loss(eps_pred, target)
         if self.bc_coef > 0:
             actor_loss = actor_loss + self.bc_coef * F.mse_loss(eps_pred, noise)
@@ -462,7 +498,9 @@ class QSM(OffPolicyAlgorithm):
         archive that holds a QSM model), so that a bad file fails with a ``ValueError`` naming the file and the
         problem. Pass ``buffer_size=1`` to avoid allocating the full replay buffer when only predicting.
         An archive saved before ``score_target`` existed goes on training with the paper's ``"gradient"`` target it
-        was trained with, not today's default. See ``BaseAlgorithm.load`` for the parameters.
+        was trained with, not today's default. ``sampler_temperature`` given here replaces the saved one;
+        ``n_diffusion_steps`` and ``beta_schedule`` can only be given with their saved values, since the denoiser
+        was trained for them. See ``BaseAlgorithm.load`` for the parameters.
 
         :param path: path to the file (or a file-like) where to load the agent from
         :param env: the new environment to run the loaded model on (its spaces must match the saved ones)
@@ -474,8 +512,11 @@ class QSM(OffPolicyAlgorithm):
         :return: new model instance with loaded parameters
         """
         data = read_checkpoint_data(path, custom_objects)
-        check_policy_class(data, QSMPolicy, cls.__name__, path)
+        check_policy_class(data, DiffusionActorPolicy, cls.__name__, path)
         kwargs = with_values_of_older_archives(data, kwargs, ADDED_ARGUMENTS)
+        policy_kwargs = _policy_kwargs_to_load(data, kwargs, path)
+        if policy_kwargs is not None:
+            custom_objects = {**(custom_objects or {}), "policy_kwargs": policy_kwargs}
         return super().load(
             path,
             env=env,
@@ -486,16 +527,60 @@ class QSM(OffPolicyAlgorithm):
             **kwargs,
         )
 
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        Save the model to a zip file; ``load`` rebuilds the policy from ``policy_kwargs``, which therefore first
+        records any sampler setting (``sampler_temperature``, ``clip_sampler``) changed on the actor since it was built.
+
+        :param path: path to the file where the rl agent should be saved
+        :param exclude: name of parameters that should be excluded in addition to the default ones
+        :param include: name of parameters that might be excluded but should be included anyway
+        """
+        for name in SAMPLER_SETTINGS:
+            value = getattr(self.actor, name)
+            if value != self.policy_kwargs.get(name, self.policy.actor_kwargs[name]):
+                self.policy_kwargs[name] = value
+        super().save(path, exclude, include)
+
     def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["actor", "critic", "critic_target"]  # noqa: RUF005
+        # The diffusion settings live in the actor (and policy_kwargs); archives of sb3-qsm 0.1 also stored them
+        # at the top level, which load puts back into __dict__, where they must not be saved again
+        return [*super()._excluded_save_params(), "actor", "critic", "critic_target", *DIFFUSION_POLICY_ARGS]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]
         return state_dicts, []
 
 
-def _repeat_rows(observations: Any, n: int) -> Any:
-    """Repeat every observation of a batch ``n`` times in a row (tensors, or dicts of them)."""
-    if isinstance(observations, dict):
-        return {key: value.repeat_interleave(n, dim=0) for key, value in observations.items()}
-    return observations.repeat_interleave(n, dim=0)
+def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: Any) -> dict[str, Any] | None:
+    """
+    Take the diffusion settings out of ``load``'s extra arguments, where ``BaseAlgorithm.load`` would set them as
+    attributes that the actor never reads.
+
+    :param data: Decoded ``data`` entry of the checkpoint
+    :param kwargs: ``load``'s extra arguments; the diffusion settings are removed from it
+    :param path: The checkpoint, for the messages
+    :return: The saved ``policy_kwargs`` with the given ``sampler_temperature``, or None if none is given
+    :raises ValueError: for a ``n_diffusion_steps`` or ``beta_schedule`` other than the saved one, or an unusable
+        ``sampler_temperature``
+    """
+    saved = dict(data.get("policy_kwargs") or {})
+    for name in FIXED_DIFFUSION_ARGS:
+        if name not in kwargs:
+            continue
+        value = kwargs.pop(name)
+        if value != saved.get(name):
+            raise ValueError(
+                f"Cannot load {path} with {name}={value!r}: its denoiser was trained with {name}={saved.get(name)!r}, "
+                "which a loaded model keeps. Train a new model (or convert this one) to use another value."
+            )
+    if "sampler_temperature" not in kwargs:
+        return None
+    temperature = kwargs.pop("sampler_temperature")
+    check_sampler_temperature(temperature)
+    return {**saved, "sampler_temperature": temperature}

@@ -1,7 +1,8 @@
 """
-Carry an existing SB3 SAC or TD3 agent over to QSM: same critics, a diffusion actor distilled from the old actor.
+Carry an existing SB3 SAC or TD3 agent (the source agent) over to QSM: same critics, a diffusion actor distilled from
+the source's actor.
 
-The critic and target critic weights are copied (``sb3_qsm.common.warm_start``). The denoiser is trained by denoising
+The critic and target critic weights are copied (``sb3_qsm.convert.warm_start``). The denoiser is trained by denoising
 score matching on the old policy's actions, at observations gathered by running the old policy in the environment;
 the transitions of that run can seed QSM's replay buffer, so fine-tuning starts from the old policy's data.
 """
@@ -23,9 +24,9 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from sb3_qsm.common.checkpoint import load_sb3_agent
-from sb3_qsm.common.utils import is_int_at_least
-from sb3_qsm.common.warm_start import load_critic_from_checkpoint
+from sb3_qsm.common.utils import is_int_at_least, map_observations, n_observations
+from sb3_qsm.convert.sources import load_sb3_agent
+from sb3_qsm.convert.warm_start import load_critic_from_checkpoint
 from sb3_qsm.qsm.presets import PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
 from sb3_qsm.qsm.qsm import QSM
 
@@ -38,20 +39,20 @@ CONVERTED_BC_COEF = 3.0
 # its actions far wider than the old policy's, which the bc term then teaches it (about 80% of the return after 20k
 # steps, against about 93% at 0.1). Exploration comes from Gaussian action noise instead, as for TD3.
 CONVERTED_SAMPLER_TEMPERATURE = 0.1
-CONVERTED_ACTION_NOISE = 0.1
+CONVERTED_NOISE_STD = 0.1
 # These were measured with the paper's update (sb3_qsm.qsm.presets.PAPER_UPDATE): the gradient target, whose scale
 # score_scale="auto" fits to the distilled denoiser, T=5 with the vp schedule, and Xavier's initialisation of the
 # denoiser that is distilled
 
 
-def _qsm_policy_kwargs(teacher: SAC | TD3) -> dict[str, Any]:
+def _qsm_policy_kwargs(source: SAC | TD3) -> dict[str, Any]:
     """
-    :param teacher: The SAC or TD3 agent
-    :return: QSM policy arguments with the teacher's network sizes, activation, critics and features extractor
+    :param source: The SAC or TD3 agent
+    :return: QSM policy arguments with the source's network sizes, activation, critics and features extractor
     """
-    policy = teacher.policy
+    policy = source.policy
     return dict(
-        net_arch=dict(pi=list(teacher.actor.net_arch), qf=list(policy.critic_kwargs["net_arch"])),  # type: ignore[call-overload]
+        net_arch=dict(pi=list(source.actor.net_arch), qf=list(policy.critic_kwargs["net_arch"])),  # type: ignore[call-overload]
         activation_fn=policy.critic_kwargs["activation_fn"],
         n_critics=policy.critic_kwargs["n_critics"],
         share_features_extractor=policy.share_features_extractor,
@@ -61,18 +62,18 @@ def _qsm_policy_kwargs(teacher: SAC | TD3) -> dict[str, Any]:
     )
 
 
-def collect_teacher_data(
-    model: QSM, teacher: SAC | TD3, n_steps: int, exploration_noise: float, fill_replay_buffer: bool
+def collect_source_data(
+    model: QSM, source: SAC | TD3, n_collect_steps: int, noise_std: float, fill_replay_buffer: bool
 ) -> np.ndarray | dict[str, np.ndarray]:
     """
-    Run the teacher in ``model.env`` and record the observations it sees (and, optionally, the transitions in
-    ``model``'s replay buffer). Gaussian noise of std ``exploration_noise`` (in the [-1, 1] action scale) is added to
-    the teacher's actions, so that the data covers states around the teacher's trajectories.
+    Run the source agent in ``model.env`` and record the observations it sees (and, optionally, the transitions in
+    ``model``'s replay buffer). Gaussian noise of std ``noise_std`` (in the [-1, 1] action scale) is added to the
+    source's actions, so that the data covers states around the source's trajectories.
 
     :param model: The QSM model (its environment and replay buffer)
-    :param teacher: The SAC or TD3 agent
-    :param n_steps: Number of environment steps (per environment)
-    :param exploration_noise: Std of the action noise
+    :param source: The SAC or TD3 agent
+    :param n_collect_steps: Number of environment steps (per environment)
+    :param noise_std: Std of the action noise
     :param fill_replay_buffer: Whether to store the transitions in ``model.replay_buffer``
     :return: The observations, stacked (a dict of arrays for Dict observation spaces)
     """
@@ -82,12 +83,12 @@ def collect_teacher_data(
     if model._vec_normalize_env is not None:
         model._last_original_obs = model._vec_normalize_env.get_original_obs()
     observations: list[Any] = []
-    for _ in range(n_steps):
+    for _ in range(n_collect_steps):
         obs: Any = model._last_obs
         observations.append(obs)
         with th.no_grad():
-            scaled = teacher.policy._predict(obs_as_tensor(obs, teacher.device), deterministic=True).cpu().numpy()
-        scaled = np.clip(scaled + exploration_noise * np.random.randn(*scaled.shape), -1.0, 1.0)
+            scaled = source.policy._predict(obs_as_tensor(obs, source.device), deterministic=True).cpu().numpy()
+        scaled = np.clip(scaled + noise_std * np.random.randn(*scaled.shape), -1.0, 1.0)
         new_obs: Any
         new_obs, rewards, dones, infos = env.step(model.policy.unscale_action(scaled))
         if fill_replay_buffer:
@@ -98,86 +99,76 @@ def collect_teacher_data(
     return np.concatenate(observations)
 
 
-def _n_observations(observations: np.ndarray | dict[str, np.ndarray]) -> int:
-    return len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+def _rows(observations: np.ndarray | dict[str, np.ndarray], rows: Any) -> np.ndarray | dict[str, np.ndarray]:
+    """:return: The given rows (an index array or a slice) of a batch of observations"""
+    return map_observations(lambda values: values[rows], observations)
 
 
-def _index(observations: np.ndarray | dict[str, np.ndarray], indices: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
-    if isinstance(observations, dict):
-        return {key: value[indices] for key, value in observations.items()}
-    return observations[indices]
-
-
-def _teacher_actions(
-    teacher: SAC | TD3,
+def _source_actions(
+    source: SAC | TD3,
     observations: np.ndarray | dict[str, np.ndarray],
     device: th.device,
     deterministic: bool = True,
     chunk_size: int = 4096,
 ) -> th.Tensor:
     """
-    :param teacher: The SAC or TD3 agent
+    :param source: The SAC or TD3 agent
     :param observations: Observations (as the policies see them)
     :param device: Device of the returned tensor
-    :param deterministic: The teacher's deterministic action, or a sample of its policy
+    :param deterministic: The source's deterministic action, or a sample of its policy
     :param chunk_size: Observations per forward pass
-    :return: The teacher's actions in the [-1, 1] scale
+    :return: The source's actions in the [-1, 1] scale
     """
-    n_observations = _n_observations(observations)
     with th.no_grad():
         chunks = [
-            teacher.policy._predict(
-                obs_as_tensor(_index(observations, np.arange(start, min(start + chunk_size, n_observations))), teacher.device),
-                deterministic,
+            source.policy._predict(
+                obs_as_tensor(_rows(observations, slice(start, start + chunk_size)), source.device), deterministic
             )
-            for start in range(0, n_observations, chunk_size)
+            for start in range(0, n_observations(observations), chunk_size)
         ]
     return th.cat(chunks).to(device)
 
 
 def distill_actor(
     model: QSM,
-    teacher: SAC | TD3,
+    source: SAC | TD3,
     observations: np.ndarray | dict[str, np.ndarray],
     gradient_steps: int = 20_000,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
-    deterministic_teacher: bool = True,
+    deterministic_source: bool = True,
 ) -> float:
     """
-    Train ``model``'s denoiser by denoising score matching on the teacher's actions at ``observations``:
+    Train ``model``'s denoiser by denoising score matching on the source agent's actions at ``observations``:
     ``eps_theta(s, sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps, t)`` regressed onto ``eps``, with ``a`` the
-    teacher's action (its mean action, or a fresh sample of its policy if ``deterministic_teacher`` is False).
+    source's action (its mean action, or a fresh sample of its policy if ``deterministic_source`` is False).
 
     :param model: The QSM model whose actor is trained, in place
-    :param teacher: The SAC or TD3 agent
+    :param source: The SAC or TD3 agent
     :param observations: Observations (as the policies see them)
     :param gradient_steps: Number of gradient steps
     :param batch_size: Minibatch size
     :param learning_rate: Adam learning rate (a fresh optimizer; the model's own is left as it was)
-    :param deterministic_teacher: Distill the teacher's deterministic action (True) or its stochastic policy
+    :param deterministic_source: Distill the source's deterministic action (True) or its stochastic policy
     :return: The mean loss over the last 100 steps
     """
     actor = model.actor
     actor.set_training_mode(True)
     optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
-    n_observations = _n_observations(observations)
-    # The deterministic teacher's actions do not change between steps: label every observation once
-    labels = _teacher_actions(teacher, observations, model.device) if deterministic_teacher else None
+    size = n_observations(observations)
+    # The deterministic source's actions do not change between steps: label every observation once
+    labels = _source_actions(source, observations, model.device) if deterministic_source else None
     losses = []
     for _ in range(gradient_steps):
-        indices = np.random.randint(n_observations, size=batch_size)
-        batch_obs = _index(observations, indices)
+        indices = np.random.randint(size, size=batch_size)
+        batch_obs = _rows(observations, indices)
         batch = obs_as_tensor(batch_obs, model.device)
         if labels is not None:
             actions = labels[th.as_tensor(indices, device=model.device)]
         else:
-            actions = _teacher_actions(teacher, batch_obs, model.device, deterministic=False)
-        timesteps = th.randint(0, actor.n_diffusion_steps, (batch_size,), device=model.device)
-        noise = th.randn_like(actions)
-        noisy_actions = actor.schedule.add_noise(actions, noise, timesteps)
-        features = actor.extract_features(batch, actor.features_extractor)
-        loss = F.mse_loss(actor.predict_noise(features, noisy_actions, timesteps), noise)
+            actions = _source_actions(source, batch_obs, model.device, deterministic=False)
+        noisy_actions, timesteps, noise = actor.schedule.sample_noisy_actions(actions)
+        loss = F.mse_loss(actor.predict_noise(batch, noisy_actions, timesteps), noise)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -198,16 +189,15 @@ def fit_score_scale(model: QSM, observations: np.ndarray | dict[str, np.ndarray]
     :param n_samples: Number of observations used
     :return: The fitted scale, or ``None`` if the critics' gradient does not point the way the policy does
     """
-    n_observations = _n_observations(observations)
-    batch = obs_as_tensor(_index(observations, np.random.randint(n_observations, size=n_samples)), model.device)
+    indices = np.random.randint(n_observations(observations), size=n_samples)
+    batch = obs_as_tensor(_rows(observations, indices), model.device)
     actor = model.actor
     with th.no_grad():
         actions = actor.sample(batch, deterministic=False)
-    timesteps = th.randint(0, actor.n_diffusion_steps, (n_samples,), device=model.device)
-    noisy_actions = actor.schedule.add_noise(actions, th.randn_like(actions), timesteps)
+    noisy_actions, timesteps, _ = actor.schedule.sample_noisy_actions(actions)
     q_grad = model.q_score(batch, noisy_actions)
     with th.no_grad():
-        eps_pred = actor.predict_noise(actor.extract_features(batch, actor.features_extractor), noisy_actions, timesteps)
+        eps_pred = actor.predict_noise(batch, noisy_actions, timesteps)
     scale = -(eps_pred * q_grad).sum().item() / max((q_grad * q_grad).sum().item(), 1e-12)
     return scale if scale > 0 else None
 
@@ -216,11 +206,11 @@ def convert_to_qsm(
     source: SourceAgent,
     env: GymEnv | str,
     n_collect_steps: int = 10_000,
-    exploration_noise: float = 0.1,
+    noise_std: float = 0.1,
     distill_steps: int = 20_000,
     distill_batch_size: int = 256,
     distill_learning_rate: float = 1e-3,
-    deterministic_teacher: bool = True,
+    deterministic_source: bool = True,
     score_scale: float | str = "auto",
     fill_replay_buffer: bool = True,
     replay_buffer: str | pathlib.Path | ReplayBuffer | None = None,
@@ -232,7 +222,7 @@ def convert_to_qsm(
 
     1. The critics and target critics are copied (same ``net_arch``, ``n_critics`` and activation required;
        otherwise a ``ValueError`` names the mismatch). QSM's denoiser gets the old actor's hidden layer sizes.
-    2. The old policy runs for ``n_collect_steps`` steps (with Gaussian action noise ``exploration_noise``), and its
+    2. The old policy runs for ``n_collect_steps`` steps (with Gaussian action noise of std ``noise_std``), and its
        transitions seed QSM's replay buffer (``fill_replay_buffer``), so fine-tuning can start at once
        (``learning_starts`` defaults to 0 then).
     3. The denoiser is distilled from the old actor by denoising score matching at the observations of that run.
@@ -246,11 +236,11 @@ def convert_to_qsm(
         retired ``gym`` package are read too) or a loaded SAC/TD3 model
     :param env: The environment (id, gym env or VecEnv; wrap it in the same VecNormalize as the old agent's, if any)
     :param n_collect_steps: Steps of the old policy to record (per environment)
-    :param exploration_noise: Std of the Gaussian noise added to the old policy's actions while recording
+    :param noise_std: Std of the Gaussian noise added to the old policy's actions while recording
     :param distill_steps: Gradient steps of distillation
     :param distill_batch_size: Minibatch size of distillation
     :param distill_learning_rate: Adam learning rate of distillation
-    :param deterministic_teacher: Distill the old policy's deterministic action (True) or its stochastic policy
+    :param deterministic_source: Distill the old policy's deterministic action (True) or its stochastic policy
     :param score_scale: ``"auto"`` (fitted, see above) or a number
     :param fill_replay_buffer: Store the recorded transitions in QSM's replay buffer
     :param replay_buffer: An old replay buffer to use (a ``.pkl`` saved by ``save_replay_buffer`` or the zoo's
@@ -263,26 +253,26 @@ def convert_to_qsm(
         agent's return (see the module's constants)
     :return: The QSM agent, ready for ``learn``
     """
-    _check_convert_args(n_collect_steps, exploration_noise, distill_steps, distill_batch_size, score_scale)
+    _check_convert_args(n_collect_steps, noise_std, distill_steps, distill_batch_size, score_scale)
     if score_scale == "auto" and qsm_kwargs.get("score_target", "gradient") != "gradient":
         raise ValueError(
             f"score_scale='auto' fits the scale of the gradient score target; with score_target="
             f"{qsm_kwargs['score_target']!r} pass score_scale as a number"
         )
     vec_env = BaseAlgorithm._wrap_env(maybe_make_env(env, 0), verbose=0)
-    teacher = source if isinstance(source, BaseAlgorithm) else load_sb3_agent(source, vec_env, device=device)
-    _check_teacher(teacher, vec_env)
+    agent = source if isinstance(source, BaseAlgorithm) else load_sb3_agent(source, vec_env, device=device)
+    _check_source(agent, vec_env)
     user_policy_kwargs = qsm_kwargs.pop("policy_kwargs", None) or {}
-    policy_kwargs = {**PAPER_UPDATE_POLICY_KWARGS, **_qsm_policy_kwargs(teacher), **user_policy_kwargs}
+    policy_kwargs = {**PAPER_UPDATE_POLICY_KWARGS, **_qsm_policy_kwargs(agent), **user_policy_kwargs}
     qsm_kwargs = {**PAPER_UPDATE, **qsm_kwargs}
     if score_scale != "auto":  # else the paper's, until fit_score_scale replaces it after the distillation
         qsm_kwargs["score_scale"] = score_scale
-    qsm_kwargs.setdefault("gamma", teacher.gamma)
+    qsm_kwargs.setdefault("gamma", agent.gamma)
     qsm_kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)
     qsm_kwargs.setdefault("sampler_temperature", CONVERTED_SAMPLER_TEMPERATURE)
     if "action_noise" not in qsm_kwargs:
         n_actions = int(np.prod(vec_env.action_space.shape))  # type: ignore[arg-type]
-        qsm_kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), CONVERTED_ACTION_NOISE * np.ones(n_actions))
+        qsm_kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), CONVERTED_NOISE_STD * np.ones(n_actions))
     qsm_kwargs.setdefault("learning_starts", 0 if fill_replay_buffer or replay_buffer is not None else 100)
     model = QSM(
         "MlpPolicy",
@@ -291,13 +281,11 @@ def convert_to_qsm(
         device=device,
         **qsm_kwargs,
     )
-    load_critic_from_checkpoint(model, teacher)
+    load_critic_from_checkpoint(model, agent)
     if replay_buffer is not None:
         model.replay_buffer = _checked_replay_buffer(replay_buffer, model)
-    observations = collect_teacher_data(model, teacher, n_collect_steps, exploration_noise, fill_replay_buffer)
-    distill_actor(
-        model, teacher, observations, distill_steps, distill_batch_size, distill_learning_rate, deterministic_teacher
-    )
+    observations = collect_source_data(model, agent, n_collect_steps, noise_std, fill_replay_buffer)
+    distill_actor(model, agent, observations, distill_steps, distill_batch_size, distill_learning_rate, deterministic_source)
     if score_scale == "auto":
         fitted = fit_score_scale(model, observations)
         if fitted is None:
@@ -312,7 +300,7 @@ def convert_to_qsm(
 
 
 def _check_convert_args(
-    n_collect_steps: int, exploration_noise: float, distill_steps: int, distill_batch_size: int, score_scale: float | str
+    n_collect_steps: int, noise_std: float, distill_steps: int, distill_batch_size: int, score_scale: float | str
 ) -> None:
     """Raise a ``ValueError`` naming the first unusable conversion argument."""
     for name, value in (
@@ -322,32 +310,32 @@ def _check_convert_args(
     ):
         if not is_int_at_least(value, 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not np.isfinite(exploration_noise) or exploration_noise < 0:
-        raise ValueError(f"exploration_noise must be finite and >= 0, got {exploration_noise!r}")
+    if not np.isfinite(noise_std) or noise_std < 0:
+        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
     if score_scale != "auto" and (
         not isinstance(score_scale, int | float) or not np.isfinite(score_scale) or score_scale <= 0
     ):
         raise ValueError(f"score_scale must be 'auto' or a finite number > 0, got {score_scale!r}")
 
 
-def _check_teacher(teacher: BaseAlgorithm, env: VecEnv) -> None:
+def _check_source(source: BaseAlgorithm, env: VecEnv) -> None:
     """
-    :param teacher: The loaded agent
+    :param source: The loaded agent
     :param env: The environment
     :raises ValueError: if it is not SAC or TD3, or its spaces differ from the environment's
     """
-    if not isinstance(teacher, SAC | TD3):
+    if not isinstance(source, SAC | TD3):
         raise ValueError(
-            f"Cannot convert a {type(teacher).__name__} model to QSM: only Stable-Baselines3 SAC and TD3 agents "
+            f"Cannot convert a {type(source).__name__} model to QSM: only Stable-Baselines3 SAC and TD3 agents "
             "(continuous actions, ContinuousCritic) can be carried over"
         )
     for kind, saved, current in (
-        ("observation", teacher.observation_space, env.observation_space),
-        ("action", teacher.action_space, env.action_space),
+        ("observation", source.observation_space, env.observation_space),
+        ("action", source.action_space, env.action_space),
     ):
         if saved != current:
             raise ValueError(
-                f"Cannot convert the {type(teacher).__name__} agent: its {kind} space {saved} differs from the "
+                f"Cannot convert the {type(source).__name__} agent: its {kind} space {saved} differs from the "
                 f"environment's {current}"
             )
 

@@ -10,7 +10,8 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_qsm.qsm.policies import QSMPolicy
+from sb3_qsm.common.utils import map_observations, repeat_rows
+from sb3_qsm.qsm.policies import DiffusionActorPolicy
 
 
 def repeat_observation(observation: np.ndarray | dict[str, np.ndarray], n: int) -> np.ndarray | dict[str, np.ndarray]:
@@ -19,9 +20,7 @@ def repeat_observation(observation: np.ndarray | dict[str, np.ndarray], n: int) 
     :param n: Number of copies
     :return: A batch of ``n`` copies
     """
-    if isinstance(observation, dict):
-        return {key: np.repeat(np.asarray(value)[None], n, axis=0) for key, value in observation.items()}
-    return np.repeat(np.asarray(observation)[None], n, axis=0)
+    return repeat_rows(map_observations(lambda value: np.asarray(value)[None], observation), n)
 
 
 def sample_actions(
@@ -60,7 +59,7 @@ def denoising_trajectories(
         unclipped sampler may lie outside the bounds)
     """
     policy = model.policy
-    if not isinstance(policy, QSMPolicy):
+    if not isinstance(policy, DiffusionActorPolicy):
         raise TypeError(f"Denoising chains exist only for QSM policies, not for {type(policy).__name__}")
     obs_tensor, _ = policy.obs_to_tensor(repeat_observation(observation, n_samples))  # type: ignore[arg-type]
     trajectory: list[th.Tensor] = []

@@ -2,16 +2,13 @@
 
 import io
 import pathlib
-from typing import TYPE_CHECKING
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from sb3_qsm.common.checkpoint import read_checkpoint_data
-
-if TYPE_CHECKING:
-    from sb3_qsm.qsm.qsm import QSM
+from sb3_qsm.qsm.qsm import QSM
 
 
 def _source_state(source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm) -> tuple[dict[str, th.Tensor], object]:
@@ -43,7 +40,7 @@ def _activation_of(critic: th.nn.Module) -> type[th.nn.Module] | None:
 
 
 def load_critic_from_checkpoint(
-    model: "QSM", source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm, include_target: bool = True
+    model: QSM, source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm, include_target: bool = True
 ) -> None:
     """
     Copy the critic weights (and the target critic's) of an SB3 SAC or TD3 agent into a QSM model, in place.
