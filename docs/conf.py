@@ -4,12 +4,12 @@ import glob
 import json
 import os
 import pathlib
-import sys
 
 import yaml
 
-# The package is normally installed (editable); the path makes the build work from a plain checkout too
-sys.path.insert(0, os.path.abspath(".."))
+from sb3_qsm.benchmarks.aggregate import write_report
+from sb3_qsm.benchmarks.cost import cost_table
+from sb3_qsm.benchmarks.evaluation import describe_result, mean_return
 
 with open(os.path.join(os.path.dirname(__file__), "..", "sb3_qsm", "version.txt")) as file_handler:
     __version__ = file_handler.read().strip()
@@ -56,8 +56,8 @@ def _evaluation(path: str) -> dict | None:
         return json.load(file)
 
 
-def _cell(result: dict | None) -> str:
-    return "not run" if result is None else f"{result['mean_return']:.1f} +/- {result['std_return']:.1f}"
+def _cell(record: dict | None) -> str:
+    return "not run" if record is None else describe_result(record["deterministic"])
 
 
 def _score_scale(run: str, env_id: str) -> float:
@@ -87,11 +87,11 @@ def _convert_table() -> str:
     for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "convert", "*.json"))):
         result = _evaluation(path)
         assert result is not None
-        stages = [result[stage] for stage in ("source", "converted", "finetuned")]
-        cells = [f"{stage['mean']:.1f} +/- {stage['std']:.1f}" for stage in stages]
-        if result["source"]["mean"] > 0:  # a ratio of negative returns reads backwards
-            cells[1] += f" ({result['converted_over_source']:.1%})"
-            cells[2] += f" ({result['finetuned_over_source']:.1%})"
+        source, converted, finetuned = (result[stage] for stage in ("source", "converted", "finetuned"))
+        cells = [describe_result(stage) for stage in (source, converted, finetuned)]
+        if mean_return(source) > 0:  # a ratio of negative returns reads backwards
+            cells[1] += f" ({mean_return(converted) / mean_return(source):.1%})"
+            cells[2] += f" ({mean_return(finetuned) / mean_return(source):.1%})"
         lines.append(f"| {result['args']['env']} | {' | '.join(cells)} | {result['score_scale']:.3g} |")
     return "\n".join(lines) + "\n"
 
@@ -104,10 +104,6 @@ for name, table in (("pretrained_table.md", _pretrained_table()), ("convert_tabl
 
 def _benchmark_pages() -> None:
     """The benchmark report (tables and figures) and the cost tables, from benchmarks/results and benchmarks/cost."""
-    sys.path.insert(0, os.path.join(ROOT, "examples", "benchmarks"))
-    from aggregate import write_report
-    from cost import cost_table
-
     write_report(pathlib.Path(ROOT, "benchmarks", "results", "v1"), pathlib.Path(GENERATED, "benchmarks_v1"))
     sections = []
     for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "cost", "*.json"))):

@@ -1,102 +1,46 @@
 """
-Carry a trained SB3 SAC (or TD3) agent over to QSM and fine-tune it, measuring the deterministic return of the old
-agent, of the converted QSM agent before any RL update, and after ``--finetune-steps`` QSM training steps.
+Carry a trained SB3 SAC agent over to QSM and fine-tune it: the critics are copied, the actor is distilled into a
+diffusion policy, then QSM trains on from there.
 
-    python examples/convert_sac_to_qsm.py \\
-        --checkpoint ../shared/zoo-checkpoints/sac/HalfCheetah-v3_1/HalfCheetah-v3.zip --env HalfCheetah-v5 \\
-        --finetune-steps 20000 --out benchmarks/convert
+    python examples/convert_sac_to_qsm.py --source rl-trained-agents/sac/Pendulum-v1_1/Pendulum-v1.zip --env Pendulum-v1
 
-The checkpoint may be an older RL Zoo agent pickled with the retired ``gym`` package. The results go to
-``<out>/<env>.json``; the converted and fine-tuned agents are saved next to it unless ``--no-save``.
+The default source is a published RL Zoo agent that ships with the repository (saved with the retired ``gym``
+package, which ``convert_to_qsm`` reads too); your own SAC or TD3 ``.zip`` works the same way.
 """
 
 import argparse
-import json
-import pathlib
-import time
 
-import numpy as np
-import stable_baselines3
-import torch as th
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_qsm import __version__, convert_to_qsm
-from sb3_qsm.common.checkpoint import load_sb3_agent
+from sb3_qsm import convert_to_qsm
 
 
-def evaluate(model: BaseAlgorithm, env_id: str, episodes: int, seed: int) -> dict:
+def main(source: str, env_id: str, finetune_steps: int, out: str) -> None:
     """
-    :return: Mean and std of the deterministic return over ``episodes`` episodes, and the returns
+    :param source: The SAC or TD3 checkpoint
+    :param env_id: The environment it was trained on (or one with the same spaces)
+    :param finetune_steps: QSM training steps after the conversion
+    :param out: Where to save the QSM agent (SB3 appends ``.zip``)
     """
-    env = make_vec_env(env_id, n_envs=1, seed=seed)
-    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
-    return {
-        "mean": float(np.mean(returns)),
-        "std": float(np.std(returns)),
-        "returns": [float(r) for r in np.atleast_1d(returns)],
-    }
+    env = make_vec_env(env_id, n_envs=1, seed=0)
+    # Runs the source agent for 10k steps (its transitions seed the replay buffer), then distils its actor
+    model = convert_to_qsm(source, env, seed=0)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=1000)
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True)
+    print(f"converted, before any QSM update: {mean:.1f} +/- {std:.1f}")
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=pathlib.Path, required=True, help="SAC or TD3 .zip")
-    parser.add_argument("--env", required=True)
-    parser.add_argument("--finetune-steps", type=int, default=20_000)
-    parser.add_argument("--collect-steps", type=int, default=10_000)
-    parser.add_argument("--distill-steps", type=int, default=20_000)
-    parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--learning-rate", type=float, default=3e-4, help="QSM learning rate for fine-tuning")
-    parser.add_argument("--bc-coef", type=float, default=None, help="QSM bc_coef (default: convert_to_qsm's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/convert"))
-    parser.add_argument("--no-save", action="store_true", help="do not save the QSM agents")
-    args = parser.parse_args()
-    th.set_num_threads(args.threads)
-    th.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    record: dict = {"args": {key: str(value) for key, value in vars(args).items()}}
-
-    env = make_vec_env(args.env, n_envs=1, seed=args.seed)
-    record["source"] = evaluate(load_sb3_agent(args.checkpoint, env, device="cpu"), args.env, args.eval_episodes, 1000)
-    print(f"source agent: {record['source']['mean']:.1f} +/- {record['source']['std']:.1f}")
-
-    start = time.perf_counter()
-    model = convert_to_qsm(
-        args.checkpoint,
-        env,
-        n_collect_steps=args.collect_steps,
-        distill_steps=args.distill_steps,
-        seed=args.seed,
-        device="cpu",
-        learning_rate=args.learning_rate,
-        **({} if args.bc_coef is None else {"bc_coef": args.bc_coef}),
-    )
-    record["conversion_seconds"] = time.perf_counter() - start
-    record["score_scale"] = model.score_scale
-    record["bc_coef"] = model.bc_coef
-    record["converted"] = evaluate(model, args.env, args.eval_episodes, 1000)
-    converted = record["converted"]
-    print(f"converted QSM (score_scale {model.score_scale:.3g}): {converted['mean']:.1f} +/- {converted['std']:.1f}")
-    if not args.no_save:
-        model.save(args.out / f"{args.env}_converted")
-
-    start = time.perf_counter()
-    model.learn(args.finetune_steps, progress_bar=False)
-    record["finetune_seconds"] = time.perf_counter() - start
-    record["finetuned"] = evaluate(model, args.env, args.eval_episodes, 1000)
-    print(f"after {args.finetune_steps} QSM steps: {record['finetuned']['mean']:.1f} +/- {record['finetuned']['std']:.1f}")
-    if not args.no_save:
-        model.save(args.out / f"{args.env}_finetuned")
-
-    for stage in ("converted", "finetuned"):
-        record[f"{stage}_over_source"] = record[stage]["mean"] / record["source"]["mean"]
-    record["versions"] = {"sb3_qsm": __version__, "stable_baselines3": stable_baselines3.__version__, "torch": th.__version__}
-    (args.out / f"{args.env}.json").write_text(json.dumps(record, indent=2))
+    model.learn(finetune_steps)
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True)
+    print(f"after {finetune_steps} QSM steps: {mean:.1f} +/- {std:.1f}")
+    model.save(out)
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default="rl-trained-agents/sac/Pendulum-v1_1/Pendulum-v1.zip", help="SAC/TD3 .zip")
+    parser.add_argument("--env", default="Pendulum-v1", help="Gymnasium environment id")
+    parser.add_argument("--finetune-steps", type=int, default=2000, help="QSM training steps after the conversion")
+    parser.add_argument("--out", default="qsm_converted", help="Path of the saved QSM agent (without .zip)")
+    args = parser.parse_args()
+    main(args.source, args.env, args.finetune_steps, args.out)

@@ -135,7 +135,7 @@ def plot_denoising(chains: np.ndarray, max_chains: int = 50, title: str | None =
     if chains.ndim != 3:
         raise ValueError(f"chains must have shape (T + 1, n, action_dim), got {chains.shape}")
     chains = chains[:, :max_chains]
-    n_steps, dim = chains.shape[0] - 1, chains.shape[2]
+    n_diffusion_steps, dim = chains.shape[0] - 1, chains.shape[2]
     if dim == 2:
         fig = ax.figure if ax is not None else plt.figure(figsize=(4.5, 4))
         ax = ax if ax is not None else fig.add_subplot()
@@ -150,10 +150,10 @@ def plot_denoising(chains: np.ndarray, max_chains: int = 50, title: str | None =
             raise ValueError("ax is supported for 1-D and 2-D actions only")
         fig = ax.figure if ax is not None else plt.figure(figsize=(4.5, 2.2 * dim))
         axes_list = [ax] if ax is not None else [fig.add_subplot(dim, 1, i + 1) for i in range(dim)]
-        steps = np.arange(n_steps, -1, -1)  # x_T first, x_0 last
+        steps = np.arange(n_diffusion_steps, -1, -1)  # x_T first, x_0 last
         for i, axis in enumerate(axes_list):
             axis.plot(steps, chains[:, :, i], color="gray", alpha=0.4, linewidth=0.8)
-            axis.set_xlim(n_steps, 0)
+            axis.set_xlim(n_diffusion_steps, 0)
             axis.set_ylabel(f"a[{i}]")
         axes_list[-1].set_xlabel("diffusion step t (T = noise, 0 = action)")
     if title:

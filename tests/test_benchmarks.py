@@ -1,5 +1,5 @@
-"""The benchmark runner, its aggregation and the cost figures (examples/benchmarks/): a smoke test of the whole
-pipeline (the quick suite), resuming, idempotence, the RL Zoo hyperparameters and the statistics."""
+"""The benchmarks package (``python -m sb3_qsm.benchmarks``): a smoke test of the whole pipeline (the quick suite),
+resuming, idempotence, the RL Zoo hyperparameters, the statistics, the figures and the cost figures."""
 
 import json
 import pathlib
@@ -11,24 +11,37 @@ import numpy as np
 import pytest
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
-BENCHMARKS = pathlib.Path(__file__).parent.parent / "examples" / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+from sb3_qsm.benchmarks import __main__ as cli
+from sb3_qsm.benchmarks import aggregate, suite
+from sb3_qsm.benchmarks import runner as run
 
-import aggregate  # noqa: E402
-import run  # noqa: E402
-import suite  # noqa: E402
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
-def _script(name: str, *args: str, cwd: pathlib.Path, timeout: int = 600) -> str:
+def _command(command: str, *args: str, cwd: pathlib.Path, timeout: int = 600) -> str:
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "sb3_qsm.benchmarks", command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
+def test_command_line_lists_and_dispatches_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in cli.COMMANDS)
+    assert cli.main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+    # Every command's module and function exist and take the command's arguments
+    for name in cli.COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([name, "--help"])
+        assert exit_info.value.code == 0, name
+        assert f"python -m sb3_qsm.benchmarks {name}" in capsys.readouterr().out
+
+
 def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
-    out = _script("run.py", "--quick", "--workers", "2", "--out", str(tmp_path), cwd=tmp_path)
+    out = _command("run", "--quick", "--workers", "2", "--out", str(tmp_path), cwd=tmp_path)
     quick = suite.SUITES["quick"]
     algos = quick.tasks[0].algorithms
     for algo in algos:
@@ -37,7 +50,7 @@ def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
         assert steps == [0, 200, 400]
         assert all(len(evaluation["returns"]) == quick.eval_episodes for evaluation in record["evaluations"])
         assert len(record["final"]["deterministic"]["returns"]) == quick.final_episodes
-        assert ("stochastic" in record["final"]) == (algo in suite.STOCHASTIC_POLICIES)
+        assert ("stochastic" in record["final"]) == suite.ALGORITHMS[algo].samples
         assert record["settings"]["runner_overrides"]["buffer_size"] == "400"
         # Pendulum's episodes last 200 steps: two training episodes, ending at steps 200 and 400
         assert [(t, n) for t, _, n in record["training_episodes"]] == [(200, 200), (400, 200)]
@@ -49,7 +62,7 @@ def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
     assert (report / "learning_curves.png").stat().st_size > 10_000
     assert f"{len(algos)} runs, 0 finished, {len(algos)} to run" in out
     # A second invocation finds every run finished and runs nothing
-    again = _script("run.py", "--quick", "--out", str(tmp_path), cwd=tmp_path)
+    again = _command("run", "--quick", "--out", str(tmp_path), cwd=tmp_path)
     assert f"{len(algos)} finished, 0 to run" in again
     checkpoints = tmp_path / "quick" / ".checkpoints" / "Pendulum-v1"
     assert not checkpoints.exists() or not any(checkpoints.iterdir())  # finished runs leave no checkpoint
@@ -141,24 +154,48 @@ def test_suite_v1_covers_the_issue() -> None:
     assert [spec.seed for spec in planned] == list(v1.seeds_of(mountain_car))
 
 
-def test_zoo_hyperparameters() -> None:
-    entry, source = suite.zoo_entry("td3", "Pendulum-v1")
-    assert source == "rl_zoo3 td3.yml: Pendulum-v1"
-    hyperparams = suite.zoo_hyperparams(entry, n_actions=1)
+def test_zoo_hyperparameters_are_read_by_the_zoo_itself(tmp_path: pathlib.Path) -> None:
+    import gymnasium as gym
+    from stable_baselines3.common.utils import ConstantSchedule
+
+    pendulum, mountain_car = gym.make("Pendulum-v1"), gym.make("MountainCarContinuous-v0")
+    assert suite.zoo_entry_id("td3", "Pendulum-v1") == "Pendulum-v1"
+    hyperparams = suite.zoo_hyperparams("td3", "Pendulum-v1", pendulum, budget=500)
     assert hyperparams["policy_kwargs"] == {"net_arch": [400, 300]}
     assert isinstance(hyperparams["action_noise"], NormalActionNoise)
     np.testing.assert_allclose(hyperparams["action_noise"]._sigma, [0.1])
     assert "n_timesteps" not in hyperparams and "noise_type" not in hyperparams
+    # The zoo turns a number into a constant schedule; the records describe it as the number
+    assert isinstance(hyperparams["learning_rate"], ConstantSchedule)
+    assert suite.describe(hyperparams)["learning_rate"] == "0.001"
     # MountainCarContinuous: Ornstein-Uhlenbeck noise for TD3, gSDE for SAC
-    td3 = suite.zoo_hyperparams(suite.zoo_entry("td3", "MountainCarContinuous-v0")[0], n_actions=1)
+    td3 = suite.zoo_hyperparams("td3", "MountainCarContinuous-v0", mountain_car, budget=500)
     assert isinstance(td3["action_noise"], OrnsteinUhlenbeckActionNoise)
-    assert suite.zoo_hyperparams(suite.zoo_entry("sac", "MountainCarContinuous-v0")[0], n_actions=1)["use_sde"]
-    # The zoo tunes MuJoCo tasks under their -v4 ids; InvertedDoublePendulum has no MuJoCo entry at all
-    assert suite.zoo_entry("sac", "Hopper-v5")[1] == "rl_zoo3 sac.yml: Hopper-v4"
-    entry, source = suite.zoo_entry("sac", "InvertedDoublePendulum-v5")
-    assert entry == {} and source.startswith("SB3 defaults")
+    assert suite.zoo_hyperparams("sac", "MountainCarContinuous-v0", mountain_car, budget=500)["use_sde"]
+    # The zoo tunes MuJoCo tasks under their -v4 ids; InvertedDoublePendulum has no MuJoCo entry at all (the zoo's
+    # "default" entry is not a tuning for it)
+    assert suite.zoo_entry_id("sac", "Hopper-v5") == "Hopper-v4"
+    assert suite.zoo_entry_id("sac", "InvertedDoublePendulum-v5") is None
+    # A zoo schedule string ("lin_<value>") becomes the zoo's own linear schedule
+    config = tmp_path / "sac.yml"
+    config.write_text("Pendulum-v1:\n  n_timesteps: 100\n  policy: MlpPolicy\n  learning_rate: lin_7.3e-4\n")
+    schedule = suite.zoo_hyperparams("sac", "Pendulum-v1", pendulum, 500, config=config)["learning_rate"]
+    assert schedule(1.0) == pytest.approx(7.3e-4) and schedule(0.5) == pytest.approx(3.65e-4)
+    config.write_text("Pendulum-v1:\n  n_timesteps: 100\n  policy: MlpPolicy\n  normalize: true\n")
     with pytest.raises(NotImplementedError, match="normalize"):
-        suite.zoo_hyperparams({"policy": "MlpPolicy", "normalize": True}, n_actions=1)
+        suite.zoo_hyperparams("sac", "Pendulum-v1", pendulum, 500, config=config)
+
+
+def test_one_table_of_algorithms() -> None:
+    """Every algorithm a suite runs is in the table, with a label of its own and a class that loads its checkpoints."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    planned = {algo for s in suite.SUITES.values() for task in s.tasks for algo in task.algorithms}
+    assert planned <= set(suite.ALGORITHMS)
+    labels = [algorithm.label for algorithm in suite.ALGORITHMS.values()]
+    assert len(set(labels)) == len(labels) and aggregate.LABELS == {a.name: a.label for a in suite.ALGORITHMS.values()}
+    assert all(issubclass(algorithm.algo_class, BaseAlgorithm) for algorithm in suite.ALGORITHMS.values())
+    assert {name for name, algorithm in suite.ALGORITHMS.items() if not algorithm.samples} == {"td3", "td3-sb3"}
 
 
 def test_make_model_caps_buffer_and_keeps_settings() -> None:
@@ -189,7 +226,7 @@ def test_gradient_row_builds_the_earlier_defaults_and_leaves_them_untouched() ->
     assert model.policy_kwargs["action_fan_in_init"] is False and model.learning_starts == 100
     assert settings["hyperparams_source"].startswith("suite.GRADIENT_HYPERPARAMS")
     assert suite.GRADIENT_HYPERPARAMS["policy_kwargs"] == {"action_fan_in_init": False}
-    assert "qsm-gradient" in suite.STOCHASTIC_POLICIES
+    assert suite.ALGORITHMS["qsm-gradient"].samples
     # Every argument it sets differs from the current default, or the row would measure nothing new
     defaults, _ = suite.make_model("qsm", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
     for name, value in suite.GRADIENT_HYPERPARAMS.items():
@@ -204,7 +241,7 @@ def test_committed_results_match_what_the_runner_builds_today() -> None:
     import gymnasium as gym
 
     records: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted((BENCHMARKS.parent.parent / "benchmarks" / "results" / "v1").glob("*/*_seed*.json")):
+    for path in sorted((RESULTS / "v1").glob("*/*_seed*.json")):
         record = json.loads(path.read_text())
         records.setdefault((record["spec"]["env_id"], record["spec"]["algo"]), []).append(record)
     assert len(records) >= 15, "suite v1's raw results are missing"
@@ -301,7 +338,7 @@ def test_verdicts() -> None:
 
 
 def test_cost_figures_quick(tmp_path: pathlib.Path) -> None:
-    _script("cost.py", "--quick", "--threads", "1", "--out", str(tmp_path), cwd=tmp_path)
+    _command("cost", "--quick", "--threads", "1", "--out", str(tmp_path), cwd=tmp_path)
     record = json.loads((tmp_path / "Pendulum-v1.json").read_text())
     labels = [result["label"] for result in record["results"]]
     assert labels[0] == "SAC 256x256" and "SAC 512x512" in labels
@@ -310,3 +347,29 @@ def test_cost_figures_quick(tmp_path: pathlib.Path) -> None:
         assert result["train_steps_per_second"] > 0 and result["peak_rss_mib"] > 0
         if result["algo"] == "SAC":
             assert ratio["throughput"] == ratio["predict"] == ratio["peak_rss"] == 1.0
+
+
+def test_learning_curves_give_each_algorithm_one_colour_and_a_legend_entry() -> None:
+    """A reader matches lines across panels by colour: an algorithm's line has the same colour and label in every panel,
+    and the legend lists every algorithm drawn, also those absent from the first panel."""
+    from matplotlib.colors import to_rgba
+
+    def runs(env: str, algo: str) -> list[dict]:
+        made = [_fake_run(algo, seed, [0.0, 1.0, 2.0], [1.0]) for seed in range(2)]
+        for made_run in made:
+            made_run["spec"]["env_id"] = env
+        return made
+
+    # The first panel lacks TD3 and the second lacks QSM: in each panel's own order, SAC comes first or second
+    grouped = {"A-v0": {"qsm": runs("A-v0", "qsm"), "sac": runs("A-v0", "sac")}, "B-v0": {"sac": runs("B-v0", "sac")}}
+    grouped["B-v0"]["td3"] = runs("B-v0", "td3")
+    fig = aggregate.learning_curves_figure(grouped)
+    colours = {algo: to_rgba(aggregate.algorithm_colour(algo)) for algo in ("qsm", "sac", "td3")}
+    assert len(set(colours.values())) == 3
+    for ax, (env, algos) in zip(fig.axes, grouped.items(), strict=False):
+        drawn = {line.get_label(): to_rgba(line.get_color()) for line in ax.get_lines()}
+        assert drawn == {aggregate.LABELS[algo]: colours[algo] for algo in algos}, env
+    (legend,) = fig.legends
+    handles = zip(legend.get_texts(), legend.legend_handles, strict=True)
+    entries = {text.get_text(): to_rgba(handle.get_color()) for text, handle in handles}
+    assert entries == {aggregate.LABELS[algo]: colour for algo, colour in colours.items()}

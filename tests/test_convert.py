@@ -18,7 +18,7 @@ from sb3_qsm import QSM, convert_to_qsm
 from sb3_qsm.convert import collect_source_data, load_sb3_agent
 from sb3_qsm.convert.convert import CONVERTED_BC_COEF, CONVERTED_SAMPLER_TEMPERATURE
 
-SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "zoo-checkpoints" / "sac"
+PUBLISHED = pathlib.Path(__file__).resolve().parents[1] / "rl-trained-agents" / "sac"
 FAST = dict(n_collect_steps=300, distill_steps=300, distill_batch_size=64)
 
 
@@ -194,14 +194,13 @@ def test_collect_source_data_covers_requested_steps(sac_path):
     assert np.allclose(stored, source.policy.scale_action(expected), atol=1e-5)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the published zoo checkpoints (../shared/zoo-checkpoints) are absent")
 @pytest.mark.parametrize(
     "folder, env_id",
     [("Pendulum-v1_1/Pendulum-v1.zip", "Pendulum-v1"), ("HalfCheetah-v3_1/HalfCheetah-v3.zip", "HalfCheetah-v5")],
 )
 def test_published_zoo_agents_convert(folder, env_id):
     env = make_vec_env(env_id, n_envs=1, seed=0)
-    source = load_sb3_agent(SHARED / folder, env, device="cpu")
+    source = load_sb3_agent(PUBLISHED / folder, env, device="cpu")
     model = convert_to_qsm(source, env, device="cpu", n_collect_steps=100, distill_steps=50, distill_batch_size=32)
     assert th.equal(model.critic_target.qf0[0].weight, source.critic_target.qf0[0].weight)
     assert model.policy.actor_kwargs["net_arch"] == list(source.actor.net_arch)

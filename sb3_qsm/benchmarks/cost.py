@@ -5,9 +5,9 @@ QSM runs with the paper's gradient score target (``suite.GRADIENT_HYPERPARAMS``,
 first measured with); the default posterior target adds a critic pass over its candidate actions to each actor
 update (docs/guide/parameters.md gives its cost).
 
-    python examples/benchmarks/cost.py --env HalfCheetah-v5 --out benchmarks/cost            # 2 torch threads, CPU
-    python examples/benchmarks/cost.py --env HalfCheetah-v5 --device cuda --threads 1 --out benchmarks/cost
-    python examples/benchmarks/cost.py --quick --out /tmp/cost                               # smoke test
+    python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --out benchmarks/cost            # 2 torch threads, CPU
+    python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --device cuda --threads 1 --out benchmarks/cost
+    python -m sb3_qsm.benchmarks cost --quick --out /tmp/cost                               # smoke test
 
 Each configuration runs in a fresh process, so that its peak memory is its own: ``--learning-starts`` random warm-up
 steps (not timed), then ``--steps`` timed training steps (one gradient step per environment step, batch 256, every
@@ -30,13 +30,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
-from run import environment
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from suite import GRADIENT_HYPERPARAMS
 
 from sb3_qsm import QSM
+from sb3_qsm.benchmarks.evaluation import environment
+from sb3_qsm.benchmarks.suite import GRADIENT_HYPERPARAMS
 
 DIFFUSION_STEPS = (1, 2, 5, 10, 20)
 DEFAULT_T = 5
@@ -166,8 +166,14 @@ def cost_table(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    """
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``)
+    :return: The exit status
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_qsm.benchmarks cost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--steps", type=int, default=2000, help="timed training steps")
     parser.add_argument("--learning-starts", type=int, default=1000, help="untimed random warm-up steps")
@@ -175,7 +181,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="Pendulum-v1, 50 + 50 steps (a smoke test)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/cost"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.env, args.steps, args.learning_starts = "Pendulum-v1", 50, 50
     context = multiprocessing.get_context("spawn")
@@ -205,7 +211,4 @@ def main() -> None:
     path.write_text(json.dumps(record, indent=1))
     print(cost_table(record))
     print(f"Written to {path}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,5 +1,5 @@
 """
-Benchmark runner: algorithms x tasks x seeds of a suite (see ``suite.py``), as parallel worker processes.
+Benchmark runner: algorithms x tasks x seeds of a suite (``sb3_qsm.benchmarks.suite``), as parallel worker processes.
 
 Each run writes its own raw result file, ``<out>/<suite>/<env>/<algo>_seed<seed>.json``: a deterministic evaluation
 before training and every ``budget / n_evaluations`` steps, then a final evaluation (deterministic, and stochastic
@@ -10,11 +10,12 @@ checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at e
 ``--stop-after`` runs out, and the next invocation goes on from it. A run that stops between checkpoints restarts
 from the last one (the episode in progress is cut). Lock files keep two invocations from running the same run.
 
-    python examples/benchmarks/run.py --suite v1 --workers 2                 # the whole suite, 2 processes
-    python examples/benchmarks/run.py --suite v1 --envs Hopper-v5 --algos qsm sac --seeds 0
-    python examples/benchmarks/run.py --quick --out /tmp/bench             # smoke test: tiny budgets, then the report
+    python -m sb3_qsm.benchmarks run --suite v1 --workers 2              # the whole suite, 2 processes
+    python -m sb3_qsm.benchmarks run --suite v1 --envs Hopper-v5 --algos qsm sac --seeds 0
+    python -m sb3_qsm.benchmarks run --quick --out /tmp/bench          # smoke test: tiny budgets, then the report
 
-When the suite is complete, ``aggregate.py`` turns the raw files into tables and figures (``--quick`` does it too).
+When the suite is complete, ``python -m sb3_qsm.benchmarks aggregate`` turns the raw files into tables and figures
+(``--quick`` does it too).
 """
 
 import argparse
@@ -28,25 +29,21 @@ import multiprocessing
 import os
 import pathlib
 import pickle
-import platform
 import shutil
 import socket
-import sys
 import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import stable_baselines3
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from suite import ALGORITHMS, STOCHASTIC_POLICIES, SUITES, Suite, Task, make_model
 from tqdm import tqdm
 
-import sb3_qsm
+from sb3_qsm.benchmarks.evaluation import environment, evaluate
+from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_model
 
 # Evaluation environments are seeded apart from the training environment
 EVAL_SEED_OFFSET = 10_000
@@ -87,33 +84,6 @@ def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
-
-
-def evaluate(model: BaseAlgorithm, env: gym.Env, n_episodes: int, deterministic: bool) -> dict[str, list[float]]:
-    returns, lengths = evaluate_policy(
-        model, env, n_eval_episodes=n_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
-    )
-    return {"returns": [float(r) for r in returns], "lengths": [int(n) for n in lengths]}  # type: ignore[union-attr]
-
-
-def environment() -> dict[str, Any]:
-    """The package versions and the machine a run segment ran with."""
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "gymnasium": gym.__version__}
-    versions |= {"sb3_qsm": sb3_qsm.__version__, "stable_baselines3": stable_baselines3.__version__, "torch": th.__version__}
-    try:
-        import mujoco
-
-        versions["mujoco"] = mujoco.__version__
-    except ImportError:
-        pass
-    machine: dict[str, Any] = {"host": socket.gethostname(), "processor": platform.processor() or platform.machine()}
-    cpuinfo = pathlib.Path("/proc/cpuinfo")  # Linux only
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    if models:
-        machine["cpu_model"] = models[0]
-    machine |= {"cpus": os.cpu_count(), "platform": platform.platform()}
-    return {"versions": versions, "machine": machine}
 
 
 class EvalCheckpointCallback(BaseCallback):
@@ -177,7 +147,7 @@ class Run:
         if progress_file.is_file():
             record = json.loads(progress_file.read_text())
             if record["spec"] == dataclasses.asdict(self.spec):
-                model = ALGORITHMS[self.spec.algo].load(folder / "model.zip", env=self.env, device=self.device)
+                model = ALGORITHMS[self.spec.algo].algo_class.load(folder / "model.zip", env=self.env, device=self.device)
                 buffer = gzip.decompress((folder / "replay_buffer.pkl.gz").read_bytes())
                 model.load_replay_buffer(io.BytesIO(buffer))  # type: ignore[attr-defined]
                 # A fixed seed per resume point keeps a resumed run reproducible
@@ -240,7 +210,7 @@ class Run:
             self.save_checkpoint()
             return None
         final = {"deterministic": evaluate(self.model, self.eval_env, self.spec.final_episodes, deterministic=True)}
-        if self.spec.algo in STOCHASTIC_POLICIES:
+        if ALGORITHMS[self.spec.algo].samples:
             final["stochastic"] = evaluate(self.model, self.eval_env, self.spec.final_episodes, deterministic=False)
         self._close_segment(steps_before)
         result = {**self.record, "final": final, "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()}
@@ -383,7 +353,13 @@ def execute(specs: list[RunSpec], out: pathlib.Path, workers: int, device: str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``)
+    :return: The exit status: 0 when every run ended without an error
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_qsm.benchmarks run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--suite", choices=sorted(SUITES), default="v1")
     parser.add_argument("--quick", action="store_true", help="the 'quick' suite, then the report (a smoke test)")
     parser.add_argument("--envs", nargs="+", help="only these tasks")
@@ -406,12 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ok = execute(todo, args.out, args.workers, args.device, args.stop_after) if todo else True
     if args.quick and ok and not pending(specs, args.out):
-        from aggregate import write_report
+        from sb3_qsm.benchmarks.aggregate import write_report
 
         write_report(args.out / suite.name, args.out / suite.name / "report")
         print(f"Report written to {args.out / suite.name / 'report'}")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """
-Aggregate a suite's raw result files (written by ``run.py``) into a Markdown table, a JSON summary and learning-curve
+Aggregate a suite's raw result files (written by the runner) into Markdown tables, a JSON summary and learning-curve
 figures. Nothing is typed by hand: rerun it whenever a raw file changes (the documentation build runs it too).
 
-    python examples/benchmarks/aggregate.py benchmarks/results/v1 --out benchmarks/results/v1/report
+    python -m sb3_qsm.benchmarks aggregate benchmarks/results/v1 --out benchmarks/results/v1/report
 
 Per task and algorithm, over seeds: the final return (each run's mean over its final deterministic episodes) as
 mean +- std, its interquartile mean (IQM, the mean of the middle 50% of runs, as rliable defines it) with a 95%
@@ -20,16 +20,11 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from sb3_qsm.benchmarks.evaluation import mean_return
+from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES
+
 # Display order and names of the algorithms
-LABELS = {
-    "qsm": "QSM (defaults)",
-    "qsm-gradient": "QSM (gradient target)",
-    "qsm-paper": "QSM (paper preset)",
-    "sac": "SAC (RL Zoo)",
-    "td3": "TD3 (RL Zoo)",
-    "sac-sb3": "SAC (SB3 defaults)",
-    "td3-sb3": "TD3 (SB3 defaults)",
-}
+LABELS = {name: algorithm.label for name, algorithm in ALGORITHMS.items()}
 BOOTSTRAP_RESAMPLES = 5000
 CONFIDENCE = 0.95
 # Versions listed in the provenance table
@@ -74,13 +69,14 @@ def bootstrap_ci(values: np.ndarray, statistic: Any = iqm) -> tuple[np.ndarray, 
 
 
 def final_return(run: dict[str, Any], mode: str = "deterministic") -> float:
-    return float(np.mean(run["final"][mode]["returns"]))
+    """:return: The mean return of a run's final evaluation"""
+    return mean_return(run["final"][mode])
 
 
 def learning_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """:return: The evaluation steps and the mean return of each evaluation"""
     steps = np.array([evaluation["timesteps"] for evaluation in run["evaluations"]])
-    returns = np.array([np.mean(evaluation["returns"]) for evaluation in run["evaluations"]])
+    returns = np.array([mean_return(evaluation) for evaluation in run["evaluations"]])
     return steps, returns
 
 
@@ -92,8 +88,6 @@ def area_under_curve(run: dict[str, Any]) -> float:
 
 def group(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """:return: The runs by task (in the suite's order), then by algorithm (in the order of LABELS)"""
-    from suite import SUITES
-
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
         grouped.setdefault(run["spec"]["env_id"], {}).setdefault(run["spec"]["algo"], []).append(run)
@@ -241,8 +235,6 @@ def provenance_table(runs: list[dict[str, Any]]) -> str:
 
 def coverage_table(suite_name: str, runs: list[dict[str, Any]]) -> str:
     """Finished seeds against the seeds the suite plans, per task and algorithm."""
-    from suite import SUITES
-
     finished = Counter((run["spec"]["env_id"], run["spec"]["algo"]) for run in runs)
     suite = SUITES[suite_name]
     algos = [algo for algo in LABELS if any(algo in task.algorithms for task in suite.tasks)]
@@ -267,8 +259,6 @@ def success_table(suite_name: str, grouped: dict[str, dict[str, list[dict[str, A
     For the tasks with a goal (``Task.success_return``): the seeds that reached it during training, when they first
     did, and the seeds whose final deterministic episodes all reach it.
     """
-    from suite import SUITES
-
     lines = [
         "| Task (budget) | Algorithm | Seeds reaching the goal in training | First reached (steps, median) "
         "| Seeds whose final policy reaches it |",
@@ -289,8 +279,20 @@ def success_table(suite_name: str, grouped: dict[str, dict[str, list[dict[str, A
     return "\n".join(lines) + "\n"
 
 
-def plot_learning_curves(grouped: dict[str, dict[str, list[dict[str, Any]]]], path: pathlib.Path) -> None:
-    """One panel per task: mean evaluation return over seeds, shaded with its 95% bootstrap interval."""
+def algorithm_colour(algo: str) -> str:
+    """:return: The colour of an algorithm in every panel of every figure (matplotlib's cycle, in the order of LABELS)"""
+    order = list(LABELS)
+    return f"C{order.index(algo) % 10}" if algo in order else "gray"
+
+
+def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) -> Any:
+    """
+    One panel per task: mean evaluation return over seeds, shaded with its 95% bootstrap interval. Each algorithm
+    has one colour in every panel, and the legend lists every algorithm drawn in any panel.
+
+    :param grouped: The runs by task, then by algorithm (``group``)
+    :return: The matplotlib figure
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,16 +302,19 @@ def plot_learning_curves(grouped: dict[str, dict[str, list[dict[str, Any]]]], pa
     n_cols = min(3, len(grouped))
     n_rows = -(-len(grouped) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(5 * n_cols, 3.6 * n_rows), squeeze=False)
+    legend: dict[str, Any] = {}
     for ax, (env, algos) in zip(axes.flat, grouped.items(), strict=False):
         for algo, runs in algos.items():
             curves = [learning_curve(run) for run in runs]
             n_points = min(len(steps) for steps, _ in curves)
             steps = curves[0][0][:n_points]
             returns = np.stack([r[:n_points] for _, r in curves])
-            (line,) = ax.plot(steps, returns.mean(axis=0), label=f"{LABELS.get(algo, algo)} ({len(runs)})")
+            colour = algorithm_colour(algo)
+            (line,) = ax.plot(steps, returns.mean(axis=0), color=colour, label=LABELS.get(algo, algo))
+            legend.setdefault(algo, line)
             low, high = bootstrap_ci(returns, statistic=np.mean)
             if not np.isnan(low).all():
-                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+                ax.fill_between(steps, low, high, color=colour, alpha=0.2)
         ax.set_title(env)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.set_xlabel("environment steps")
@@ -317,9 +322,23 @@ def plot_learning_curves(grouped: dict[str, dict[str, list[dict[str, Any]]]], pa
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(grouped) :]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    order = [algo for algo in LABELS if algo in legend] + [algo for algo in legend if algo not in LABELS]
     fig.tight_layout()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=min(len(labels), 2 * n_cols))
+    fig.legend(
+        [legend[algo] for algo in order],
+        [LABELS.get(algo, algo) for algo in order],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0),
+        ncol=min(len(order), 2 * n_cols),
+    )
+    return fig
+
+
+def plot_learning_curves(grouped: dict[str, dict[str, list[dict[str, Any]]]], path: pathlib.Path) -> None:
+    """Write ``learning_curves_figure`` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = learning_curves_figure(grouped)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -356,17 +375,22 @@ def write_report(suite_dir: pathlib.Path, out: pathlib.Path) -> dict[str, Any]:
     return summaries
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    """
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``)
+    :return: The exit status
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_qsm.benchmarks aggregate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("suite_dir", type=pathlib.Path, help="folder of a suite's raw results, e.g. benchmarks/results/v1")
     parser.add_argument("--out", type=pathlib.Path, help="report folder (default: <suite_dir>/report)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = args.out or args.suite_dir / "report"
     write_report(args.suite_dir, out)
     for name in ("coverage.md", "results.md", "verdicts.md", "statement.md", "exploration.md", "provenance.md"):
         print((out / name).read_text())
     print(f"Written to {out}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,0 +1,314 @@
+"""
+What the benchmark runs: the algorithms (one table), the suites (tasks, budgets, seeds) and how each algorithm is built
+for a task.
+
+Algorithms:
+
+- ``qsm``: ``QSM("MlpPolicy", env)`` with its constructor defaults (the ``"posterior"`` score target).
+- ``qsm-gradient``: QSM with the paper's ``"gradient"`` score target and the values that go with it in the paper's
+  update (``GRADIENT_HYPERPARAMS``: score scale 50, T=5 with the vp schedule, no fan-in initialisation), every other
+  argument at QSM's default.
+- ``qsm-paper``: ``QSM.from_paper_config(env)``, the configuration the QSM paper ran.
+- ``sac``, ``td3``: SB3's SAC and TD3 with the RL Zoo's tuned hyperparameters for the task, read and converted by the
+  installed ``rl_zoo3``'s own ``ExperimentManager`` (from its ``hyperparams/sac.yml``, ``td3.yml``). The zoo tunes
+  the MuJoCo tasks under their ``-v4`` ids; a ``-v5`` task uses its ``-v4`` entry. A task the zoo has no entry for
+  gets SB3's defaults (not the zoo's ``default`` entry). ``hyperparams_source`` says which, and each raw result
+  records it.
+- ``sac-sb3``, ``td3-sb3``: SB3's SAC and TD3 with SB3's own defaults (TD3's default adds no action noise), for the
+  tasks where the zoo's tuning is part of the question (MountainCarContinuous, which punishes timid exploration).
+
+Every replay buffer is capped at the run's budget: a run never stores more transitions than that, so the cap changes
+nothing but the memory a run (and its checkpoint) takes.
+"""
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import inspect
+import io
+import pathlib
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from stable_baselines3 import SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.utils import ConstantSchedule
+
+from sb3_qsm import QSM
+from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
+
+# The "qsm-gradient" algorithm: the paper's update, with every other argument at QSM's default
+GRADIENT_HYPERPARAMS: dict[str, Any] = dict(**PAPER_UPDATE, policy_kwargs=dict(PAPER_UPDATE_POLICY_KWARGS))
+# Keys of a zoo entry that set up the environments, which the runner builds plainly
+ZOO_ENVIRONMENT_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "vec_env_wrapper", "callback", "env_kwargs")
+
+
+def zoo_file(algo: str) -> pathlib.Path:
+    """
+    :param algo: ``sac`` or ``td3``
+    :return: The RL Zoo's hyperparameter file of the algorithm, in the installed ``rl_zoo3`` package
+    """
+    import rl_zoo3
+
+    return pathlib.Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml"
+
+
+def zoo_entry_id(algo: str, env_id: str, config: pathlib.Path | None = None) -> str | None:
+    """
+    :param algo: ``sac`` or ``td3``
+    :param env_id: Gymnasium environment id
+    :param config: The hyperparameter file (default: the zoo's own, ``zoo_file(algo)``)
+    :return: The id of the file's entry tuned for the task (its ``-v4`` entry for a ``-v5`` task), or None
+    """
+    entries = yaml.safe_load((config or zoo_file(algo)).read_text())
+    candidates = [env_id, env_id[: -len("-v5")] + "-v4"] if env_id.endswith("-v5") else [env_id]
+    return next((name for name in candidates if name in entries), None)
+
+
+def zoo_hyperparams(algo: str, entry_id: str, env: GymEnv, budget: int, config: pathlib.Path | None = None) -> dict[str, Any]:
+    """
+    Read and convert an RL Zoo entry into constructor arguments with the zoo's own ``ExperimentManager``, as
+    ``rl_zoo3 train`` does: schedules, ``policy_kwargs`` strings and action noise included.
+
+    :param algo: ``sac`` or ``td3``
+    :param entry_id: The entry's id
+    :param env: The training environment (the zoo reads its action space, for the action noise)
+    :param budget: Training budget (replaces the entry's ``n_timesteps``)
+    :param config: The hyperparameter file (default: the zoo's own, ``zoo_file(algo)``)
+    :return: Keyword arguments of the algorithm (``policy`` included)
+    :raises NotImplementedError: for an entry that also sets up the environments (normalisation, wrappers, ...)
+    """
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    config = config or zoo_file(algo)
+    with tempfile.TemporaryDirectory() as log_folder, contextlib.redirect_stdout(io.StringIO()):
+        manager = ExperimentManager(argparse.Namespace(), algo, entry_id, log_folder, n_timesteps=budget, config=str(config))
+        hyperparams, saved = manager.read_hyperparameters()
+        environment_keys = sorted(set(hyperparams) & set(ZOO_ENVIRONMENT_KEYS))
+        if environment_keys:
+            raise NotImplementedError(f"The benchmark runner builds plain environments: it cannot apply {environment_keys}")
+        hyperparams, *_ = manager._preprocess_hyperparams(hyperparams)
+        return manager._preprocess_action_noise(hyperparams, saved, env)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """
+    One algorithm the benchmark runs.
+
+    :param name: Its name in the suites, the runner's ``--algos`` and the raw result files
+    :param label: Its name in tables and figures
+    :param algo_class: The SB3 algorithm class (also what loads its checkpoints)
+    :param settings: ``(env_id, env, budget) -> (where the settings come from, constructor arguments)``
+    :param samples: Whether its policy samples actions (its final evaluation then also runs stochastic episodes)
+    :param build: ``(env, **runner_arguments) -> model`` for an algorithm that applies its own settings (a preset);
+        otherwise the class is built with ``settings``' arguments
+    """
+
+    name: str
+    label: str
+    algo_class: type[BaseAlgorithm]
+    settings: Callable[[str, GymEnv, int], tuple[str, dict[str, Any]]]
+    samples: bool
+    build: Callable[..., BaseAlgorithm] | None = None
+
+
+def _fixed(source: str, hyperparams: dict[str, Any]) -> Callable[[str, GymEnv, int], tuple[str, dict[str, Any]]]:
+    return lambda env_id, env, budget: (source, dict(hyperparams))
+
+
+def _zoo(algo: str) -> Callable[[str, GymEnv, int], tuple[str, dict[str, Any]]]:
+    def settings(env_id: str, env: GymEnv, budget: int) -> tuple[str, dict[str, Any]]:
+        entry_id = zoo_entry_id(algo, env_id)
+        if entry_id is None:
+            return "SB3 defaults (the RL Zoo has no entry for this task)", {}
+        return f"rl_zoo3 {algo}.yml: {entry_id}", zoo_hyperparams(algo, entry_id, env, budget)
+
+    return settings
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    algorithm.name: algorithm
+    for algorithm in (
+        Algorithm("qsm", "QSM (defaults)", QSM, _fixed("QSM constructor defaults", {}), samples=True),
+        Algorithm(
+            "qsm-gradient",
+            "QSM (gradient target)",
+            QSM,
+            _fixed("suite.GRADIENT_HYPERPARAMS (the earlier defaults)", GRADIENT_HYPERPARAMS),
+            samples=True,
+        ),
+        Algorithm(
+            "qsm-paper",
+            "QSM (paper preset)",
+            QSM,
+            _fixed("QSM.from_paper_config (sb3_qsm.qsm.presets.PAPER_HYPERPARAMS)", PAPER_HYPERPARAMS),
+            samples=True,
+            build=QSM.from_paper_config,
+        ),
+        Algorithm("sac", "SAC (RL Zoo)", SAC, _zoo("sac"), samples=True),
+        Algorithm("td3", "TD3 (RL Zoo)", TD3, _zoo("td3"), samples=False),
+        Algorithm("sac-sb3", "SAC (SB3 defaults)", SAC, _fixed("SB3 defaults", {}), samples=True),
+        Algorithm("td3-sb3", "TD3 (SB3 defaults)", TD3, _fixed("SB3 defaults", {}), samples=False),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """
+    One environment of a suite.
+
+    :param env_id: Gymnasium environment id
+    :param budget: Environment steps of training
+    :param algorithms: Algorithms run on it
+    :param n_evaluations: Number of evaluations during training, evenly spaced (plus one before training)
+    :param seeds: Seeds of this task, if not the suite's
+    :param success_return: If set, an episode whose return exceeds it reached the task's goal (the report then
+        counts the seeds that reached it)
+    """
+
+    env_id: str
+    budget: int
+    algorithms: tuple[str, ...]
+    n_evaluations: int = 10
+    seeds: tuple[int, ...] | None = None
+    success_return: float | None = None
+
+    @property
+    def eval_freq(self) -> int:
+        return self.budget // self.n_evaluations
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """
+    Tasks, seeds and evaluation sizes of a benchmark.
+
+    :param name: Name, also the folder of its raw results
+    :param tasks: The tasks
+    :param seeds: Seeds every (task, algorithm) pair runs with, unless the task names its own
+    :param eval_episodes: Deterministic episodes of each evaluation during training
+    :param final_episodes: Episodes of the final evaluation (deterministic, and stochastic where the policy samples)
+    :param max_learning_starts: If set, caps every algorithm's ``learning_starts`` (tiny smoke-test budgets only)
+    """
+
+    name: str
+    tasks: tuple[Task, ...]
+    seeds: tuple[int, ...]
+    eval_episodes: int = 5
+    final_episodes: int = 10
+    max_learning_starts: int | None = None
+
+    def seeds_of(self, task: Task) -> tuple[int, ...]:
+        """:return: The seeds a task runs with"""
+        return self.seeds if task.seeds is None else task.seeds
+
+
+WITH_PAPER = ("qsm", "qsm-paper", "sac", "td3")
+# Every task also measures the gradient target, the defaults before the posterior target
+WITH_GRADIENT = ("qsm", "qsm-gradient", "sac", "td3")
+WITH_PAPER_AND_GRADIENT = ("qsm", "qsm-gradient", "qsm-paper", "sac", "td3")
+# MountainCar measures exploration (the goal is reached or not): more seeds, and SAC/TD3 with SB3's defaults too
+EXPLORATION = ("qsm", "qsm-gradient", "sac", "td3", "sac-sb3", "td3-sb3")
+SUITES = {
+    "v1": Suite(
+        "v1",
+        tasks=(
+            Task("Pendulum-v1", 20_000, WITH_PAPER_AND_GRADIENT),
+            # The goal pays +100 and an episode's action costs add up to less than 100: return > 0 <=> goal reached
+            Task("MountainCarContinuous-v0", 50_000, EXPLORATION, seeds=(0, 1, 2, 3, 4), success_return=0.0),
+            Task("InvertedDoublePendulum-v5", 50_000, WITH_GRADIENT),
+            Task("Hopper-v5", 100_000, WITH_PAPER_AND_GRADIENT),
+            Task("HalfCheetah-v5", 100_000, WITH_GRADIENT),
+        ),
+        seeds=(0, 1, 2),
+    ),
+    # Smoke test of the whole pipeline: every algorithm, tiny budgets, one seed
+    "quick": Suite(
+        "quick",
+        tasks=(Task("Pendulum-v1", 400, WITH_PAPER, n_evaluations=2),),
+        seeds=(0,),
+        eval_episodes=1,
+        final_episodes=2,
+        max_learning_starts=100,
+    ),
+}
+
+
+def describe_value(value: Any) -> str:
+    """
+    :param value: A constructor argument
+    :return: It as text; a constant schedule reads as its value, since it trains exactly as that number does (the
+        RL Zoo turns a number into one)
+    """
+    return repr(value.val) if isinstance(value, ConstantSchedule) else repr(value)
+
+
+def describe(hyperparams: dict[str, Any]) -> dict[str, str]:
+    """
+    :param hyperparams: Constructor arguments
+    :return: The same, each value as text (for the raw result files)
+    """
+    return {key: describe_value(value) for key, value in sorted(hyperparams.items())}
+
+
+# Constructor arguments that say nothing about the algorithm's settings
+NOT_SETTINGS = {"policy", "env", "verbose", "seed", "device", "tensorboard_log", "stats_window_size", "_init_setup_model"}
+
+
+def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
+    """
+    The value of every constructor argument as the built model holds it, defaults included, so that a raw result
+    still says what ran after a default changes.
+
+    :param model: The model
+    :return: Argument name to the text of its value
+    """
+    names = [name for name in inspect.signature(type(model)).parameters if name not in NOT_SETTINGS]
+    return {name: describe_value(getattr(model, name)) for name in names if hasattr(model, name)}
+
+
+def make_model(
+    algo: str, env: GymEnv, env_id: str, seed: int, budget: int, device: str, max_learning_starts: int | None = None
+) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """
+    Build an algorithm for a task as the suite runs it.
+
+    :param algo: A key of ``ALGORITHMS``
+    :param env: The training environment
+    :param env_id: Its Gymnasium id (to find the zoo entry)
+    :param seed: Random seed
+    :param budget: Training budget (caps the replay buffer)
+    :param device: Torch device
+    :param max_learning_starts: If set, caps ``learning_starts``
+    :return: The model and a description of its settings
+    """
+    if algo not in ALGORITHMS:
+        raise ValueError(f"Unknown algorithm {algo!r}, expected one of {sorted(ALGORITHMS)}")
+    algorithm = ALGORITHMS[algo]
+    source, hyperparams = algorithm.settings(env_id, env, budget)
+    # The runner's own overrides: these change no update, only memory (and smoke-test budgets)
+    defaults = inspect.signature(algorithm.algo_class).parameters
+    overrides: dict[str, Any] = {"buffer_size": min(hyperparams.get("buffer_size", defaults["buffer_size"].default), budget)}
+    learning_starts = hyperparams.get("learning_starts", defaults["learning_starts"].default)
+    if max_learning_starts is not None and learning_starts > max_learning_starts:
+        overrides["learning_starts"] = max_learning_starts
+    common = dict(seed=seed, device=device, verbose=0, **overrides)
+    if algorithm.build is not None:
+        model = algorithm.build(env, **common)
+    else:
+        # A copy: SB3 writes into the policy_kwargs it is given, which would then misreport the zoo's entry
+        kwargs = {key: copy.deepcopy(value) for key, value in hyperparams.items() if key != "policy"}
+        model = algorithm.algo_class(hyperparams.get("policy", "MlpPolicy"), env, **{**kwargs, **common})
+    settings = {
+        "hyperparams_source": source,
+        "hyperparams": describe(hyperparams),
+        "runner_overrides": describe(overrides),
+        "effective_hyperparams": effective_hyperparams(model),
+    }
+    return model, settings
