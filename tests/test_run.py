@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
 from sb3_qsm import QSM
 
@@ -31,10 +31,23 @@ def test_n_steps_returns(small_kwargs):
     assert type(model.replay_buffer).__name__ == "NStepReplayBuffer"
 
 
-@pytest.mark.parametrize("train_freq", [4, (4, "step"), (1, "episode")])
-def test_train_freq(small_kwargs, train_freq):
+@pytest.mark.parametrize("train_freq, every", [(4, 4), ((4, "step"), 4), ((1, "episode"), 200)])
+def test_train_freq(small_kwargs, train_freq, every):
+    """QSM trains once per rollout of ``train_freq``: every 4 steps, or at the end of each 200-step Pendulum episode."""
     model = QSM("MlpPolicy", "Pendulum-v1", train_freq=train_freq, **small_kwargs)
-    model.learn(250)
+    trained_at = []
+    train = model.train
+
+    def recording_train(gradient_steps: int, batch_size: int) -> None:
+        trained_at.append(model.num_timesteps)
+        train(gradient_steps, batch_size)
+
+    model.train = recording_train  # type: ignore[method-assign]
+    model.learn(450)
+    assert len(trained_at) >= 2
+    assert all(step % every == 0 and step > small_kwargs["learning_starts"] for step in trained_at)
+    assert np.all(np.diff(trained_at) == every)
+    assert model.logger.name_to_value["train/n_updates"] == len(trained_at)
 
 
 @pytest.mark.parametrize("train_freq", ["4", ("1", "episode"), "non_sense", (1, "close")])
@@ -43,10 +56,42 @@ def test_train_freq_fail(small_kwargs, train_freq):
         QSM("MlpPolicy", "Pendulum-v1", train_freq=train_freq, **small_kwargs).learn(150)
 
 
+class OffsetNoise(ActionNoise):
+    """Action noise that adds a fixed offset, counting its draws and resets."""
+
+    def __init__(self, offset: float):
+        super().__init__()
+        self.offset, self.calls, self.resets = offset, 0, 0
+
+    def __call__(self) -> np.ndarray:
+        self.calls += 1
+        return np.full(1, self.offset)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def test_action_noise_is_added_to_every_collected_action(small_kwargs):
+    noise = OffsetNoise(3.0)
+    model = QSM("MlpPolicy", "Pendulum-v1", action_noise=noise, **small_kwargs)
+    model.learn(450)
+    # Added to the random warm-up actions and to the diffusion samples alike, then clipped to the box
+    stored = model.replay_buffer.actions[: model.replay_buffer.size()]
+    assert stored.shape[0] == 450 and np.all(stored == 1.0)
+    assert noise.calls == 450
+    assert noise.resets == 1 + 2  # when learning starts, then at the end of each 200-step episode
+
+
 @pytest.mark.parametrize("noise_class", [NormalActionNoise, OrnsteinUhlenbeckActionNoise])
-def test_action_noise(small_kwargs, noise_class):
-    noise = noise_class(np.zeros(1), 0.1 * np.ones(1))
-    QSM("MlpPolicy", "Pendulum-v1", action_noise=noise, **small_kwargs).learn(150)
+def test_sb3_action_noise_spreads_the_collected_actions(small_kwargs, noise_class):
+    """With a noise far wider than the box, nearly every stored action is clipped to a bound; without it, none of the
+    100 random warm-up actions is."""
+    quiet = QSM("MlpPolicy", "Pendulum-v1", seed=0, **small_kwargs)
+    noisy = QSM("MlpPolicy", "Pendulum-v1", seed=0, action_noise=noise_class(np.zeros(1), 100 * np.ones(1)), **small_kwargs)
+    for model in (quiet, noisy):
+        model.learn(300)
+    at_bounds = [np.mean(np.abs(model.replay_buffer.actions[:300]) == 1.0) for model in (quiet, noisy)]
+    assert at_bounds[0] < 0.7 and at_bounds[1] > 0.95, at_bounds
 
 
 def test_multi_env(small_kwargs):
@@ -121,9 +166,19 @@ def test_policy_delay(small_kwargs):
     assert any(not th.equal(a, b) for a, b in zip(actor_before, model.actor.parameters(), strict=True))
 
 
-def test_target_policy_noise_clip(small_kwargs):
-    QSM("MlpPolicy", "Pendulum-v1", target_policy_noise=0.3, target_noise_clip=0.5, **small_kwargs).learn(150)
-    QSM("MlpPolicy", "Pendulum-v1", target_policy_noise=0.0, **small_kwargs).learn(150)
+@pytest.mark.parametrize("noise, clip, largest", [(10.0, 0.25, 0.25), (10.0, None, 1.0), (0.0, 0.25, 0.0)])
+def test_target_policy_noise_and_its_clip(small_kwargs, noise, clip, largest):
+    """The critic target's next action is the policy's sample plus Gaussian noise of std target_policy_noise, the noise
+    clipped to +-target_noise_clip, the sum clipped to the box."""
+    model = QSM("MlpPolicy", "Pendulum-v1", target_policy_noise=noise, target_noise_clip=clip, **small_kwargs)
+    model.actor.sample = lambda obs, deterministic=False: th.zeros(len(obs), 1)  # type: ignore[method-assign]
+    th.manual_seed(0)
+    actions = model._target_actions(th.zeros(4096, 3))
+    assert float(actions.abs().max()) == pytest.approx(largest)
+    if noise > 0:
+        # std 10: almost every draw reaches the clip (or the box), in both directions
+        assert float((actions.abs() == largest).float().mean()) > 0.9
+        assert float(actions.min()) == pytest.approx(-largest)
 
 
 def test_actor_lr_cosine_decay(small_kwargs):

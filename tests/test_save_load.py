@@ -72,12 +72,21 @@ def test_load_predict_only_with_small_buffer(tmp_path, small_kwargs):
 
 
 def test_set_env(small_kwargs):
+    """A new environment (VecEnv or plain) goes on training the same model from the same replay buffer."""
     model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
     model.learn(150)
-    model.set_env(DummyVecEnv([lambda: gym.make("Pendulum-v1")]))
+    vec_env = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    model.set_env(vec_env)
+    assert model.get_env() is vec_env
     model.learn(150, reset_num_timesteps=False)
-    model.set_env(gym.make("Pendulum-v1"))
+    assert model.num_timesteps == 300 and model.replay_buffer.size() == 300
+    env = gym.make("Pendulum-v1")
+    model.set_env(env)
+    assert model.get_env().envs[0].unwrapped is env.unwrapped
     model.learn(150, reset_num_timesteps=True)
+    assert model.num_timesteps == 150 and model.replay_buffer.size() == 450
+    with pytest.raises(ValueError, match="Observation spaces do not match"):
+        model.set_env(gym.make("MountainCarContinuous-v0"))
 
 
 def test_exclude_include_saved_params(tmp_path, small_kwargs):

@@ -48,6 +48,17 @@ def test_dict_vec_framestack(small_kwargs):
     env = VecFrameStack(DummyVecEnv([lambda: DummyDictEnv(with_discrete=False)]), n_stack=2)
     model = QSM("MultiInputPolicy", env, **small_kwargs)
     model.learn(150)
+    # Both frames of every key reach the buffer and the policy
+    assert model.replay_buffer.observations["vec"].shape[-1] == 8
+    assert model.replay_buffer.observations["img"].shape[-3:] == (2, 36, 36)  # transposed to channels first
+    assert not np.array_equal(
+        model.replay_buffer.observations["vec"][140, 0, :4], model.replay_buffer.observations["vec"][140, 0, 4:]
+    )
+    obs = env.reset()
+    actions, _ = model.predict(obs, deterministic=True)
+    assert actions.shape == (1, 2) and env.action_space.contains(actions[0])
+    again, _ = model.predict(obs, deterministic=True)
+    assert np.array_equal(actions, again)
 
 
 def test_multi_obs_env(small_kwargs):
