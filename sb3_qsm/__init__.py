@@ -13,8 +13,8 @@ version_file = os.path.join(os.path.dirname(__file__), "version.txt")
 with open(version_file) as file_handler:
     __version__ = file_handler.read().strip()
 
-# Modules that sb3-qsm 0.1 kept under sb3_qsm.common, which imports nothing above itself now: their former import
-# paths name the modules they became
+# sb3_qsm.common imports nothing above itself, so conversion and inspection live outside it; these import paths
+# under sb3_qsm.common, which users have, name the same modules
 for _name, _module in (("convert", _convert_module), ("warm_start", _warm_start_module), ("inspection", inspection)):
     sys.modules.setdefault(f"sb3_qsm.common.{_name}", _module)
     setattr(sb3_qsm.common, _name, _module)

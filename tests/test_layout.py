@@ -39,3 +39,13 @@ def test_the_import_reader_sees_imports_of_every_kind():
     source = "import os\ndef f():\n    from sb3_qsm.qsm import QSM\nfrom ..convert import convert_to_qsm\n"
     modules = _imported_modules(source, "sb3_qsm.common")
     assert {"os", "sb3_qsm.qsm", "sb3_qsm.qsm.QSM", "sb3_qsm.convert", "sb3_qsm.convert.convert_to_qsm"} <= modules
+
+
+def test_nothing_edits_the_import_path():
+    """Tests, docs, examples and the package import what is installed; none of them edits the import path."""
+    root = PACKAGE.parent
+    needle = "sys." + "path"  # spelled apart, so that this file does not find itself
+    files = [path for folder in ("sb3_qsm", "tests", "docs", "examples") for path in (root / folder).rglob("*.py")]
+    assert len(files) > 30
+    offenders = [str(path.relative_to(root)) for path in files if "_build" not in path.parts and needle in path.read_text()]
+    assert not offenders

@@ -210,7 +210,7 @@ class Suite:
 
 
 WITH_PAPER = ("qsm", "qsm-paper", "sac", "td3")
-# Every task also measures the gradient target, the defaults before the posterior target
+# Every task also measures the paper's gradient target beside QSM's defaults
 WITH_GRADIENT = ("qsm", "qsm-gradient", "sac", "td3")
 WITH_PAPER_AND_GRADIENT = ("qsm", "qsm-gradient", "qsm-paper", "sac", "td3")
 # MountainCar measures exploration (the goal is reached or not): more seeds, and SAC/TD3 with SB3's defaults too

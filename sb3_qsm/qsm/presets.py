@@ -10,9 +10,9 @@ from typing import Any
 from torch import nn
 
 # Standard deviation of the Gaussian noise the reference adds to the diffusion sample when acting
-PAPER_EXPLORATION_NOISE = 0.1
+PAPER_NOISE_STD = 0.1
 # The paper's actor update: its score target and diffusion chain, and (in policy_kwargs) the denoiser initialisation
-# it trained from. sb3-qsm's defaults replace them with the "posterior" target (docs: guide/multimodal)
+# it trained from. sb3-qsm's defaults use the "posterior" target instead (docs: guide/multimodal)
 PAPER_UPDATE: dict[str, Any] = dict(score_target="gradient", score_scale=50.0, n_diffusion_steps=5, beta_schedule="vp")
 PAPER_UPDATE_POLICY_KWARGS: dict[str, Any] = dict(action_fan_in_init=False)
 

@@ -29,7 +29,7 @@ from sb3_qsm.qsm.arguments import (
     check_score_target,
 )
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
-from sb3_qsm.qsm.presets import PAPER_EXPLORATION_NOISE, PAPER_HYPERPARAMS
+from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
 
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
 
@@ -282,7 +282,7 @@ class QSM(OffPolicyAlgorithm):
         model = cls(policy, env, **hyperparams)
         if "action_noise" not in kwargs:
             action_dim = model.action_space.shape[0]  # type: ignore[index]
-            model.action_noise = NormalActionNoise(np.zeros(action_dim), PAPER_EXPLORATION_NOISE * np.ones(action_dim))
+            model.action_noise = NormalActionNoise(np.zeros(action_dim), PAPER_NOISE_STD * np.ones(action_dim))
         return model
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
