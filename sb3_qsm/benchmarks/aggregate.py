@@ -11,7 +11,6 @@ to one task), and the area under the learning curve, normalised by the budget (t
 over training, trapezoidal rule over the evaluation points).
 """
 
-import argparse
 import json
 import pathlib
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import mean_return
 from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES
 
@@ -380,11 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m sb3_qsm.benchmarks aggregate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("aggregate", __doc__)
     parser.add_argument("suite_dir", type=pathlib.Path, help="folder of a suite's raw results, e.g. benchmarks/results/v1")
     parser.add_argument("--out", type=pathlib.Path, help="report folder (default: <suite_dir>/report)")
     args = parser.parse_args(argv)

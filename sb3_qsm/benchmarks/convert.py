@@ -30,6 +30,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_qsm import QSM, convert_to_qsm
+from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import describe_result, environment, evaluate
 from sb3_qsm.convert import collect_source_data, load_sb3_agent
 
@@ -116,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m sb3_qsm.benchmarks convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("convert", __doc__)
     parser.add_argument("--source", type=pathlib.Path, required=True, help="SAC or TD3 .zip")
     parser.add_argument("--env", required=True)
     parser.add_argument("--finetune-steps", type=int, default=20_000)
@@ -140,7 +139,7 @@ def ablation_main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = argparse.ArgumentParser(prog="python -m sb3_qsm.benchmarks convert-ablation", description=ablation.__doc__)
+    parser = command_parser("convert-ablation", ablation.__doc__)
     parser.add_argument("--model", required=True, help="a converted QSM agent")
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--bc-coef", type=float, default=0.0)

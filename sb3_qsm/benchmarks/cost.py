@@ -17,7 +17,6 @@ set size (and, on a GPU, PyTorch's peak allocated GPU memory); the replay buffer
 same for both) is allocated lazily, so it counts for the transitions stored.
 """
 
-import argparse
 import dataclasses
 import json
 import multiprocessing
@@ -35,6 +34,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_qsm import QSM
+from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import environment
 from sb3_qsm.benchmarks.suite import GRADIENT_HYPERPARAMS
 
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m sb3_qsm.benchmarks cost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("cost", __doc__)
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--steps", type=int, default=2000, help="timed training steps")
     parser.add_argument("--learning-starts", type=int, default=1000, help="untimed random warm-up steps")

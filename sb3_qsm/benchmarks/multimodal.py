@@ -18,7 +18,6 @@ sampler whose ceiling misses the target cannot reach it whatever the training:
     python -m sb3_qsm.benchmarks multimodal --ceiling --out benchmarks/multimodal/ceiling
 """
 
-import argparse
 import json
 import pathlib
 from typing import Any
@@ -32,6 +31,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 import sb3_qsm.envs
 from sb3_qsm import QSM
+from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.common.diffusion import DiffusionSchedule
 from sb3_qsm.envs.multimodal import MultiModalBandit
 from sb3_qsm.inspection import mode_coverage, sample_actions
@@ -138,11 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m sb3_qsm.benchmarks multimodal",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("multimodal", __doc__)
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--algos", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))

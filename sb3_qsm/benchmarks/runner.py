@@ -18,7 +18,6 @@ When the suite is complete, ``python -m sb3_qsm.benchmarks aggregate`` turns the
 (``--quick`` does it too).
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import datetime
@@ -42,6 +41,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from tqdm import tqdm
 
+from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import environment, evaluate
 from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_model
 
@@ -357,9 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status: 0 when every run ended without an error
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m sb3_qsm.benchmarks run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("run", __doc__)
     parser.add_argument("--suite", choices=sorted(SUITES), default="v1")
     parser.add_argument("--quick", action="store_true", help="the 'quick' suite, then the report (a smoke test)")
     parser.add_argument("--envs", nargs="+", help="only these tasks")

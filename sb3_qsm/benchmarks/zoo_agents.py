@@ -6,13 +6,13 @@ result as ``evaluation.json`` next to each agent (or under ``--out``). The envir
     python -m sb3_qsm.benchmarks zoo-eval --folder rl-trained-agents --algo qsm --episodes 10
 """
 
-import argparse
 import json
 import pathlib
 from typing import Any
 
 from rl_zoo3 import ALGOS, create_test_env, get_saved_hyperparams
 
+from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import describe_result, environment, evaluate
 from sb3_qsm.zoo import register
 
@@ -48,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m sb3_qsm.benchmarks zoo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("zoo-eval", __doc__)
     parser.add_argument("--folder", type=pathlib.Path, default=pathlib.Path("rl-trained-agents"))
     parser.add_argument("--algo", default="qsm")
     parser.add_argument("--episodes", type=int, default=10)
