@@ -28,3 +28,22 @@ def test_constructor_without_env_for_loading():
     model = QSM("MlpPolicy", None, device="cpu", _init_setup_model=False)
     assert model.policy_kwargs["n_diffusion_steps"] == 10
     assert not hasattr(model, "actor")
+
+
+def test_import_paths_of_version_0_1_keep_working():
+    """Modules that moved out of sb3_qsm.common still import by their former paths, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sb3_qsm.common.convert as convert, sb3_qsm.common.warm_start as warm_start\n"
+        "from sb3_qsm.common.inspection import sample_actions\n"
+        "from sb3_qsm.common.convert import convert_to_qsm, load_sb3_agent\n"
+        "from sb3_qsm.common.warm_start import load_critic_from_checkpoint\n"
+        "import sb3_qsm, sb3_qsm.convert, sb3_qsm.inspection\n"
+        "assert convert is sb3_qsm.convert.convert and warm_start is sb3_qsm.convert.warm_start\n"
+        "assert convert_to_qsm is sb3_qsm.convert_to_qsm and sample_actions is sb3_qsm.inspection.sample_actions\n"
+        "assert load_critic_from_checkpoint is sb3_qsm.convert.load_critic_from_checkpoint\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
