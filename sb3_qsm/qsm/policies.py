@@ -148,8 +148,8 @@ class DiffusionActor(BoundedActionPolicy):
 
     def diffusion_settings(self) -> dict[str, Any]:
         """
-        :return: The actor's settings that a policy passes on to it (``DiffusionActorPolicy``'s arguments of the same
-            names, but ``denoiser_activation_fn``, which is ``activation_fn`` here), as they are now
+        :return: The actor's diffusion and sampler settings as they are now, under the names of the
+            ``DiffusionActorPolicy`` arguments that set them
         """
         return dict(
             n_diffusion_steps=self.n_diffusion_steps,
