@@ -120,8 +120,10 @@ def make_beta_schedule(beta_schedule: str, n_diffusion_steps: int) -> th.Tensor:
 
 def truncated_normal(mean: th.Tensor, std: th.Tensor, low: float = -1.0, high: float = 1.0) -> th.Tensor:
     """
-    Draw from ``N(mean, std^2)`` truncated to ``[low, high]``, element-wise, by inverting the normal CDF (in float64,
-    on the lower tail when both bounds lie in the upper one, so that far-off means keep their precision).
+    Draw from ``N(mean, std^2)`` truncated to ``[low, high]``, element-wise, by inverting the normal CDF in the dtype
+    of ``mean``, on the lower tail when both bounds lie in the upper one (the normal CDF keeps its relative precision
+    in the lower tail only). Where the whole interval lies further out than the dtype's CDF reaches (beyond about 13
+    standard deviations in float32), the sample is the bound nearest the mean.
     ``torch.nn.init.trunc_normal_`` takes one mean and one standard deviation per tensor; this takes one per element.
 
     :param mean: Means, any shape
@@ -130,15 +132,15 @@ def truncated_normal(mean: th.Tensor, std: th.Tensor, low: float = -1.0, high: f
     :param high: Upper bound
     :return: Samples, same shape and dtype as ``mean``, in ``[low, high]``
     """
-    mean64, std64 = mean.double(), std.double()
-    lower, upper = (low - mean64) / std64, (high - mean64) / std64
+    lower, upper = (low - mean) / std, (high - mean) / std
     mirror = lower > 0
     lower, upper = th.where(mirror, -upper, lower), th.where(mirror, -lower, upper)
     cdf_lower, cdf_upper = th.special.ndtr(lower), th.special.ndtr(upper)
     uniform = cdf_lower + (cdf_upper - cdf_lower) * th.rand_like(cdf_lower)
-    standard = th.special.ndtri(uniform.clamp(th.finfo(th.float64).tiny, 1.0 - th.finfo(th.float64).eps))
+    finfo = th.finfo(mean.dtype)
+    standard = th.special.ndtri(uniform.clamp(finfo.tiny, 1.0 - finfo.eps))
     standard = th.where(mirror, -standard, standard)
-    return (mean64 + std64 * standard).clamp(low, high).to(mean.dtype)
+    return (mean + std * standard).clamp(low, high)
 
 
 class DiffusionSchedule(nn.Module):

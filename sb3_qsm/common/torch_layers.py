@@ -6,6 +6,8 @@ import torch as th
 from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
 
+from sb3_qsm.common.linear import apply_mlp, linear, skip_first
+
 
 class FourierFeatures(nn.Module):
     """
@@ -102,7 +104,7 @@ class Denoiser(nn.Module):
         :param time_codes: Time codes, shape ``(batch, time_code_dim)`` (rows of ``time_codes(T)``)
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
-        return self.net(th.cat([noisy_actions, features, time_codes], dim=-1))
+        return apply_mlp(self.net, th.cat([noisy_actions, features, time_codes], dim=-1))
 
     def condition(self, features: th.Tensor, n_diffusion_steps: int) -> th.Tensor:
         """
@@ -119,8 +121,8 @@ class Denoiser(nn.Module):
         features_dim = features.shape[-1]
         w_features = first.weight[:, self.action_dim : self.action_dim + features_dim]
         w_time = first.weight[:, self.action_dim + features_dim :]
-        per_time = self.time_codes(n_diffusion_steps) @ w_time.T + first.bias
-        return (features @ w_features.T).unsqueeze(0) + per_time.unsqueeze(1)
+        per_time = linear(self.time_codes(n_diffusion_steps), w_time, first.bias)
+        return linear(features, w_features).unsqueeze(0) + per_time.unsqueeze(1)
 
     def forward_conditioned(self, noisy_actions: th.Tensor, condition: th.Tensor) -> th.Tensor:
         """
@@ -132,4 +134,5 @@ class Denoiser(nn.Module):
         """
         first = self.net[0]
         assert isinstance(first, nn.Linear)
-        return self.net[1:](noisy_actions @ first.weight[:, : self.action_dim].T + condition)
+        hidden = linear(noisy_actions, first.weight[:, : self.action_dim]) + condition
+        return apply_mlp(skip_first(self.net), hidden)

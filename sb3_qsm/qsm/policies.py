@@ -20,6 +20,9 @@ from torch import nn
 from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
 
+# Optimizers whose fused implementation DiffusionActorPolicy selects unless told otherwise
+FUSED_OPTIMIZERS: tuple[type[th.optim.Optimizer], ...] = (th.optim.Adam, th.optim.AdamW)
+
 
 class BoundedActionPolicy(BasePolicy):
     """
@@ -225,7 +228,8 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     :param features_extractor_kwargs: Keyword arguments to pass to the features extractor.
     :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
-    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer.
+        Adam and AdamW run their fused implementation (``fused=True``) unless ``fused`` or ``foreach`` is given
     :param n_critics: Number of critic networks to create.
     :param share_features_extractor: Whether to share the features extractor between the actor and the critic
         (it is then trained by the actor loss only, as in SAC and TD3)
@@ -321,7 +325,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         self.actor.optimizer = self.optimizer_class(
             self.actor.parameters(),
             lr=lr_schedule(1),  # type: ignore[call-arg]
-            **self.optimizer_kwargs,
+            **self._optimizer_arguments(),
         )
         if self.share_features_extractor:
             self.critic = self.make_critic(features_extractor=self.actor.features_extractor)
@@ -339,9 +343,19 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         self.critic.optimizer = self.optimizer_class(
             critic_parameters,
             lr=lr_schedule(1),  # type: ignore[call-arg]
-            **self.optimizer_kwargs,
+            **self._optimizer_arguments(),
         )
         self.critic_target.set_training_mode(False)
+
+    def _optimizer_arguments(self) -> dict[str, Any]:
+        """
+        :return: ``optimizer_kwargs``, with ``fused=True`` for torch's Adam and AdamW unless ``fused`` or ``foreach``
+            is given: their fused kernel updates every parameter in one call, where the default runs a loop of small
+            operations per parameter tensor (same update, to float rounding)
+        """
+        if self.optimizer_class in FUSED_OPTIMIZERS and not {"fused", "foreach"} & self.optimizer_kwargs.keys():
+            return {**self.optimizer_kwargs, "fused": True}
+        return self.optimizer_kwargs
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -18,8 +18,8 @@ from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
 from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data, with_values_of_older_archives
+from sb3_qsm.common.critics import candidate_q_values, q_values
 from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler_temperature
-from sb3_qsm.common.utils import repeat_rows
 from sb3_qsm.qsm.arguments import (
     DIFFUSION_POLICY_ARGS,
     FIXED_DIFFUSION_ARGS,
@@ -292,6 +292,8 @@ class QSM(OffPolicyAlgorithm):
 
         actor_losses, critic_losses = [], []
         diagnostics: dict[str, list[float]] = {}
+        critic_parameters: list[th.Tensor] = list(self.critic.parameters())
+        target_parameters: list[th.Tensor] = list(self.critic_target.parameters())
         for _ in range(gradient_steps):
             self._n_updates += 1
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
@@ -303,7 +305,9 @@ class QSM(OffPolicyAlgorithm):
                 for key, value in target_stats.items():
                     diagnostics.setdefault(key, []).append(value)
 
-            polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+            # The Polyak update of all target parameters at once: target + tau * (online - target)
+            with th.no_grad():
+                th._foreach_lerp_(target_parameters, critic_parameters, self.tau)
             # Copy running stats, see GH issue #996
             polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
 
@@ -328,13 +332,13 @@ class QSM(OffPolicyAlgorithm):
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
         with th.no_grad():
             next_actions = self._target_actions(replay_data.next_observations)
-            next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+            next_q_values = q_values(self.critic_target, replay_data.next_observations, next_actions)
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
             target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
 
-        current_q_values = self.critic(replay_data.observations, replay_data.actions)
+        current_q_values = q_values(self.critic, replay_data.observations, replay_data.actions)
         # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
-        critic_loss = th.stack([F.mse_loss(current_q, target_q_values) for current_q in current_q_values]).mean()
+        critic_loss = F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values))
         loss_value = critic_loss.item()
         self._check_finite("critic_loss", loss_value)
         self.critic.optimizer.zero_grad()
@@ -369,8 +373,8 @@ class QSM(OffPolicyAlgorithm):
         :return: The gradient, same shape as ``actions``
         """
         actions = actions.detach().requires_grad_(True)
-        q_values = th.cat(self.critic(observations, actions), dim=1).mean(dim=1)
-        (q_grad,) = th.autograd.grad(q_values.sum(), actions)
+        mean_q_values = q_values(self.critic, observations, actions).mean(dim=1)
+        (q_grad,) = th.autograd.grad(mean_q_values.sum(), actions)
         return q_grad
 
     def posterior_noise(
@@ -393,12 +397,9 @@ class QSM(OffPolicyAlgorithm):
         spreads: list[th.Tensor] = []
 
         def log_density(candidates: th.Tensor) -> th.Tensor:
-            batch, n_candidates, action_dim = candidates.shape
-            repeated = repeat_rows(observations, n_candidates)
-            q_values = th.cat(self.critic(repeated, candidates.reshape(-1, action_dim)), dim=1).mean(dim=1)
-            q_values = q_values.view(batch, n_candidates)
-            spreads.append(q_values.std(dim=1).mean().clamp_min(MIN_Q_SPREAD))
-            return self.score_scale * q_values / spreads[0]
+            values = candidate_q_values(self.critic, observations, candidates).mean(dim=-1)
+            spreads.append(values.std(dim=1).mean().clamp_min(MIN_Q_SPREAD))
+            return self.score_scale * values / spreads[0]
 
         schedule = self.actor.schedule
         with th.no_grad():
