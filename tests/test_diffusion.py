@@ -118,8 +118,9 @@ def test_bad_diffusion_args(args, message):
 
 
 @pytest.mark.parametrize("net_arch", [[16, 16], []])
-def test_conditioned_denoiser_equals_full_forward(net_arch):
-    """The sampler's precomputed first layer gives the same noise prediction as the plain forward pass."""
+def test_denoiser_by_parts_equals_its_network_on_the_concatenated_input(net_arch):
+    """The first layer applied by parts (per time index in training, precomputed in the sampler) gives the noise
+    prediction of the network on [a_t, features, code_t]."""
     from sb3_qsm.common.torch_layers import Denoiser
 
     th.manual_seed(0)
@@ -137,8 +138,9 @@ def test_conditioned_denoiser_equals_full_forward(net_arch):
     codes = denoiser.time_codes(4)
     assert condition.shape == (4, 7, net_arch[0] if net_arch else 2)
     for t in range(4):
-        expected = denoiser(features, actions, codes[t].expand(7, -1))
+        expected = denoiser.net(th.cat([actions, features, codes[t].expand(7, -1)], dim=1))
         assert th.allclose(denoiser.forward_conditioned(actions, condition[t]), expected, atol=1e-5)
+        assert th.allclose(denoiser(features, actions, th.full((7,), t), 4), expected, atol=1e-5)
 
 
 def test_noise_from_clean_inverts_the_forward_process():

@@ -39,15 +39,32 @@ _PLAIN_ACTIVATIONS: dict[str, Callable[[th.Tensor], th.Tensor]] = {
 def onednn_available() -> bool:
     """
     :return: Whether this PyTorch build has oneDNN's linear kernel and oneDNN is enabled
-        (``torch.backends.mkldnn.enabled``)
+        (``torch.backends.mkldnn.enabled``; read outside compiled code only)
     """
-    kernel = hasattr(th.ops.mkldnn, "_linear_pointwise")
-    return bool(kernel and th.backends.mkldnn.is_available() and th.backends.mkldnn.enabled)
+    return _ONEDNN_BUILT and (th.compiler.is_compiling() or bool(th.backends.mkldnn.enabled))
+
+
+_ONEDNN_BUILT = hasattr(th.ops.mkldnn, "_linear_pointwise") and th.backends.mkldnn.is_available()
 
 
 def _onednn_product(input: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, activation: str = "none") -> th.Tensor:
     """``activation(input @ weight.T + bias)`` with oneDNN (input of any number of leading dimensions, 2-d weight)."""
+    if th.compiler.is_compiling():
+        # Inductor lowers oneDNN's own operator only for the prepacked weights of its inference mode: hand it an
+        # operator it calls as it is
+        return onednn_linear(input, weight, bias, activation)
     return th.ops.mkldnn._linear_pointwise(input, weight, bias, activation, [], "")
+
+
+@th.library.custom_op("sb3_qsm::onednn_linear", mutates_args=())
+def onednn_linear(input: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, activation: str) -> th.Tensor:
+    """oneDNN's ``activation(input @ weight.T + bias)`` as an operator that ``torch.compile`` leaves as it is."""
+    return th.ops.mkldnn._linear_pointwise(input, weight, bias, activation, [], "")
+
+
+@onednn_linear.register_fake
+def _(input: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, activation: str) -> th.Tensor:
+    return input.new_empty((*input.shape[:-1], weight.shape[0]))
 
 
 class _OneDNNLinear(th.autograd.Function):

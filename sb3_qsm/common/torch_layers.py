@@ -68,6 +68,7 @@ class Denoiser(nn.Module):
     ):
         super().__init__()
         self.action_dim = action_dim
+        self.features_dim = features_dim
         self.time_features = FourierFeatures(time_embed_dim)
         if time_net_arch:
             time_layers = create_mlp(time_embed_dim, time_net_arch[-1], time_net_arch[:-1], activation_fn)
@@ -97,14 +98,25 @@ class Denoiser(nn.Module):
         steps = th.arange(n_diffusion_steps, dtype=th.float32, device=self.time_features.weight.device)
         return self.time_net(self.time_features(steps))
 
-    def forward(self, features: th.Tensor, noisy_actions: th.Tensor, time_codes: th.Tensor) -> th.Tensor:
+    def forward(
+        self, features: th.Tensor, noisy_actions: th.Tensor, timesteps: th.Tensor, n_diffusion_steps: int
+    ) -> th.Tensor:
         """
+        The predicted noise ``net([a_t, features, code_t])``, one time index per sample. The first layer is applied
+        by parts, ``W_a a_t + W_s features + (W_t code_t + b)``, the last term computed once per time index rather
+        than once per sample.
+
         :param features: Observation features, shape ``(batch, features_dim)``
         :param noisy_actions: ``a_t``, shape ``(batch, action_dim)``
-        :param time_codes: Time codes, shape ``(batch, time_code_dim)`` (rows of ``time_codes(T)``)
+        :param timesteps: 0-based time indices, shape ``(batch,)``, integer
+        :param n_diffusion_steps: Number of diffusion steps ``T``
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
-        return apply_mlp(self.net, th.cat([noisy_actions, features, time_codes], dim=-1))
+        w_actions, w_features, _ = self._first_layer_weights()
+        hidden = (
+            linear(noisy_actions, w_actions) + linear(features, w_features) + self._time_part(n_diffusion_steps)[timesteps]
+        )
+        return apply_mlp(skip_first(self.net), hidden)
 
     def condition(self, features: th.Tensor, n_diffusion_steps: int) -> th.Tensor:
         """
@@ -116,13 +128,8 @@ class Denoiser(nn.Module):
         :param n_diffusion_steps: Number of diffusion steps ``T``
         :return: Tensor of shape ``(T, batch, hidden)``
         """
-        first = self.net[0]
-        assert isinstance(first, nn.Linear)
-        features_dim = features.shape[-1]
-        w_features = first.weight[:, self.action_dim : self.action_dim + features_dim]
-        w_time = first.weight[:, self.action_dim + features_dim :]
-        per_time = linear(self.time_codes(n_diffusion_steps), w_time, first.bias)
-        return linear(features, w_features).unsqueeze(0) + per_time.unsqueeze(1)
+        _, w_features, _ = self._first_layer_weights()
+        return linear(features, w_features).unsqueeze(0) + self._time_part(n_diffusion_steps).unsqueeze(1)
 
     def forward_conditioned(self, noisy_actions: th.Tensor, condition: th.Tensor) -> th.Tensor:
         """
@@ -132,7 +139,22 @@ class Denoiser(nn.Module):
         :param condition: ``condition(features, T)[t]``, shape ``(batch, hidden)``
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
+        w_actions, _, _ = self._first_layer_weights()
+        hidden = linear(noisy_actions, w_actions) + condition
+        return apply_mlp(skip_first(self.net), hidden)
+
+    def _time_part(self, n_diffusion_steps: int) -> th.Tensor:
+        """:return: ``W_t code_t + b`` for every time index, shape ``(T, hidden)``"""
+        _, _, w_time = self._first_layer_weights()
+        return linear(self.time_codes(n_diffusion_steps), w_time, self._first_layer().bias)
+
+    def _first_layer_weights(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """:return: The columns of the first layer's weight that multiply the action, the features and the time code"""
+        weight = self._first_layer().weight
+        features_end = self.action_dim + self.features_dim
+        return weight[:, : self.action_dim], weight[:, self.action_dim : features_end], weight[:, features_end:]
+
+    def _first_layer(self) -> nn.Linear:
         first = self.net[0]
         assert isinstance(first, nn.Linear)
-        hidden = linear(noisy_actions, first.weight[:, : self.action_dim]) + condition
-        return apply_mlp(skip_first(self.net), hidden)
+        return first

@@ -1,5 +1,6 @@
 """Policies for QSM: a diffusion actor (denoiser + DDPM sampler) paired with SB3's ``ContinuousCritic``."""
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,7 @@ class DiffusionActor(BoundedActionPolicy):
         self.action_fan_in_init = action_fan_in_init
         self.action_dim = get_action_dim(self.action_space)
         self.schedule = DiffusionSchedule(n_diffusion_steps, beta_schedule)
+        self._compiled_sample: Callable[[PyTorchObs, bool], th.Tensor] | None = None
         self.denoiser = Denoiser(
             features_dim,
             self.action_dim,
@@ -176,12 +178,12 @@ class DiffusionActor(BoundedActionPolicy):
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
         features = self.extract_features(obs, self.features_extractor)
-        time_codes = self.denoiser.time_codes(self.n_diffusion_steps)[timesteps]
-        return self.denoiser(features, noisy_actions, time_codes)
+        return self.denoiser(features, noisy_actions, timesteps, self.n_diffusion_steps)
 
     def sample(self, obs: PyTorchObs, deterministic: bool = False, trajectory: list[th.Tensor] | None = None) -> th.Tensor:
         """
-        Draw actions in ``[-1, 1]`` with the reverse diffusion process.
+        Draw actions in ``[-1, 1]`` with the reverse diffusion process (compiled after ``compile_sampler``, unless a
+        trajectory is asked for).
 
         :param obs: Observations (a batch)
         :param deterministic: Start from ``x_T = 0`` and inject no noise (no random draw at all)
@@ -189,6 +191,11 @@ class DiffusionActor(BoundedActionPolicy):
             (normalised space)
         :return: Actions in the normalised space ``[-1, 1]``, shape ``(batch, action_dim)``
         """
+        if trajectory is None and self._compiled_sample is not None:
+            return self._compiled_sample(obs, deterministic)
+        return self._sample(obs, deterministic, trajectory)
+
+    def _sample(self, obs: PyTorchObs, deterministic: bool, trajectory: list[th.Tensor] | None = None) -> th.Tensor:
         features = self.extract_features(obs, self.features_extractor)
         # Features and time codes enter the first layer once per call, not once per step
         condition = self.denoiser.condition(features, self.n_diffusion_steps)
@@ -206,6 +213,15 @@ class DiffusionActor(BoundedActionPolicy):
             deterministic=deterministic,
             trajectory=trajectory,
         )
+
+    def compile_sampler(self, **compile_kwargs: Any) -> None:
+        """
+        Compile ``sample`` (the features, the reverse chain and its noise) with ``torch.compile``; ``QSM(compile=True)``
+        does it. The compiled sampler draws its noise from the compiler's random number generator.
+
+        :param compile_kwargs: Keyword arguments for ``torch.compile``
+        """
+        self._compiled_sample = th.compile(self._sample, **compile_kwargs)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.sample(obs, deterministic)

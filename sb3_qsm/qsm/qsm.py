@@ -3,7 +3,7 @@
 import io
 import math
 import pathlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -18,6 +18,7 @@ from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
 from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data, with_values_of_older_archives
+from sb3_qsm.common.compilation import check_compile_args, compile_options
 from sb3_qsm.common.critics import candidate_q_values, q_values
 from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler_temperature
 from sb3_qsm.qsm.arguments import (
@@ -108,6 +109,12 @@ class QSM(OffPolicyAlgorithm):
         a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass.
     :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2). Its cost grows
         linearly with them; 8 keep the bandit's peaks (docs: guide/multimodal)
+    :param compile: Compile the training step's losses (with their backward pass) and the sampler with
+        ``torch.compile`` (off by default; the first gradient steps then take a minute or two to compile). On CUDA the
+        compiled functions run as CUDA graphs (``mode="reduce-overhead"``). The update is the same to float rounding,
+        except that compiled code draws its random numbers from the compiler's generator. Not saved with the model,
+        like ``device``: pass it to ``load`` again.
+    :param compile_kwargs: Keyword arguments for ``torch.compile`` (``mode``, ``backend``, ``options``, ...)
     :param use_sde: Not supported (gSDE is for Gaussian policies); must stay False
     :param sde_sample_freq: Not supported; must stay -1
     :param use_sde_at_warmup: Not supported; must stay False
@@ -162,6 +169,8 @@ class QSM(OffPolicyAlgorithm):
         bc_coef: float = 0.0,
         score_target: str = "posterior",
         n_score_samples: int = 8,
+        compile: bool = False,
+        compile_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
@@ -183,6 +192,7 @@ class QSM(OffPolicyAlgorithm):
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_score_target(score_target, n_score_samples)
+        check_compile_args(compile, compile_kwargs)
         # The actor owns these settings once built (see the properties below); policy_kwargs carries them to it
         policy_kwargs.update(
             n_diffusion_steps=n_diffusion_steps, beta_schedule=beta_schedule, sampler_temperature=sampler_temperature
@@ -221,6 +231,8 @@ class QSM(OffPolicyAlgorithm):
         self.bc_coef = bc_coef
         self.score_target = score_target
         self.n_score_samples = n_score_samples
+        self.compile = compile
+        self.compile_kwargs = compile_kwargs
 
         if _init_setup_model:
             self._setup_model()
@@ -236,6 +248,22 @@ class QSM(OffPolicyAlgorithm):
         # Running mean and running var of batch norm layers, copied to the target (SB3 GH#996)
         self.critic_batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.critic_batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self._setup_losses()
+
+    def _setup_losses(self) -> None:
+        """
+        Choose the loss functions of the training step: the methods themselves, or their ``torch.compile``d versions
+        (and the actor's compiled sampler) with ``compile=True``. ``load`` sets ``compile`` anew (it is not saved), so
+        the check runs here too.
+        """
+        check_compile_args(self.compile, self.compile_kwargs)
+        self._critic_loss_fn: Callable[..., th.Tensor] = self._critic_loss
+        self._actor_loss_fn: Callable[..., tuple[th.Tensor, th.Tensor]] = self._actor_loss
+        if self.compile:
+            options = compile_options(self.device, self.compile_kwargs)
+            self.actor.compile_sampler(**options)
+            self._critic_loss_fn = th.compile(self._critic_loss, **options)
+            self._actor_loss_fn = th.compile(self._actor_loss, **options)
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -322,29 +350,57 @@ class QSM(OffPolicyAlgorithm):
 
     def _update_critic(self, replay_data: ReplayBufferSamples) -> float:
         """
-        One critic step: regress every critic onto ``r + gamma (1 - d) min_i Q'_i(s', a')``, with ``a'`` from
-        ``_target_actions``.
+        One critic step on ``_critic_loss`` (compiled when ``compile`` is set).
 
         :param replay_data: A batch from the replay buffer
-        :return: The critic loss (mean over critics of the squared TD errors)
+        :return: The critic loss
         """
         # For n-step replay, discount factor is gamma**n_steps (when no early termination)
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
-        with th.no_grad():
-            next_actions = self._target_actions(replay_data.next_observations)
-            next_q_values = q_values(self.critic_target, replay_data.next_observations, next_actions)
-            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
-            target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
-
-        current_q_values = q_values(self.critic, replay_data.observations, replay_data.actions)
-        # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
-        critic_loss = F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values))
+        critic_loss = self._critic_loss_fn(
+            replay_data.observations,
+            replay_data.actions,
+            replay_data.next_observations,
+            replay_data.rewards,
+            replay_data.dones,
+            discounts,
+        )
         loss_value = critic_loss.item()
         self._check_finite("critic_loss", loss_value)
         self.critic.optimizer.zero_grad()
         critic_loss.backward()
         self.critic.optimizer.step()
         return loss_value
+
+    def _critic_loss(
+        self,
+        observations: Any,
+        actions: th.Tensor,
+        next_observations: Any,
+        rewards: th.Tensor,
+        dones: th.Tensor,
+        discounts: th.Tensor | float,
+    ) -> th.Tensor:
+        """
+        The critic loss: every critic regressed onto ``r + discount (1 - d) min_i Q'_i(s', a')``, with ``a'`` from
+        ``_target_actions``.
+
+        :param observations: Observations of a replay batch
+        :param actions: Their actions, in ``[-1, 1]``
+        :param next_observations: The next observations
+        :param rewards: The rewards, shape ``(batch, 1)``
+        :param dones: Whether the episode terminated, shape ``(batch, 1)``
+        :param discounts: The discount of each transition (``gamma ** n`` with n-step returns), or ``gamma``
+        :return: The mean over critics of the squared TD errors
+        """
+        with th.no_grad():
+            next_actions = self._target_actions(next_observations)
+            next_q_values = q_values(self.critic_target, next_observations, next_actions)
+            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+            target_q_values = rewards + (1 - dones) * discounts * next_q_values
+        current_q_values = q_values(self.critic, observations, actions)
+        # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
+        return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values))
 
     def _target_actions(self, next_observations: Any) -> th.Tensor:
         """
@@ -394,6 +450,13 @@ class QSM(OffPolicyAlgorithm):
         :param actions: The clean actions that were noised into ``a_t`` (the replay actions), or None
         :return: The target noise, same shape as ``noisy_actions``, and the spread
         """
+        target, spread = self._posterior_target(observations, noisy_actions, timesteps, actions)
+        return target, spread.item()
+
+    def _posterior_target(
+        self, observations: Any, noisy_actions: th.Tensor, timesteps: th.Tensor, actions: th.Tensor | None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """``posterior_noise``, with the spread as a tensor."""
         spreads: list[th.Tensor] = []
 
         def log_density(candidates: th.Tensor) -> th.Tensor:
@@ -404,41 +467,51 @@ class QSM(OffPolicyAlgorithm):
         schedule = self.actor.schedule
         with th.no_grad():
             clean = schedule.posterior_mean(noisy_actions, timesteps, log_density, self.n_score_samples, anchor=actions)
-            return schedule.noise_from_clean(noisy_actions, clean, timesteps), spreads[0].item()
+            return schedule.noise_from_clean(noisy_actions, clean, timesteps), spreads[0]
 
     def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, dict[str, float]]:
         """
-        One Q-score matching step (paper section 4, reference ``update_actor``): noise the replay action,
-        ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with ``t ~ U{0..T-1}``, and regress
-        ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_{a_t} mean_i Q_i(s, a_t)`` (or onto ``posterior_noise``,
-        see ``score_target``).
+        One actor step on ``_actor_loss`` (compiled when ``compile`` is set).
 
         :param replay_data: A batch from the replay buffer
-        :return: The actor loss, and statistics of the target to log: the mean L2 norm of the critic's action gradient
-            (``q_grad_norm``) or the critic's spread over the candidates (``q_spread``, see ``posterior_noise``)
+        :return: The actor loss, and a statistic of the target to log: the mean L2 norm of the critic's action
+            gradient (``q_grad_norm``) or the critic's spread over the candidates (``q_spread``, see
+            ``posterior_noise``)
         """
-        actions = replay_data.actions
-        noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(actions)
-        if self.score_target == "posterior":
-            target, q_spread = self.posterior_noise(replay_data.observations, noisy_actions, timesteps, actions)
-            target_stats = {"q_spread": q_spread}
-        else:
-            q_grad = self.q_score(replay_data.observations, noisy_actions)
-            target = -self.score_scale * q_grad
-            target_stats = {"q_grad_norm": q_grad.norm(dim=1).mean().item()}
-
+        actor_loss, target_statistic = self._actor_loss_fn(replay_data.observations, replay_data.actions)
         if self.actor_lr_decay_steps is not None:
             update_learning_rate(self.actor.optimizer, self._actor_learning_rate())
-        eps_pred = self.actor.predict_noise(replay_data.observations, noisy_actions, timesteps)
-        actor_loss = F.mse_loss(eps_pred, target)
-        if self.bc_coef > 0:
-            actor_loss = actor_loss + self.bc_coef * F.mse_loss(eps_pred, noise)
         loss_value = actor_loss.item()
         self._check_finite("actor_loss", loss_value)
         self.actor.optimizer.zero_grad()
         actor_loss.backward()
         self.actor.optimizer.step()
-        return loss_value, target_stats
+        statistic_name = "q_spread" if self.score_target == "posterior" else "q_grad_norm"
+        return loss_value, {statistic_name: target_statistic.item()}
+
+    def _actor_loss(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        The Q-score matching loss (paper section 4, reference ``update_actor``): noise the replay action,
+        ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with ``t ~ U{0..T-1}``, and regress
+        ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_{a_t} mean_i Q_i(s, a_t)`` (or onto ``posterior_noise``,
+        see ``score_target``), plus ``bc_coef`` times the denoising loss on the replay action.
+
+        :param observations: Observations of a replay batch
+        :param actions: Their actions, in ``[-1, 1]``
+        :return: The loss, and the critic's spread over the candidates (posterior target) or the mean L2 norm of
+            its action gradient (gradient target)
+        """
+        noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(actions)
+        if self.score_target == "posterior":
+            target, target_statistic = self._posterior_target(observations, noisy_actions, timesteps, actions)
+        else:
+            q_grad = self.q_score(observations, noisy_actions)
+            target, target_statistic = -self.score_scale * q_grad, q_grad.norm(dim=1).mean()
+        eps_pred = self.actor.predict_noise(observations, noisy_actions, timesteps)
+        actor_loss = F.mse_loss(eps_pred, target)
+        if self.bc_coef > 0:
+            actor_loss = actor_loss + self.bc_coef * F.mse_loss(eps_pred, noise)
+        return actor_loss, target_statistic
 
     def _actor_learning_rate(self) -> float:
         """
@@ -551,7 +624,19 @@ class QSM(OffPolicyAlgorithm):
     def _excluded_save_params(self) -> list[str]:
         # The diffusion settings live in the actor (and policy_kwargs); archives of sb3-qsm 0.1 also stored them
         # at the top level, which load puts back into __dict__, where they must not be saved again
-        return [*super()._excluded_save_params(), "actor", "critic", "critic_target", *DIFFUSION_POLICY_ARGS]
+        # compile is a way to run the model, like device, not a property of it: a loaded model runs eagerly unless
+        # load is given compile=True
+        return [
+            *super()._excluded_save_params(),
+            "actor",
+            "critic",
+            "critic_target",
+            *DIFFUSION_POLICY_ARGS,
+            "compile",
+            "compile_kwargs",
+            "_critic_loss_fn",
+            "_actor_loss_fn",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]
