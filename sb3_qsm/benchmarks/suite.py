@@ -257,8 +257,20 @@ def describe(hyperparams: dict[str, Any]) -> dict[str, str]:
     return {key: describe_value(value) for key, value in sorted(hyperparams.items())}
 
 
-# Constructor arguments that say nothing about the algorithm's settings
-NOT_SETTINGS = {"policy", "env", "verbose", "seed", "device", "tensorboard_log", "stats_window_size", "_init_setup_model"}
+# Constructor arguments that say nothing about the algorithm's settings (how it is run, not what it computes: a
+# compiled QSM step computes the eager update)
+NOT_SETTINGS = {
+    "policy",
+    "env",
+    "verbose",
+    "seed",
+    "device",
+    "tensorboard_log",
+    "stats_window_size",
+    "_init_setup_model",
+    "compile",
+    "compile_kwargs",
+}
 
 
 def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
