@@ -9,8 +9,10 @@ import time
 
 import numpy as np
 import pytest
+import torch as th
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
+from sb3_qsm import QSM
 from sb3_qsm.benchmarks import __main__ as cli
 from sb3_qsm.benchmarks import aggregate, suite
 from sb3_qsm.benchmarks import runner as run
@@ -338,15 +340,55 @@ def test_verdicts() -> None:
 
 
 def test_cost_figures_quick(tmp_path: pathlib.Path) -> None:
-    _command("cost", "--quick", "--threads", "1", "--out", str(tmp_path), cwd=tmp_path)
+    _command("cost", "--quick", "--out", str(tmp_path), cwd=tmp_path)
     record = json.loads((tmp_path / "Pendulum-v1.json").read_text())
     labels = [result["label"] for result in record["results"]]
-    assert labels[0] == "SAC 256x256" and "SAC 512x512" in labels
-    assert [r["n_diffusion_steps"] for r in record["results"] if r["algo"] == "QSM" and r["width"] == 256] == [1, 2, 5, 10, 20]
+    assert labels == [
+        "SAC 256x256",
+        "QSM 256x256, defaults",
+        "QSM 256x256, defaults, compiled",
+        "QSM 256x256, paper update",
+        "QSM 256x256, defaults, T=1",
+    ]
     for result, ratio in zip(record["results"], record["ratios"], strict=True):
         assert result["train_steps_per_second"] > 0 and result["peak_rss_mib"] > 0
+        assert 0 < result["achieved_gflops"] and 0 < result["matmul_gflops"]
         if result["algo"] == "SAC":
-            assert ratio["throughput"] == ratio["predict"] == ratio["peak_rss"] == 1.0
+            assert ratio["throughput"] == ratio["predict"] == ratio["peak_rss"] == ratio["work"] == 1.0
+    work = {result["label"]: result["step_gflop"] for result in record["results"]}
+    # The same update compiled or not is the same work; fewer diffusion steps, less
+    assert work["QSM 256x256, defaults"] == work["QSM 256x256, defaults, compiled"] > work["QSM 256x256, defaults, T=1"]
+
+
+def test_profile_quick_accounts_for_the_whole_step(tmp_path: pathlib.Path) -> None:
+    _command("profile", "--quick", "--out", str(tmp_path), cwd=tmp_path)
+    record = json.loads((tmp_path / "Pendulum-v1.json").read_text())
+    phases = record["ms_per_step"]
+    assert list(phases) == ["acting", "environment", "storing the transition", "replay sampling", "critic target",
+                            "critic update", "score target", "actor update", "logging", "other"]  # fmt: skip
+    assert all(ms > 0 for ms in phases.values())
+    # Each phase is timed exclusive of the others, so together they are the whole step
+    assert sum(phases.values()) == pytest.approx(1e3 / record["steps_per_second"], rel=0.02)
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")
+@pytest.mark.parametrize("algo", ["SAC", "QSM"])
+def test_step_work_is_what_torch_flop_counter_counts(algo: str) -> None:
+    """The products recorded for a step add up to the FLOPs that torch.utils.flop_counter counts for the same step
+    computed with torch's own kernels: nothing is missed, oneDNN's products (and their backward) included."""
+    from stable_baselines3 import SAC
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sb3_qsm.benchmarks.work import training_step_work
+
+    kwargs = dict(learning_starts=10, batch_size=256, policy_kwargs=dict(net_arch=[64, 64]), seed=0)
+    model = SAC("MlpPolicy", "Pendulum-v1", **kwargs) if algo == "SAC" else QSM("MlpPolicy", "Pendulum-v1", **kwargs)
+    model.learn(300)
+    work = training_step_work(model)
+    with th.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+        model.train(gradient_steps=1, batch_size=model.batch_size)
+        model.predict(model.observation_space.sample(), deterministic=False)
+    assert work.flops == counter.get_total_flops() > 0
 
 
 def test_learning_curves_give_each_algorithm_one_colour_and_a_legend_entry() -> None:

@@ -10,7 +10,8 @@ import sys
 COMMANDS = {
     "run": ("sb3_qsm.benchmarks.runner", "main", "run a suite's algorithms x tasks x seeds (resumable)"),
     "aggregate": ("sb3_qsm.benchmarks.aggregate", "main", "tables and figures of a suite's raw results"),
-    "cost": ("sb3_qsm.benchmarks.cost", "main", "throughput, latency and memory against SAC"),
+    "cost": ("sb3_qsm.benchmarks.cost", "main", "throughput, latency, memory and work against SAC"),
+    "profile": ("sb3_qsm.benchmarks.profile", "main", "where QSM's training step spends its time, phase by phase"),
     "convert": ("sb3_qsm.benchmarks.convert", "main", "convert a SAC/TD3 agent, evaluate, fine-tune, evaluate"),
     "convert-ablation": ("sb3_qsm.benchmarks.convert", "ablation_main", "fine-tune a converted agent with other settings"),
     "zoo-eval": ("sb3_qsm.benchmarks.zoo_agents", "main", "evaluate zoo-layout agents into evaluation.json"),

@@ -1,22 +1,26 @@
 """
-Cost figures: QSM's training throughput, ``predict`` latency and peak memory as ratios to SB3's SAC, measured in the
-same run, on the same task, with the same network sizes; and QSM's throughput for T = 1, 2, 5, 10, 20 diffusion steps.
-QSM runs with the paper's gradient score target (``suite.GRADIENT_HYPERPARAMS``, the defaults these figures were
-first measured with); the default posterior target adds a critic pass over its candidate actions to each actor
-update (docs/guide/parameters.md gives its cost).
+Cost figures: the training throughput, ``predict`` latency, peak memory and floating-point work of QSM's step, as
+ratios to SB3's SAC measured in the same run, on the same task, with the same network sizes. Rows: QSM at its
+defaults (eager and with ``compile=True``), with the paper's update (the gradient score target, T=5 with the vp
+schedule; ``suite.GRADIENT_HYPERPARAMS``), and at its defaults with T = 1, 2, 5, 20 diffusion steps.
 
-    python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --out benchmarks/cost            # 2 torch threads, CPU
-    python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --device cuda --threads 1 --out benchmarks/cost
+    python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --threads 1 --rounds 3 --out benchmarks/cost
+    python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --device cuda --out benchmarks/cost
     python -m sb3_qsm.benchmarks cost --quick --out /tmp/cost                               # smoke test
 
 Each configuration runs in a fresh process, so that its peak memory is its own: ``--learning-starts`` random warm-up
-steps (not timed), then ``--steps`` timed training steps (one gradient step per environment step, batch 256, every
-other setting at the algorithm's default but QSM's score target, above), then ``predict`` on one observation (median
-of 300 calls) and on a batch of 256 (median of 50 calls), deterministic. Peak memory is the process's peak resident
-set size (and, on a GPU, PyTorch's peak allocated GPU memory); the replay buffer (1e6 transitions by default, the
-same for both) is allocated lazily, so it counts for the transitions stored.
+steps and ``--warmup-steps`` training steps (not timed: a compiled step compiles there), then ``--steps`` timed
+training steps (one gradient step per environment step, batch 256, every other setting at the algorithm's default
+but those of the row), then ``predict`` on one observation (median of 300 calls) and on a batch of 256 (median of 50
+calls), deterministic. Peak memory is the process's peak resident set size (and, on a GPU, PyTorch's peak allocated
+GPU memory); the replay buffer (1e6 transitions by default, the same for both) is allocated lazily, so it counts for
+the transitions stored. The work of a step is that of one gradient step and of acting on one observation, counted
+from their matrix products (``sb3_qsm.benchmarks.work``); the matmul rate is the rate of the same products timed on
+their own, on the faster of PyTorch's kernels, in the same process. With ``--rounds`` the configurations run that
+many times, alternated, and each figure is the median over the rounds (every round is kept in the record).
 """
 
+import copy
 import dataclasses
 import json
 import multiprocessing
@@ -31,52 +35,68 @@ import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import environment
 from sb3_qsm.benchmarks.suite import GRADIENT_HYPERPARAMS
+from sb3_qsm.benchmarks.work import work_figures
 
-DIFFUSION_STEPS = (1, 2, 5, 10, 20)
-DEFAULT_T = 5
+# The diffusion steps of the T scan, besides the defaults' own
+DIFFUSION_STEPS = (1, 2, 5, 20)
 PREDICT_CALLS, BATCH_CALLS, BATCH_SIZE = 300, 50, 256
+# QSM's updates, by the name a row gives them: its defaults, and the paper's update
+UPDATES: dict[str, dict[str, Any]] = {"defaults": {}, "paper update": GRADIENT_HYPERPARAMS}
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """One measured configuration: an algorithm, its hidden layer sizes, and for QSM its number of diffusion steps."""
+    """
+    One measured configuration: an algorithm, its hidden layer sizes and, for QSM, its update (a key of ``UPDATES``),
+    a number of diffusion steps other than the update's, and whether the step is compiled.
+    """
 
     algo: str
     width: int
+    update: str | None = None
     n_diffusion_steps: int | None = None
+    compile: bool = False
 
     @property
     def label(self) -> str:
-        suffix = f", T={self.n_diffusion_steps}" if self.n_diffusion_steps is not None else ""
-        return f"{self.algo} {self.width}x{self.width}{suffix}"
+        details = [self.update] if self.update else []
+        details += [f"T={self.n_diffusion_steps}"] if self.n_diffusion_steps is not None else []
+        details += ["compiled"] if self.compile else []
+        return f"{self.algo} {self.width}x{self.width}" + (f", {', '.join(details)}" if details else "")
+
+    def qsm_kwargs(self) -> dict[str, Any]:
+        """:return: QSM's arguments for this row (policy_kwargs included)"""
+        assert self.update is not None
+        kwargs = copy.deepcopy(UPDATES[self.update])
+        if self.n_diffusion_steps is not None:
+            kwargs["n_diffusion_steps"] = self.n_diffusion_steps
+        return {**kwargs, "compile": self.compile}
 
 
 CONFIGS = (
     Config("SAC", 256),
-    *(Config("QSM", 256, t) for t in DIFFUSION_STEPS),
+    Config("QSM", 256, "defaults"),
+    Config("QSM", 256, "defaults", compile=True),
+    Config("QSM", 256, "paper update"),
+    Config("QSM", 256, "paper update", compile=True),
+    *(Config("QSM", 256, "defaults", t) for t in DIFFUSION_STEPS),
     Config("SAC", 512),
-    Config("QSM", 512, DEFAULT_T),
+    Config("QSM", 512, "defaults"),
+    Config("QSM", 512, "defaults", compile=True),
+    Config("QSM", 512, "paper update"),
 )
-
-
-class StepTimer(BaseCallback):
-    """Records the wall-clock time at which learning starts (the first step after ``learning_starts``)."""
-
-    def __init__(self, learning_starts: int):
-        super().__init__()
-        self.learning_starts = learning_starts
-        self.start: float | None = None
-
-    def _on_step(self) -> bool:
-        if self.start is None and self.num_timesteps > self.learning_starts:
-            self.start = time.perf_counter()
-        return True
+QUICK_CONFIGS = (
+    Config("SAC", 256),
+    Config("QSM", 256, "defaults"),
+    Config("QSM", 256, "defaults", compile=True),
+    Config("QSM", 256, "paper update"),
+    Config("QSM", 256, "defaults", 1),
+)
 
 
 def median_ms(function: Any, calls: int) -> float:
@@ -94,25 +114,26 @@ def build(config: Config, env_id: str, learning_starts: int, device: str) -> Bas
     kwargs: dict[str, Any] = dict(learning_starts=learning_starts, seed=0, device=device)
     kwargs["policy_kwargs"] = dict(net_arch=[config.width, config.width])
     if config.algo == "QSM":
-        assert config.n_diffusion_steps is not None
-        settings = {key: value for key, value in GRADIENT_HYPERPARAMS.items() if key != "n_diffusion_steps"}
-        kwargs["policy_kwargs"].update(settings.pop("policy_kwargs"))
-        return QSM("MlpPolicy", env_id, n_diffusion_steps=config.n_diffusion_steps, **settings, **kwargs)
+        settings = config.qsm_kwargs()
+        kwargs["policy_kwargs"].update(settings.pop("policy_kwargs", {}))
+        return QSM("MlpPolicy", env_id, **settings, **kwargs)
     return SAC("MlpPolicy", env_id, **kwargs)
 
 
-def measure(config: Config, env_id: str, steps: int, learning_starts: int, device: str, threads: int) -> dict[str, Any]:
+def measure(
+    config: Config, env_id: str, steps: int, learning_starts: int, warmup_steps: int, device: str, threads: int
+) -> dict[str, Any]:
     """
     Measure one configuration (run in a fresh process).
 
-    :return: Throughput, latencies, peak memory and parameter count
+    :return: Throughput, latencies, peak memory, parameter count and the work figures
     """
     th.set_num_threads(threads)
     model = build(config, env_id, learning_starts, device)
-    timer = StepTimer(learning_starts)
-    model.learn(learning_starts + steps, callback=timer)
-    assert timer.start is not None
-    train_seconds = time.perf_counter() - timer.start
+    model.learn(learning_starts + warmup_steps)
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    steps_per_second = steps / (time.perf_counter() - start)
     space = gym.make(env_id).observation_space
     space.seed(0)
     obs = space.sample()
@@ -120,15 +141,36 @@ def measure(config: Config, env_id: str, steps: int, learning_starts: int, devic
     result = {
         **dataclasses.asdict(config),
         "label": config.label,
-        "train_steps_per_second": (steps - 1) / train_seconds,
+        "train_steps_per_second": steps_per_second,
         "predict_ms": median_ms(lambda: model.predict(obs, deterministic=True), PREDICT_CALLS),
         "predict_batch_ms": median_ms(lambda: model.predict(batch, deterministic=True), BATCH_CALLS),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parameters": sum(p.numel() for p in model.policy.parameters()),
+        **work_figures(model, steps_per_second),  # type: ignore[arg-type]
     }
     if device.startswith("cuda"):
         result["peak_gpu_mib"] = th.cuda.max_memory_allocated() / 2**20
     return result
+
+
+def median_over_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """:return: The first round's record, with every measured figure replaced by its median over the rounds"""
+    merged = dict(rounds[0])
+    for key in MEASURED:
+        merged[key] = statistics.median(r[key] for r in rounds)
+    return merged
+
+
+# The figures that vary from run to run (the others are fixed by the configuration)
+MEASURED = (
+    "train_steps_per_second",
+    "predict_ms",
+    "predict_batch_ms",
+    "peak_rss_mib",
+    "achieved_gflops",
+    "matmul_gflops",
+    "matmul_ms_per_step",
+)
 
 
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -145,25 +187,36 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "predict_batch": r["predict_batch_ms"] / base["predict_batch_ms"],
                 "peak_rss": r["peak_rss_mib"] / base["peak_rss_mib"],
                 "parameters": r["parameters"] / base["parameters"],
+                **({"work": r["step_gflop"] / base["step_gflop"]} if "step_gflop" in r else {}),
             }
         )
     return rows
 
 
 def cost_table(record: dict[str, Any]) -> str:
-    """The Markdown table of a cost record: absolute figures and ratios to SAC at the same width."""
-    lines = [
-        "| Configuration | steps/s | x SAC | predict, 1 obs | x SAC | predict, 256 obs | x SAC | peak RSS | x SAC "
-        "| parameters | x SAC |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    """The Markdown tables of a cost record: speed and memory, then work; absolute figures and ratios to SAC."""
+    speed = [
+        "| Configuration | steps/s | x SAC | predict, 1 obs | x SAC | predict, 256 obs | x SAC | peak RSS | x SAC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    work = [
+        "| Configuration | GFLOP per step | x SAC | achieved GFLOP/s | matmul GFLOP/s | share | parameters | x SAC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r, q in zip(record["results"], ratios(record["results"]), strict=True):
-        lines.append(
+        speed.append(
             f"| {r['label']} | {r['train_steps_per_second']:.1f} | {q['throughput']:.2f} "
             f"| {r['predict_ms']:.2f} ms | {q['predict']:.2f} | {r['predict_batch_ms']:.2f} ms | {q['predict_batch']:.2f} "
-            f"| {r['peak_rss_mib']:.0f} MiB | {q['peak_rss']:.2f} | {r['parameters']:,} | {q['parameters']:.2f} |"
+            f"| {r['peak_rss_mib']:.0f} MiB | {q['peak_rss']:.2f} |"
         )
-    return "\n".join(lines) + "\n"
+        if "step_gflop" in r:
+            work.append(
+                f"| {r['label']} | {r['step_gflop']:.3f} | {q['work']:.2f} | {r['achieved_gflops']:.1f} "
+                f"| {r['matmul_gflops']:.1f} | {r['achieved_gflops'] / r['matmul_gflops']:.0%} "
+                f"| {r['parameters']:,} | {q['parameters']:.2f} |"
+            )
+    tables = "\n".join(speed) + "\n"
+    return tables + ("\n" + "\n".join(work) + "\n" if len(work) > 2 else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,33 +228,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--steps", type=int, default=2000, help="timed training steps")
     parser.add_argument("--learning-starts", type=int, default=1000, help="untimed random warm-up steps")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--warmup-steps", type=int, default=100, help="untimed training steps (compilation)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration, alternated (medians)")
+    parser.add_argument("--only", nargs="+", default=None, help="only the configurations whose label has one of these")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="Pendulum-v1, 50 + 50 steps (a smoke test)")
+    parser.add_argument("--quick", action="store_true", help="Pendulum-v1, a few configurations, 50 steps (smoke test)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/cost"))
     args = parser.parse_args(argv)
+    configs = list(QUICK_CONFIGS if args.quick else CONFIGS)
     if args.quick:
-        args.env, args.steps, args.learning_starts = "Pendulum-v1", 50, 50
+        args.env, args.steps, args.learning_starts, args.warmup_steps = "Pendulum-v1", 50, 300, 10
+    if args.only:
+        configs = [c for c in configs if c.algo == "SAC" or any(text in c.label for text in args.only)]
     context = multiprocessing.get_context("spawn")
-    results = []
-    for config in CONFIGS:
-        with context.Pool(1) as pool:  # a fresh process per configuration
-            result = pool.apply(measure, (config, args.env, args.steps, args.learning_starts, args.device, args.threads))
-        print(
-            f"{config.label}: {result['train_steps_per_second']:.1f} steps/s, predict {result['predict_ms']:.2f} ms "
-            f"(batch {result['predict_batch_ms']:.2f} ms), peak RSS {result['peak_rss_mib']:.0f} MiB"
-        )
-        results.append(result)
+    rounds: dict[Config, list[dict[str, Any]]] = {config: [] for config in configs}
+    for round_index in range(args.rounds):
+        for config in configs:
+            with context.Pool(1) as pool:  # a fresh process per configuration
+                measurement = (config, args.env, args.steps, args.learning_starts, args.warmup_steps, args.device)
+                result = pool.apply(measure, (*measurement, args.threads))
+            print(
+                f"[round {round_index + 1}/{args.rounds}] {config.label}: {result['train_steps_per_second']:.1f} "
+                f"steps/s, predict {result['predict_ms']:.3f} ms (batch {result['predict_batch_ms']:.2f} ms), "
+                f"{result['achieved_gflops']:.1f} of {result['matmul_gflops']:.1f} GFLOP/s"
+            )
+            rounds[config].append(result)
+    results = [median_over_rounds(runs) for runs in rounds.values()]
     device = args.device if args.device == "cpu" else th.cuda.get_device_name(args.device)
     record = {
         "env": args.env,
         "timed_steps": args.steps,
         "learning_starts": args.learning_starts,
+        "warmup_steps": args.warmup_steps,
+        "rounds": args.rounds,
         "torch_threads": args.threads,
         "device": device,
         "environment": environment(),
         "results": results,
         "ratios": ratios(results),
+        "all_rounds": [runs for runs in rounds.values()],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"

@@ -393,14 +393,23 @@ class QSM(OffPolicyAlgorithm):
         :param discounts: The discount of each transition (``gamma ** n`` with n-step returns), or ``gamma``
         :return: The mean over critics of the squared TD errors
         """
+        target_q_values = self._critic_target(next_observations, rewards, dones, discounts)
+        current_q_values = q_values(self.critic, observations, actions)
+        # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
+        return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values))
+
+    def _critic_target(
+        self, next_observations: Any, rewards: th.Tensor, dones: th.Tensor, discounts: th.Tensor | float
+    ) -> th.Tensor:
+        """
+        :return: The TD target ``r + discount (1 - d) min_i Q'_i(s', a')``, with ``a'`` from ``_target_actions``
+            (no gradient)
+        """
         with th.no_grad():
             next_actions = self._target_actions(next_observations)
             next_q_values = q_values(self.critic_target, next_observations, next_actions)
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
-            target_q_values = rewards + (1 - dones) * discounts * next_q_values
-        current_q_values = q_values(self.critic, observations, actions)
-        # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
-        return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values))
+            return rewards + (1 - dones) * discounts * next_q_values
 
     def _target_actions(self, next_observations: Any) -> th.Tensor:
         """
