@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch as th
 
@@ -230,3 +231,47 @@ def test_posterior_mean_of_a_flat_density_at_low_noise_is_the_rescaled_action():
     # A Monte Carlo estimate: close on average, with no systematic pull towards 0 or the bounds
     assert (estimate - expected).abs().mean() < 0.02
     assert abs(float((estimate - expected).mean())) < 0.005
+
+
+@pytest.mark.parametrize("n_diffusion_steps", [1, 5, 10])
+def test_strided_steps_spread_over_the_chain(n_diffusion_steps):
+    schedule = DiffusionSchedule(n_diffusion_steps, "cosine")
+    assert schedule.strided_steps(n_diffusion_steps) == list(range(n_diffusion_steps))
+    assert schedule.strided_steps(1) == [n_diffusion_steps - 1]
+    for n_steps in range(2, n_diffusion_steps + 1):
+        steps = schedule.strided_steps(n_steps)
+        assert len(steps) == n_steps and steps[0] == 0 and steps[-1] == n_diffusion_steps - 1
+    with pytest.raises(ValueError, match="n_steps must be between 1 and n_diffusion_steps"):
+        schedule.strided_steps(n_diffusion_steps + 1)
+
+
+@pytest.mark.parametrize("n_steps", [1, 3, 7])
+def test_respaced_chain_keeps_the_noise_of_the_schedule(n_steps):
+    """Respacing: the kept steps' alphas multiply to the schedule's alpha_bar at the noisiest step, so the chain
+    undoes exactly the noise the forward process put in; with all T steps the constants are the schedule's own."""
+    schedule = DiffusionSchedule(10, "cosine")
+    steps = schedule._reverse_steps(n_steps)
+    assert [t for t, *_ in steps] == schedule.strided_steps(n_steps)[::-1]
+    alphas = [1.0 / inv_sqrt_alpha**2 for _, _, inv_sqrt_alpha, _ in steps]
+    assert math.prod(alphas) == pytest.approx(float(schedule.alpha_bars[-1]), rel=1e-5)
+    for t, eps_coef, inv_sqrt_alpha, sigma in steps:
+        beta = 1.0 - 1.0 / inv_sqrt_alpha**2
+        assert sigma == pytest.approx(math.sqrt(beta))
+        assert eps_coef == pytest.approx(beta / math.sqrt(1 - schedule.alpha_bars[t]))
+    full = schedule._reverse_steps(None)
+    assert full == [(t, schedule.eps_coefs[t], schedule.inv_sqrt_alphas[t], schedule.sigmas[t]) for t in range(9, -1, -1)]
+
+
+@pytest.mark.parametrize("n_steps", [2, 5, 20])
+def test_respaced_chain_with_the_exact_denoiser_reaches_the_modes(n_steps):
+    """With the exact noise prediction of a two-mode mixture, the strided chain still puts its samples on the modes,
+    half on each."""
+    from sb3_qsm.benchmarks.multimodal import exact_denoiser
+
+    schedule = DiffusionSchedule(20, "cosine")
+    modes = np.array([[-0.5], [0.5]])
+    th.manual_seed(0)
+    samples = schedule.sample(exact_denoiser(schedule, modes, 0.05), th.randn(4000, 1), n_steps=n_steps)
+    nearest = (samples - th.as_tensor(modes.T, dtype=th.float32)).abs().min(dim=1).values
+    assert th.median(nearest) < 0.1
+    assert float((samples > 0).float().mean()) == pytest.approx(0.5, abs=0.05)

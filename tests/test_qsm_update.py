@@ -236,3 +236,29 @@ def test_action_fan_in_init_gives_the_action_its_own_scale():
     assert xavier_bound < first_scaled[:, :2].abs().max() <= own_bound
     assert float(first_scaled[:, :2].std()) == pytest.approx(own_bound / 3**0.5, rel=0.1)
     assert first_scaled[:, 2:].abs().max() <= xavier_bound
+
+
+def test_target_diffusion_steps_shortens_the_critic_targets_chain_only(small_kwargs):
+    """The next action of the critic target runs target_diffusion_steps denoiser passes; acting runs all T."""
+    small_kwargs["n_diffusion_steps"] = 6
+    model = QSM("MlpPolicy", "Pendulum-v1", target_diffusion_steps=2, **small_kwargs)
+    model.learn(small_kwargs["learning_starts"] + 1)
+    calls = []
+    forward_conditioned = model.actor.denoiser.forward_conditioned
+
+    def counted(*args):
+        calls.append(args[0].shape[0])
+        return forward_conditioned(*args)
+
+    model.actor.denoiser.forward_conditioned = counted  # type: ignore[method-assign]
+    model._target_actions(th.zeros(32, 3))
+    assert calls == [32, 32]
+    calls.clear()
+    model.predict(model.observation_space.sample())
+    assert calls == [1] * 6
+
+
+@pytest.mark.parametrize("value", [0, 11, 2.5, "3"])
+def test_bad_target_diffusion_steps(value):
+    with pytest.raises(ValueError, match="target_diffusion_steps must be None or an integer from 1 to n_diffusion_steps=10"):
+        QSM("MlpPolicy", "Pendulum-v1", target_diffusion_steps=value)

@@ -273,6 +273,21 @@ NOT_SETTINGS = {
 }
 
 
+# Constructor arguments added after suite v1 ran, with the value that computes what the runs before them computed:
+# a record without such an argument matches a model that has that value
+ADDED_ARGUMENTS = {"target_diffusion_steps": "None"}
+
+
+def same_settings(recorded: dict[str, str], effective: dict[str, str]) -> bool:
+    """
+    :param recorded: The effective hyperparameters of a raw result
+    :param effective: Those of the model the runner builds today for the same row
+    :return: Whether they are the same settings, an argument added since the record at its earlier behaviour included
+    """
+    added = {key: value for key, value in ADDED_ARGUMENTS.items() if key in effective and key not in recorded}
+    return {**recorded, **added} == effective
+
+
 def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
     """
     The value of every constructor argument as the built model holds it, defaults included, so that a raw result

@@ -172,6 +172,39 @@ class DiffusionSchedule(nn.Module):
         self.eps_coefs: list[float] = (betas / (1.0 - alpha_bars).sqrt()).tolist()
         self.inv_sqrt_alphas: list[float] = (1.0 / alphas.sqrt()).tolist()
         self.sigmas: list[float] = betas.sqrt().tolist()
+        self._alpha_bars64: list[float] = alpha_bars.tolist()
+
+    def strided_steps(self, n_steps: int) -> list[int]:
+        """
+        :param n_steps: Number of reverse steps, from 1 to ``T``
+        :return: That many time indices spread evenly over ``0..T-1`` (the noisiest one always among them, and the
+            cleanest one unless ``n_steps`` is 1), in increasing order; all of them for ``n_steps = T``
+        """
+        last = self.n_diffusion_steps - 1
+        if not 1 <= n_steps <= self.n_diffusion_steps:
+            raise ValueError(f"n_steps must be between 1 and n_diffusion_steps={self.n_diffusion_steps}, got {n_steps!r}")
+        if n_steps == 1:
+            return [last]
+        return sorted({round(i * last / (n_steps - 1)) for i in range(n_steps)})
+
+    def _reverse_steps(self, n_steps: int | None) -> list[tuple[int, float, float, float]]:
+        """
+        The reverse process's steps, noisiest first, as ``(t, beta_t / sqrt(1 - alpha_bar_t), 1 / sqrt(alpha_t),
+        sqrt(beta_t))``. With fewer steps than ``T``, the chain is respaced (Nichol & Dhariwal, 2021): between two
+        kept indices ``s < t``, ``alpha_t`` becomes ``alpha_bar_t / alpha_bar_s``, and the denoiser still sees the
+        original index ``t``.
+        """
+        if n_steps is None or n_steps == self.n_diffusion_steps:
+            full = range(self.n_diffusion_steps)
+            return [(t, self.eps_coefs[t], self.inv_sqrt_alphas[t], self.sigmas[t]) for t in reversed(full)]
+        steps = self.strided_steps(n_steps)
+        reverse = []
+        for index, t in enumerate(steps):
+            alpha_bar = self._alpha_bars64[t]
+            alpha = alpha_bar / (self._alpha_bars64[steps[index - 1]] if index > 0 else 1.0)
+            beta = 1.0 - alpha
+            reverse.append((t, beta / math.sqrt(1.0 - alpha_bar), 1.0 / math.sqrt(alpha), math.sqrt(beta)))
+        return reverse[::-1]
 
     def add_noise(self, actions: th.Tensor, noise: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
         """
@@ -259,7 +292,7 @@ class DiffusionSchedule(nn.Module):
         :param t: 0-based time index
         :return: The posterior mean
         """
-        return (x - self.eps_coefs[t] * eps_pred) * self.inv_sqrt_alphas[t]
+        return _reverse_mean(x, eps_pred, self.eps_coefs[t], self.inv_sqrt_alphas[t])
 
     def sample(
         self,
@@ -269,12 +302,14 @@ class DiffusionSchedule(nn.Module):
         clip: bool = True,
         deterministic: bool = False,
         trajectory: list[th.Tensor] | None = None,
+        n_steps: int | None = None,
     ) -> th.Tensor:
         """
         Run the reverse process from ``x_T = x`` down to ``x_0``, as the QSM reference does:
         at each step take the posterior mean, add ``sqrt(beta_t) * temperature * z`` unless ``t == 0``
         (or ``deterministic``), and clip to ``[-1, 1]`` after every step when ``clip`` is set.
-        The last sample is always clipped, so the result lies in ``[-1, 1]``.
+        The last sample is always clipped, so the result lies in ``[-1, 1]``. With ``n_steps`` below ``T``, the
+        chain runs on a strided subset of the time indices (``strided_steps``), respaced.
 
         :param denoise_fn: ``(x_t, t) -> eps_pred``; ``t`` is a Python int
         :param x: Starting point ``x_T``, shape ``(batch, action_dim)``
@@ -284,16 +319,24 @@ class DiffusionSchedule(nn.Module):
         :param deterministic: Skip the injected noise, so no random number is drawn
         :param trajectory: If given, ``x_T`` and every following sample are appended to it (``T + 1`` tensors, the
             last one the returned actions), for inspection
+        :param n_steps: Number of reverse steps (None: all ``T``)
         :return: Actions ``x_0`` in ``[-1, 1]``
         """
         if trajectory is not None:
             trajectory.append(x)
-        for t in reversed(range(self.n_diffusion_steps)):
-            x = self.reverse_step(x, denoise_fn(x, t), t)
-            if t > 0 and not deterministic and temperature > 0:
-                x = x + (self.sigmas[t] * temperature) * th.randn_like(x)
-            if clip or t == 0:
+        steps = self._reverse_steps(n_steps)
+        for index, (t, eps_coef, inv_sqrt_alpha, sigma) in enumerate(steps):
+            last = index == len(steps) - 1
+            x = _reverse_mean(x, denoise_fn(x, t), eps_coef, inv_sqrt_alpha)
+            if not last and not deterministic and temperature > 0:
+                x = x + (sigma * temperature) * th.randn_like(x)
+            if clip or last:
                 x = x.clamp(-1.0, 1.0)
             if trajectory is not None:
                 trajectory.append(x)
         return x
+
+
+def _reverse_mean(x: th.Tensor, eps_pred: th.Tensor, eps_coef: float, inv_sqrt_alpha: float) -> th.Tensor:
+    """:return: The mean of a reverse step, ``(x - beta_t / sqrt(1 - alpha_bar_t) * eps_pred) / sqrt(alpha_t)``"""
+    return (x - eps_coef * eps_pred) * inv_sqrt_alpha

@@ -72,3 +72,18 @@ def check_qsm_args(
         raise ValueError(f"actor_lr_decay_steps must be None or an integer >= 1, got {actor_lr_decay_steps!r}")
     if not isinstance(bc_coef, int | float) or not math.isfinite(bc_coef) or bc_coef < 0:
         raise ValueError(f"bc_coef must be a finite number >= 0, got {bc_coef!r}")
+
+
+def check_target_diffusion_steps(target_diffusion_steps: int | None, n_diffusion_steps: int) -> None:
+    """
+    :param target_diffusion_steps: Reverse steps of the critic target's sample (None: all)
+    :param n_diffusion_steps: Number of diffusion steps ``T``
+    :raises ValueError: naming the argument, unless it is None or an integer from 1 to ``n_diffusion_steps``
+    """
+    if target_diffusion_steps is None:
+        return
+    if not is_int_at_least(target_diffusion_steps, 1) or target_diffusion_steps > n_diffusion_steps:
+        raise ValueError(
+            f"target_diffusion_steps must be None or an integer from 1 to n_diffusion_steps={n_diffusion_steps}, "
+            f"got {target_diffusion_steps!r}"
+        )

@@ -107,7 +107,7 @@ class DiffusionActor(BoundedActionPolicy):
         self.action_fan_in_init = action_fan_in_init
         self.action_dim = get_action_dim(self.action_space)
         self.schedule = DiffusionSchedule(n_diffusion_steps, beta_schedule)
-        self._compiled_sample: Callable[[PyTorchObs, bool], th.Tensor] | None = None
+        self._compiled_sample: Callable[[PyTorchObs, bool, None, int | None], th.Tensor] | None = None
         self.denoiser = Denoiser(
             features_dim,
             self.action_dim,
@@ -180,22 +180,32 @@ class DiffusionActor(BoundedActionPolicy):
         features = self.extract_features(obs, self.features_extractor)
         return self.denoiser(features, noisy_actions, timesteps, self.n_diffusion_steps)
 
-    def sample(self, obs: PyTorchObs, deterministic: bool = False, trajectory: list[th.Tensor] | None = None) -> th.Tensor:
+    def sample(
+        self,
+        obs: PyTorchObs,
+        deterministic: bool = False,
+        trajectory: list[th.Tensor] | None = None,
+        n_steps: int | None = None,
+    ) -> th.Tensor:
         """
         Draw actions in ``[-1, 1]`` with the reverse diffusion process (compiled after ``compile_sampler``, unless a
         trajectory is asked for).
 
         :param obs: Observations (a batch)
         :param deterministic: Start from ``x_T = 0`` and inject no noise (no random draw at all)
-        :param trajectory: If given, the ``T + 1`` samples of the chain, from ``x_T`` to the actions, are appended to it
+        :param trajectory: If given, the samples of the chain, from ``x_T`` to the actions, are appended to it
             (normalised space)
+        :param n_steps: Number of reverse steps: all ``T`` (None), or fewer, on a strided subset of the time indices
+            (see ``DiffusionSchedule.sample``)
         :return: Actions in the normalised space ``[-1, 1]``, shape ``(batch, action_dim)``
         """
         if trajectory is None and self._compiled_sample is not None:
-            return self._compiled_sample(obs, deterministic)
-        return self._sample(obs, deterministic, trajectory)
+            return self._compiled_sample(obs, deterministic, None, n_steps)
+        return self._sample(obs, deterministic, trajectory, n_steps)
 
-    def _sample(self, obs: PyTorchObs, deterministic: bool, trajectory: list[th.Tensor] | None = None) -> th.Tensor:
+    def _sample(
+        self, obs: PyTorchObs, deterministic: bool, trajectory: list[th.Tensor] | None = None, n_steps: int | None = None
+    ) -> th.Tensor:
         features = self.extract_features(obs, self.features_extractor)
         # Features and time codes enter the first layer once per call, not once per step
         condition = self.denoiser.condition(features, self.n_diffusion_steps)
@@ -212,6 +222,7 @@ class DiffusionActor(BoundedActionPolicy):
             clip=self.clip_sampler,
             deterministic=deterministic,
             trajectory=trajectory,
+            n_steps=n_steps,
         )
 
     def compile_sampler(self, **compile_kwargs: Any) -> None:

@@ -28,6 +28,7 @@ from sb3_qsm.qsm.arguments import (
     check_policy_kwargs,
     check_qsm_args,
     check_score_target,
+    check_target_diffusion_steps,
 )
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
 from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
@@ -109,6 +110,10 @@ class QSM(OffPolicyAlgorithm):
         a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass.
     :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2). Its cost grows
         linearly with them; 8 keep the bandit's peaks (docs: guide/multimodal)
+    :param target_diffusion_steps: Number of reverse steps of the sample of the next action in the critic target:
+        all ``T`` (None, the default), or fewer, on a strided subset of the time indices with the chain respaced
+        (the critic target then costs about ``target_diffusion_steps / T`` of its denoiser passes; acting keeps all
+        ``T``). A way to trade the target's precision for time; the guide on performance gives both
     :param compile: Compile the training step's losses (with their backward pass) and the sampler with
         ``torch.compile`` (off by default; the first gradient steps then take a minute or two to compile). On CUDA the
         compiled functions run as CUDA graphs (``mode="reduce-overhead"``). The update is the same to float rounding,
@@ -169,6 +174,7 @@ class QSM(OffPolicyAlgorithm):
         bc_coef: float = 0.0,
         score_target: str = "posterior",
         n_score_samples: int = 8,
+        target_diffusion_steps: int | None = None,
         compile: bool = False,
         compile_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
@@ -192,6 +198,7 @@ class QSM(OffPolicyAlgorithm):
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_score_target(score_target, n_score_samples)
+        check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
         check_compile_args(compile, compile_kwargs)
         # The actor owns these settings once built (see the properties below); policy_kwargs carries them to it
         policy_kwargs.update(
@@ -231,6 +238,7 @@ class QSM(OffPolicyAlgorithm):
         self.bc_coef = bc_coef
         self.score_target = score_target
         self.n_score_samples = n_score_samples
+        self.target_diffusion_steps = target_diffusion_steps
         self.compile = compile
         self.compile_kwargs = compile_kwargs
 
@@ -420,7 +428,7 @@ class QSM(OffPolicyAlgorithm):
         :param next_observations: A batch of next observations
         :return: The actions, shape ``(batch, action_dim)``, in ``[-1, 1]``
         """
-        next_actions = self.actor.sample(next_observations, deterministic=False)
+        next_actions = self.actor.sample(next_observations, deterministic=False, n_steps=self.target_diffusion_steps)
         if self.target_policy_noise > 0:
             noise = th.randn_like(next_actions) * self.target_policy_noise
             if self.target_noise_clip is not None:
