@@ -131,6 +131,11 @@ def _zoo(algo: str) -> Callable[[str, GymEnv, int], tuple[str, dict[str, Any]]]:
     return settings
 
 
+# Cheaper arithmetic, measured for what it costs in returns (suite "cheaper"): fewer candidates for the posterior
+# target than the default 8, fewer reverse steps for the critic target's next action than the default T = 10
+CHEAPER_CANDIDATES = (4, 2)
+CHEAPER_TARGET_STEPS = (5, 2)
+
 ALGORITHMS: dict[str, Algorithm] = {
     algorithm.name: algorithm
     for algorithm in (
@@ -149,6 +154,26 @@ ALGORITHMS: dict[str, Algorithm] = {
             _fixed("QSM.from_paper_config (sb3_qsm.qsm.presets.PAPER_HYPERPARAMS)", PAPER_HYPERPARAMS),
             samples=True,
             build=QSM.from_paper_config,
+        ),
+        *(
+            Algorithm(
+                f"qsm-k{k}",
+                f"QSM ({k} candidates)",
+                QSM,
+                _fixed("QSM constructor defaults but these", {"n_score_samples": k}),
+                samples=True,
+            )
+            for k in CHEAPER_CANDIDATES
+        ),
+        *(
+            Algorithm(
+                f"qsm-tt{t}",
+                f"QSM (critic target T={t})",
+                QSM,
+                _fixed("QSM constructor defaults but these", {"target_diffusion_steps": t}),
+                samples=True,
+            )
+            for t in CHEAPER_TARGET_STEPS
         ),
         Algorithm("sac", "SAC (RL Zoo)", SAC, _zoo("sac"), samples=True),
         Algorithm("td3", "TD3 (RL Zoo)", TD3, _zoo("td3"), samples=False),
@@ -225,6 +250,18 @@ SUITES = {
             Task("InvertedDoublePendulum-v5", 50_000, WITH_GRADIENT),
             Task("Hopper-v5", 100_000, WITH_PAPER_AND_GRADIENT),
             Task("HalfCheetah-v5", 100_000, WITH_GRADIENT),
+        ),
+        seeds=(0, 1, 2),
+    ),
+    # What cheaper arithmetic costs in returns, against QSM's defaults (the time per step is in the cost figures)
+    "cheaper": Suite(
+        "cheaper",
+        tasks=(
+            Task(
+                "Pendulum-v1",
+                20_000,
+                ("qsm", *(f"qsm-k{k}" for k in CHEAPER_CANDIDATES), *(f"qsm-tt{t}" for t in CHEAPER_TARGET_STEPS)),
+            ),
         ),
         seeds=(0, 1, 2),
     ),
