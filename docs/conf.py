@@ -7,9 +7,10 @@ import pathlib
 
 import yaml
 
-from sb3_qsm.benchmarks.aggregate import write_report
-from sb3_qsm.benchmarks.cost import cost_table
+from sb3_qsm.benchmarks.aggregate import group, load_runs, summarize, write_report
+from sb3_qsm.benchmarks.cost import cheaper_table, cost_table
 from sb3_qsm.benchmarks.evaluation import describe_result, mean_return
+from sb3_qsm.benchmarks.profile import profile_table
 
 with open(os.path.join(os.path.dirname(__file__), "..", "sb3_qsm", "version.txt")) as file_handler:
     __version__ = file_handler.read().strip()
@@ -114,6 +115,24 @@ def _benchmark_pages() -> None:
         sections.append(f"**{record['env']}**, {where} (`{os.path.relpath(path, ROOT)}`):\n\n{cost_table(record)}")
     with open(os.path.join(GENERATED, "cost_tables.md"), "w") as file:
         file.write("\n".join(sections))
+    profiles = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "profile", "*.json"))):
+        record = _evaluation(path)
+        assert record is not None
+        where = f"{record['algorithm']}, {record['steps_per_second']:.1f} steps/s"
+        profiles.append(f"**{record['env']}**, {where} (`{os.path.relpath(path, ROOT)}`):\n\n{profile_table(record)}")
+    with open(os.path.join(GENERATED, "profile_tables.md"), "w") as file:
+        file.write("\n".join(profiles) or "No profile committed yet.\n")
+    cheaper = ""
+    cpu_cost = _evaluation(os.path.join(ROOT, "benchmarks", "cost", "HalfCheetah-v5.json"))
+    cheaper_runs = load_runs(pathlib.Path(ROOT, "benchmarks", "results", "cheaper"))
+    if cpu_cost is not None and cheaper_runs:
+        for env, algos in group(cheaper_runs).items():
+            summaries = {algo: summarize(runs) for algo, runs in algos.items()}
+            cheaper += f"**{env}** (time per step: HalfCheetah-v5, `benchmarks/cost/HalfCheetah-v5.json`):\n\n"
+            cheaper += cheaper_table(cpu_cost, summaries)
+    with open(os.path.join(GENERATED, "cheaper_table.md"), "w") as file:
+        file.write(cheaper or "No results committed yet.\n")
 
 
 _benchmark_pages()

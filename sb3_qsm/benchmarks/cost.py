@@ -2,7 +2,9 @@
 Cost figures: the training throughput, ``predict`` latency, peak memory and floating-point work of QSM's step, as
 ratios to SB3's SAC measured in the same run, on the same task, with the same network sizes. Rows: QSM at its
 defaults (eager and with ``compile=True``), with the paper's update (the gradient score target, T=5 with the vp
-schedule; ``suite.GRADIENT_HYPERPARAMS``), and at its defaults with T = 1, 2, 5, 20 diffusion steps.
+schedule; ``suite.GRADIENT_HYPERPARAMS``), at its defaults with T = 1, 2, 5, 20 diffusion steps, and with the cheaper
+arithmetic of the suite "cheaper" (fewer candidates for the posterior target, fewer reverse steps for the critic
+target's next action).
 
     python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --threads 1 --rounds 3 --out benchmarks/cost
     python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --device cuda --out benchmarks/cost
@@ -39,7 +41,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import environment
-from sb3_qsm.benchmarks.suite import GRADIENT_HYPERPARAMS
+from sb3_qsm.benchmarks.suite import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, GRADIENT_HYPERPARAMS
 from sb3_qsm.benchmarks.work import work_figures
 
 # The diffusion steps of the T scan, besides the defaults' own
@@ -61,11 +63,13 @@ class Config:
     update: str | None = None
     n_diffusion_steps: int | None = None
     compile: bool = False
+    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def label(self) -> str:
         details = [self.update] if self.update else []
         details += [f"T={self.n_diffusion_steps}"] if self.n_diffusion_steps is not None else []
+        details += [f"{name}={value}" for name, value in self.options]
         details += ["compiled"] if self.compile else []
         return f"{self.algo} {self.width}x{self.width}" + (f", {', '.join(details)}" if details else "")
 
@@ -75,7 +79,7 @@ class Config:
         kwargs = copy.deepcopy(UPDATES[self.update])
         if self.n_diffusion_steps is not None:
             kwargs["n_diffusion_steps"] = self.n_diffusion_steps
-        return {**kwargs, "compile": self.compile}
+        return {**kwargs, **dict(self.options), "compile": self.compile}
 
 
 CONFIGS = (
@@ -85,6 +89,8 @@ CONFIGS = (
     Config("QSM", 256, "paper update"),
     Config("QSM", 256, "paper update", compile=True),
     *(Config("QSM", 256, "defaults", t) for t in DIFFUSION_STEPS),
+    *(Config("QSM", 256, "defaults", options=(("n_score_samples", k),)) for k in CHEAPER_CANDIDATES),
+    *(Config("QSM", 256, "defaults", options=(("target_diffusion_steps", t),)) for t in CHEAPER_TARGET_STEPS),
     Config("SAC", 512),
     Config("QSM", 512, "defaults"),
     Config("QSM", 512, "defaults", compile=True),
@@ -217,6 +223,41 @@ def cost_table(record: dict[str, Any]) -> str:
             )
     tables = "\n".join(speed) + "\n"
     return tables + ("\n" + "\n".join(work) + "\n" if len(work) > 2 else "")
+
+
+# The cost rows of the suite "cheaper"'s algorithms
+CHEAPER_ROWS: dict[str, Config] = {
+    "qsm": Config("QSM", 256, "defaults"),
+    **{f"qsm-k{k}": Config("QSM", 256, "defaults", options=(("n_score_samples", k),)) for k in CHEAPER_CANDIDATES},
+    **{f"qsm-tt{t}": Config("QSM", 256, "defaults", options=(("target_diffusion_steps", t),)) for t in CHEAPER_TARGET_STEPS},
+}
+
+
+def cheaper_table(record: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> str:
+    """
+    :param record: A cost record with the rows of ``CHEAPER_ROWS``
+    :param summaries: The suite "cheaper"'s summaries of one task (``aggregate.summarize``), by algorithm
+    :return: The Markdown table of each setting's time per step (eager) and final return
+    """
+    steps_per_second = {r["label"]: r["train_steps_per_second"] for r in record["results"]}
+    if CHEAPER_ROWS["qsm"].label not in steps_per_second:
+        return ""
+    defaults = 1e3 / steps_per_second[CHEAPER_ROWS["qsm"].label]
+    lines = [
+        "| Setting | ms per step | x defaults | Final return, mean +- std | IQM [95% CI] |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for algo, config in CHEAPER_ROWS.items():
+        if algo not in summaries or config.label not in steps_per_second:
+            continue
+        ms, summary = 1e3 / steps_per_second[config.label], summaries[algo]
+        setting = ", ".join(f"`{name}={value}`" for name, value in config.options) or "defaults"
+        low, high = summary["final_iqm_ci"]
+        lines.append(
+            f"| {setting} | {ms:.1f} | {ms / defaults:.2f} | {summary['final_mean']:.1f} +- {summary['final_std']:.1f} "
+            f"| {summary['final_iqm']:.1f} [{low:.1f}, {high:.1f}] |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
