@@ -83,8 +83,7 @@ class _OneDNNLinear(th.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
         input, weight, output = ctx.saved_tensors
-        if ctx.relu:
-            grad_output = grad_output * (output > 0)
+        grad_output = grad_output * (output > 0) if ctx.relu else _dense(grad_output)
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_input = _onednn_product(grad_output, weight.t(), None)
