@@ -140,7 +140,8 @@ class Denoiser(nn.Module):
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
         w_actions, _, _ = self._first_layer_weights()
-        hidden = linear(noisy_actions, w_actions) + condition
+        # The action's product is small (a few columns): MKL's addmm, which adds the condition as it writes it
+        hidden = th.addmm(condition, noisy_actions, w_actions.t())
         return apply_mlp(skip_first(self.net), hidden)
 
     def _time_part(self, n_diffusion_steps: int) -> th.Tensor:
