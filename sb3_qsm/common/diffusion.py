@@ -328,10 +328,12 @@ class DiffusionSchedule(nn.Module):
         for index, (t, eps_coef, inv_sqrt_alpha, sigma) in enumerate(steps):
             last = index == len(steps) - 1
             x = _reverse_mean(x, denoise_fn(x, t), eps_coef, inv_sqrt_alpha)
+            # x is a new tensor of this step: the noise and the clip may write into it, in fewer operations, except
+            # where autograd needs the values a clip overwrites
             if not last and not deterministic and temperature > 0:
-                x = x + (sigma * temperature) * th.randn_like(x)
+                x = x.add_(th.randn_like(x), alpha=sigma * temperature)
             if clip or last:
-                x = x.clamp(-1.0, 1.0)
+                x = x.clamp(-1.0, 1.0) if x.requires_grad else x.clamp_(-1.0, 1.0)
             if trajectory is not None:
                 trajectory.append(x)
         return x
@@ -339,4 +341,4 @@ class DiffusionSchedule(nn.Module):
 
 def _reverse_mean(x: th.Tensor, eps_pred: th.Tensor, eps_coef: float, inv_sqrt_alpha: float) -> th.Tensor:
     """:return: The mean of a reverse step, ``(x - beta_t / sqrt(1 - alpha_bar_t) * eps_pred) / sqrt(alpha_t)``"""
-    return (x - eps_coef * eps_pred) * inv_sqrt_alpha
+    return th.add(x, eps_pred, alpha=-eps_coef).mul_(inv_sqrt_alpha)
