@@ -114,3 +114,15 @@ def test_compile_is_not_saved(small_kwargs, tmp_path: pathlib.Path):
     assert recompiled.compile is True and recompiled.actor._compiled_sample is not None
     with pytest.raises(ValueError, match="compile must be True or False"):
         QSM.load(tmp_path / "model.zip", compile="yes")
+
+
+def test_a_compiled_actor_copies_and_pickles_as_an_eager_one(small_kwargs):
+    """The compiled sampler belongs to the actor it was compiled for: copies sample eagerly, with the same weights."""
+    import pickle
+
+    model = QSM("MlpPolicy", "Pendulum-v1", compile=True, **small_kwargs)
+    for copied in (copy.deepcopy(model.actor), pickle.loads(pickle.dumps(model.actor))):
+        assert copied._compiled_sample is None and model.actor._compiled_sample is not None
+        obs = th.zeros(2, 3)
+        with th.no_grad():
+            assert th.equal(copied.sample(obs, deterministic=True), model.actor._sample(obs, deterministic=True))

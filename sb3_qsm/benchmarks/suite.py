@@ -131,6 +131,11 @@ def _zoo(algo: str) -> Callable[[str, GymEnv, int], tuple[str, dict[str, Any]]]:
     return settings
 
 
+def _qsm_variant(name: str, label: str, hyperparams: dict[str, Any]) -> Algorithm:
+    """:return: QSM at its defaults but for the given arguments"""
+    return Algorithm(name, label, QSM, _fixed("QSM constructor defaults but these", hyperparams), samples=True)
+
+
 # Cheaper arithmetic, measured for what it costs in returns (suite "cheaper"): fewer candidates for the posterior
 # target than the default 8, fewer reverse steps for the critic target's next action than the default T = 10
 CHEAPER_CANDIDATES = (4, 2)
@@ -155,24 +160,9 @@ ALGORITHMS: dict[str, Algorithm] = {
             samples=True,
             build=QSM.from_paper_config,
         ),
+        *(_qsm_variant(f"qsm-k{k}", f"QSM ({k} candidates)", {"n_score_samples": k}) for k in CHEAPER_CANDIDATES),
         *(
-            Algorithm(
-                f"qsm-k{k}",
-                f"QSM ({k} candidates)",
-                QSM,
-                _fixed("QSM constructor defaults but these", {"n_score_samples": k}),
-                samples=True,
-            )
-            for k in CHEAPER_CANDIDATES
-        ),
-        *(
-            Algorithm(
-                f"qsm-tt{t}",
-                f"QSM (critic target T={t})",
-                QSM,
-                _fixed("QSM constructor defaults but these", {"target_diffusion_steps": t}),
-                samples=True,
-            )
+            _qsm_variant(f"qsm-tt{t}", f"QSM (critic target T={t})", {"target_diffusion_steps": t})
             for t in CHEAPER_TARGET_STEPS
         ),
         Algorithm("sac", "SAC (RL Zoo)", SAC, _zoo("sac"), samples=True),

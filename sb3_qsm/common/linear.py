@@ -9,13 +9,15 @@ oneDNN also applies an activation to the product as it writes it, which saves a 
 megabytes. Small products (a single observation when acting, a six-dimensional action through a layer) cost less on
 MKL, whose fixed cost per call is lower.
 
-``linear`` therefore sends the float32 products of at least ``ONEDNN_MIN_WORK`` multiply-adds on the CPU to oneDNN,
-with a backward pass of its own (the input and weight gradients, each one oneDNN product), and everything else
-(small products, other dtypes, other devices, ``torch.backends.mkldnn`` disabled) to ``torch.nn.functional.linear``.
+``linear`` therefore sends the float32 products of at least ``ONEDNN_MIN_WORK`` multiply-adds on an x86-64 CPU to
+oneDNN, with a backward pass of its own (the input and weight gradients, each one oneDNN product), and everything else
+(small products, other dtypes, other devices and processors, ``torch.backends.mkldnn`` disabled) to
+``torch.nn.functional.linear``.
 Both compute the same product in float32; only the order of the additions, and so the last bits, differ.
 """
 
 import itertools
+import platform
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -38,13 +40,18 @@ _PLAIN_ACTIVATIONS: dict[str, Callable[[th.Tensor], th.Tensor]] = {
 
 def onednn_available() -> bool:
     """
-    :return: Whether this PyTorch build has oneDNN's linear kernel and oneDNN is enabled
-        (``torch.backends.mkldnn.enabled``; read outside compiled code only)
+    :return: Whether this is an x86-64 processor, this PyTorch build has oneDNN's linear kernel, and oneDNN is
+        enabled (``torch.backends.mkldnn.enabled``; read outside compiled code only)
     """
     return _ONEDNN_BUILT and (th.compiler.is_compiling() or bool(th.backends.mkldnn.enabled))
 
 
-_ONEDNN_BUILT = hasattr(th.ops.mkldnn, "_linear_pointwise") and th.backends.mkldnn.is_available()
+# oneDNN's x86-64 kernels are the ones measured; on other processors (Arm's) every product stays with torch
+_ONEDNN_BUILT = (
+    platform.machine().lower() in ("x86_64", "amd64")
+    and hasattr(th.ops.mkldnn, "_linear_pointwise")
+    and th.backends.mkldnn.is_available()
+)
 
 
 def _onednn_product(input: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, activation: str = "none") -> th.Tensor:

@@ -228,11 +228,16 @@ class DiffusionActor(BoundedActionPolicy):
     def compile_sampler(self, **compile_kwargs: Any) -> None:
         """
         Compile ``sample`` (the features, the reverse chain and its noise) with ``torch.compile``; ``QSM(compile=True)``
-        does it. The compiled sampler draws its noise from the compiler's random number generator.
+        does it, with options under which the noise comes from PyTorch's generator, as in the eager sampler
+        (``sb3_qsm.common.compilation.compile_options``).
 
         :param compile_kwargs: Keyword arguments for ``torch.compile``
         """
         self._compiled_sample = th.compile(self._sample, **compile_kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A compiled sampler is bound to this actor and cannot be pickled: a copy samples eagerly until compiled again
+        return {**self.__dict__, "_compiled_sample": None}
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.sample(obs, deterministic)

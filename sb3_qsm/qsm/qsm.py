@@ -114,12 +114,14 @@ class QSM(OffPolicyAlgorithm):
         all ``T`` (None, the default), or fewer, on a strided subset of the time indices with the chain respaced
         (the critic target then costs about ``target_diffusion_steps / T`` of its denoiser passes; acting keeps all
         ``T``). A way to trade the target's precision for time; the guide on performance gives both
-    :param compile: Compile the training step's losses (with their backward pass) and the sampler with
-        ``torch.compile`` (off by default; the first gradient steps then take a minute or two to compile). On CUDA the
-        compiled functions run as CUDA graphs (``mode="reduce-overhead"``). The update is the same to float rounding,
-        except that compiled code draws its random numbers from the compiler's generator. Not saved with the model,
-        like ``device``: pass it to ``load`` again.
-    :param compile_kwargs: Keyword arguments for ``torch.compile`` (``mode``, ``backend``, ``options``, ...)
+    :param compile: Compile the training step's losses (with their backward passes) and the sampler with
+        ``torch.compile`` (off by default; the first gradient steps and the first ``predict`` then take tens of
+        seconds to compile). The optimizer steps and the check for non-finite losses stay eager. The compiled step
+        draws its random numbers from PyTorch's generator, as the eager one does, and computes the same update to
+        float rounding; on CUDA it runs as CUDA graphs. Not saved with the model, like ``device``: pass it to
+        ``load`` again. See ``sb3_qsm.common.compilation``
+    :param compile_kwargs: Keyword arguments for ``torch.compile`` (``mode``, ``backend``, ``dynamic``, ``options``,
+        ...); a ``mode`` replaces the default options
     :param use_sde: Not supported (gSDE is for Gaussian policies); must stay False
     :param sde_sample_freq: Not supported; must stay -1
     :param use_sde_at_warmup: Not supported; must stay False
