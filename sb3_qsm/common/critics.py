@@ -77,8 +77,10 @@ def candidate_q_values(critic: nn.Module, observations: Any, candidates: th.Tens
     for q_net in _q_networks(critic):
         first = q_net[0]
         assert isinstance(first, nn.Linear)
-        observation_part = linear(features, first.weight[:, :features_dim], first.bias)
-        pre_activation = observation_part.unsqueeze(1) + linear(candidates, first.weight[:, features_dim:])
+        observation_part = linear(features, first.weight[:, :features_dim], first.bias).unsqueeze(1)
+        action_part = linear(candidates, first.weight[:, features_dim:])
+        # Without autograd, the sum is written into the action part: one pass less over the largest tensors
+        pre_activation = action_part + observation_part if th.is_grad_enabled() else action_part.add_(observation_part)
         per_critic.append(apply_mlp(skip_first(q_net), pre_activation))
     return th.cat(per_critic, dim=-1)
 
