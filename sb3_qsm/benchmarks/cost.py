@@ -42,7 +42,7 @@ from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import environment
 from sb3_qsm.benchmarks.suite import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, GRADIENT_HYPERPARAMS
-from sb3_qsm.benchmarks.work import work_figures
+from sb3_qsm.benchmarks.work import median_seconds, work_figures
 
 # The diffusion steps of the T scan, besides the defaults' own
 DIFFUSION_STEPS = (1, 2, 5, 20)
@@ -55,7 +55,7 @@ UPDATES: dict[str, dict[str, Any]] = {"defaults": {}, "paper update": GRADIENT_H
 class Config:
     """
     One measured configuration: an algorithm, its hidden layer sizes and, for QSM, its update (a key of ``UPDATES``),
-    a number of diffusion steps other than the update's, and whether the step is compiled.
+    a number of diffusion steps other than the update's, whether the step is compiled, and other QSM arguments.
     """
 
     algo: str
@@ -105,17 +105,6 @@ QUICK_CONFIGS = (
 )
 
 
-def median_ms(function: Any, calls: int) -> float:
-    for _ in range(10):  # warm-up
-        function()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
-
-
 def build(config: Config, env_id: str, learning_starts: int, device: str) -> BaseAlgorithm:
     kwargs: dict[str, Any] = dict(learning_starts=learning_starts, seed=0, device=device)
     kwargs["policy_kwargs"] = dict(net_arch=[config.width, config.width])
@@ -148,8 +137,8 @@ def measure(
         **dataclasses.asdict(config),
         "label": config.label,
         "train_steps_per_second": steps_per_second,
-        "predict_ms": median_ms(lambda: model.predict(obs, deterministic=True), PREDICT_CALLS),
-        "predict_batch_ms": median_ms(lambda: model.predict(batch, deterministic=True), BATCH_CALLS),
+        "predict_ms": median_seconds(lambda: model.predict(obs, deterministic=True), PREDICT_CALLS) * 1e3,
+        "predict_batch_ms": median_seconds(lambda: model.predict(batch, deterministic=True), BATCH_CALLS) * 1e3,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parameters": sum(p.numel() for p in model.policy.parameters()),
         **work_figures(model, steps_per_second),  # type: ignore[arg-type]

@@ -91,12 +91,19 @@ def matmul_seconds(products: tuple[Product, ...], device: th.device, repeats: in
         if device.type == "cpu" and onednn_available():
             onednn = th.ops.mkldnn._linear_pointwise
             kernels.append(functools.partial(onednn, left, right.t().contiguous(), None, "none", [], ""))
-        total += count * min(_median_seconds(kernel, device, repeats) for kernel in kernels)
+        total += count * min(median_seconds(kernel, repeats, device) for kernel in kernels)
     return total
 
 
-def _median_seconds(function: Any, device: th.device, repeats: int) -> float:
-    for _ in range(3):  # warm-up
+def median_seconds(function: Any, repeats: int, device: th.device | None = None) -> float:
+    """
+    :param function: What to time (no arguments)
+    :param repeats: Timed calls, after a few untimed ones
+    :param device: A CUDA device to synchronise around each call, if any
+    :return: The median time of a call, in seconds
+    """
+    device = device or th.device("cpu")
+    for _ in range(10):  # warm-up
         function()
     samples = []
     for _ in range(repeats):
