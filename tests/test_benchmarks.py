@@ -416,3 +416,19 @@ def test_learning_curves_give_each_algorithm_one_colour_and_a_legend_entry() -> 
     handles = zip(legend.get_texts(), legend.legend_handles, strict=True)
     entries = {text.get_text(): to_rgba(handle.get_color()) for text, handle in handles}
     assert entries == {aggregate.LABELS[algo]: colour for algo, colour in colours.items()}
+
+
+def test_cheaper_table_pairs_each_settings_time_with_its_returns() -> None:
+    from sb3_qsm.benchmarks.cost import CHEAPER_ROWS, cheaper_table
+
+    record = {
+        "results": [
+            {"label": config.label, "train_steps_per_second": 50.0 * (i + 1)} for i, config in enumerate(CHEAPER_ROWS.values())
+        ]
+    }
+    summary = {"final_mean": -150.0, "final_std": 10.0, "final_iqm": -149.0, "final_iqm_ci": [-160.0, -140.0]}
+    lines = cheaper_table(record, {"qsm": summary, "qsm-k4": summary}).splitlines()
+    assert lines[2] == "| defaults | 20.0 | 1.00 | -150.0 +- 10.0 | -149.0 [-160.0, -140.0] |"
+    assert lines[3] == "| `n_score_samples=4` | 10.0 | 0.50 | -150.0 +- 10.0 | -149.0 [-160.0, -140.0] |"
+    assert len(lines) == 4  # settings without returns are left out
+    assert cheaper_table({"results": []}, {"qsm": summary}) == ""
