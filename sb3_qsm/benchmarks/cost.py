@@ -40,6 +40,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
+from sb3_qsm.benchmarks.aggregate import mean_std
 from sb3_qsm.benchmarks.evaluation import environment
 from sb3_qsm.benchmarks.suite import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, GRADIENT_HYPERPARAMS
 from sb3_qsm.benchmarks.work import median_seconds, work_figures
@@ -233,18 +234,20 @@ def cheaper_table(record: dict[str, Any], summaries: dict[str, dict[str, Any]]) 
         return ""
     defaults = 1e3 / steps_per_second[CHEAPER_ROWS["qsm"].label]
     lines = [
-        "| Setting | ms per step | x defaults | Final return, mean +- std | IQM [95% CI] |",
-        "| --- | --- | --- | --- | --- |",
+        "| Setting | ms per step | x defaults | Seeds | Final return, mean +- std | IQM [95% CI] |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for algo, config in CHEAPER_ROWS.items():
         if algo not in summaries or config.label not in steps_per_second:
             continue
         ms, summary = 1e3 / steps_per_second[config.label], summaries[algo]
         setting = ", ".join(f"`{name}={value}`" for name, value in config.options) or "defaults"
+        n_runs = len(summary["seeds"])
         low, high = summary["final_iqm_ci"]
+        interval = f"[{low:.1f}, {high:.1f}]" if n_runs > 1 else "(one run: no interval)"
         lines.append(
-            f"| {setting} | {ms:.1f} | {ms / defaults:.2f} | {summary['final_mean']:.1f} +- {summary['final_std']:.1f} "
-            f"| {summary['final_iqm']:.1f} [{low:.1f}, {high:.1f}] |"
+            f"| {setting} | {ms:.1f} | {ms / defaults:.2f} | {n_runs} "
+            f"| {mean_std(summary['final_mean'], summary['final_std'], n_runs)} | {summary['final_iqm']:.1f} {interval} |"
         )
     return "\n".join(lines) + "\n"
 
