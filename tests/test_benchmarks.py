@@ -432,10 +432,12 @@ def test_cheaper_table_pairs_each_settings_time_with_its_returns() -> None:
         "final_std": 10.0,
         "final_iqm": -149.0,
         "final_iqm_ci": [-160.0, -140.0],
+        "auc_mean": -300.0,
+        "auc_std": 20.0,
     }
-    one_run = {**summary, "seeds": [0], "final_std": 0.0, "final_iqm_ci": [float("nan")] * 2}
+    one_run = {**summary, "seeds": [0], "final_std": 0.0, "final_iqm_ci": [float("nan")] * 2, "auc_std": 0.0}
     lines = cheaper_table(record, {"qsm": summary, "qsm-k4": one_run}).splitlines()
-    assert lines[2] == "| defaults | 20.0 | 1.00 | 3 | -150.0 +- 10.0 | -149.0 [-160.0, -140.0] |"
-    assert lines[3] == "| `n_score_samples=4` | 10.0 | 0.50 | 1 | -150.0 | -149.0 (one run: no interval) |"
+    assert lines[2] == "| defaults | 20.0 | 1.00 | 3 | -150.0 +- 10.0 | -149.0 [-160.0, -140.0] | -300.0 +- 20.0 |"
+    assert lines[3] == "| `n_score_samples=4` | 10.0 | 0.50 | 1 | -150.0 | -149.0 (one run: no interval) | -300.0 |"
     assert len(lines) == 4  # settings without returns are left out
     assert cheaper_table({"results": []}, {"qsm": summary}) == ""

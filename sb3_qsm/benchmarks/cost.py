@@ -227,15 +227,16 @@ def cheaper_table(record: dict[str, Any], summaries: dict[str, dict[str, Any]]) 
     """
     :param record: A cost record with the rows of ``CHEAPER_ROWS``
     :param summaries: The suite "cheaper"'s summaries of one task (``aggregate.summarize``), by algorithm
-    :return: The Markdown table of each setting's time per step (eager) and final return
+    :return: The Markdown table of each setting's time per step (eager), final return and area under the learning
+        curve (normalised by the budget, as in the suite's report)
     """
     steps_per_second = {r["label"]: r["train_steps_per_second"] for r in record["results"]}
     if CHEAPER_ROWS["qsm"].label not in steps_per_second:
         return ""
     defaults = 1e3 / steps_per_second[CHEAPER_ROWS["qsm"].label]
     lines = [
-        "| Setting | ms per step | x defaults | Seeds | Final return, mean +- std | IQM [95% CI] |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Setting | ms per step | x defaults | Seeds | Final return, mean +- std | IQM [95% CI] | AUC |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for algo, config in CHEAPER_ROWS.items():
         if algo not in summaries or config.label not in steps_per_second:
@@ -247,7 +248,8 @@ def cheaper_table(record: dict[str, Any], summaries: dict[str, dict[str, Any]]) 
         interval = f"[{low:.1f}, {high:.1f}]" if n_runs > 1 else "(one run: no interval)"
         lines.append(
             f"| {setting} | {ms:.1f} | {ms / defaults:.2f} | {n_runs} "
-            f"| {mean_std(summary['final_mean'], summary['final_std'], n_runs)} | {summary['final_iqm']:.1f} {interval} |"
+            f"| {mean_std(summary['final_mean'], summary['final_std'], n_runs)} | {summary['final_iqm']:.1f} {interval} "
+            f"| {mean_std(summary['auc_mean'], summary['auc_std'], n_runs)} |"
         )
     return "\n".join(lines) + "\n"
 
