@@ -24,7 +24,6 @@ many times, alternated, and each figure is the median over the rounds (every rou
 
 import copy
 import dataclasses
-import json
 import multiprocessing
 import pathlib
 import resource
@@ -41,7 +40,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.aggregate import mean_std
-from sb3_qsm.benchmarks.evaluation import environment
+from sb3_qsm.benchmarks.evaluation import environment, write_json
 from sb3_qsm.benchmarks.suite import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, GRADIENT_HYPERPARAMS
 from sb3_qsm.benchmarks.work import median_seconds, work_figures
 
@@ -304,10 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios(results),
         "all_rounds": [runs for runs in rounds.values()],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
     path = args.out / f"{args.env}{suffix}.json"
-    path.write_text(json.dumps(record, indent=1))
+    write_json(path, record)
     print(cost_table(record))
     print(f"Written to {path}")
     return 0

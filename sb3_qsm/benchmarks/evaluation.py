@@ -6,6 +6,7 @@ order (``lengths`` is absent from the few records written before it was kept). M
 the returns when read, never stored beside them.
 """
 
+import json
 import os
 import pathlib
 import platform
@@ -72,3 +73,11 @@ def environment() -> dict[str, Any]:
         machine["cpu_model"] = models[0]
     machine |= {"cpus": os.cpu_count(), "platform": platform.platform()}
     return {"versions": versions, "machine": machine}
+
+
+def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
+    """Write a JSON file atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

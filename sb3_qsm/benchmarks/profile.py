@@ -14,7 +14,6 @@ steps and ``--warmup-steps`` untimed training steps, ``--steps`` steps are timed
 """
 
 import dataclasses
-import json
 import pathlib
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from stable_baselines3.common.logger import configure
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
-from sb3_qsm.benchmarks.evaluation import environment
+from sb3_qsm.benchmarks.evaluation import environment, write_json
 
 # The phases, in the order of a step; "other" is what the timed methods leave of the whole
 PHASES = (
@@ -151,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
         **result,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{args.env}.json"
-    path.write_text(json.dumps(record, indent=1))
+    write_json(path, record)
     print(profile_table(record))
     print(f"{result['steps_per_second']:.1f} steps/s; written to {path}")
     return 0

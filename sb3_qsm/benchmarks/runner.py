@@ -42,7 +42,7 @@ from stable_baselines3.common.monitor import Monitor
 from tqdm import tqdm
 
 from sb3_qsm.benchmarks import command_parser
-from sb3_qsm.benchmarks.evaluation import environment, evaluate
+from sb3_qsm.benchmarks.evaluation import environment, evaluate, write_json
 from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_model
 
 # Evaluation environments are seeded apart from the training environment
@@ -76,14 +76,6 @@ def result_path(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
 
 def checkpoint_dir(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
     return out / spec.suite / ".checkpoints" / spec.env_id / f"{spec.algo}_seed{spec.seed}"
-
-
-def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
-    """Write a JSON file atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 class EvalCheckpointCallback(BaseCallback):

@@ -3,7 +3,8 @@
 
 Compiling removes most of the per-operation overhead of the small tensors of a training step (the reverse chain's
 ``T`` steps, the losses' element-wise operations) and, on CUDA, replays the compiled functions as CUDA graphs
-(``mode="reduce-overhead"``), so that a step costs a few graph launches instead of hundreds of kernel launches.
+(the ``triton.cudagraphs`` option that ``mode="reduce-overhead"`` sets), so that a step costs a few graph launches
+instead of hundreds of kernel launches.
 """
 
 import inspect
