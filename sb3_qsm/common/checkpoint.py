@@ -1,18 +1,25 @@
 """
 Checks run on a saved model before Stable-Baselines3 loads it, so that a bad file fails with a clear message naming
-the file and the problem.
+the file and the problem, and the reading of its ``data`` entry without unpickling anything outside an allow-list.
 """
 
 import io
 import json
 import pathlib
+import pickle
 import zipfile
-from typing import Any
+from typing import IO, Any
 
-from stable_baselines3.common.save_util import json_to_data
+import torch as th
+from stable_baselines3.common.save_util import json_to_data, open_path
+
+from sb3_qsm.common.safe_pickle import UnsafePickleError, decode_entry, safe_load, torch_safe_globals
+
+# Entries that ``load`` rebuilds from others (``lr_schedule`` from ``learning_rate``): a refused one is left out
+REBUILT_ENTRIES = ("lr_schedule",)
 
 
-def _describe(path: str | pathlib.Path | io.BufferedIOBase) -> str:
+def _describe(path: Any) -> str:
     return str(path) if isinstance(path, str | pathlib.Path) else repr(path)
 
 
@@ -75,17 +82,94 @@ def _read_data_entry(path: str | pathlib.Path | io.BufferedIOBase) -> tuple[str,
 
 
 def read_checkpoint_data(
-    path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None = None, safe: bool = True
+) -> tuple[dict[str, Any], list[str]]:
     """
-    Check a Stable-Baselines3 ``.zip`` checkpoint (see :func:`read_checkpoint_json`) and decode its ``data`` entry.
+    Check a Stable-Baselines3 ``.zip`` checkpoint (see :func:`read_checkpoint_json`) and decode its ``data`` entry
+    without running any code: the entries SB3 pickled (spaces, policy class and arguments, schedules, action noise)
+    go through the allow-listed unpickler of :mod:`sb3_qsm.common.safe_pickle`.
 
     :param path: Path to the checkpoint, or an open binary file
-    :param custom_objects: Values that replace stored entries before they are deserialised (as in ``load``)
-    :return: The decoded ``data`` entry (hyperparameters, spaces, policy class, ...)
-    :raises ValueError: as :func:`read_checkpoint_json`
+    :param custom_objects: Values that replace stored entries, which are then not decoded at all (as in ``load``)
+    :param safe: Refuse an entry that names anything outside the allow-list, with a ``ValueError`` naming the entry
+        and what it names. With ``safe=False`` such entries are only listed, for a caller that trusts the file and
+        unpickles them itself (:func:`unpickle_entries`), once it has checked what could be checked safely.
+        ``lr_schedule`` is left out rather than refused, since ``load`` rebuilds it from ``learning_rate``.
+    :return: The decoded entries, and the names of those left out
+    :raises ValueError: as :func:`read_checkpoint_json`, and for a refused or undecodable entry
     """
-    return json_to_data(_read_data_entry(path)[0], custom_objects=custom_objects)
+    decoded: dict[str, Any] = {}
+    left_out: list[str] = []
+    for key, item in read_checkpoint_json(path).items():
+        if custom_objects is not None and key in custom_objects:
+            decoded[key] = custom_objects[key]
+            continue
+        try:
+            decoded[key] = _decode(item, key, path)
+        except UnsafePickleError as error:
+            if safe and key not in REBUILT_ENTRIES:
+                raise _refused(path, key, error) from error
+            left_out.append(key)
+    return decoded, left_out
+
+
+def read_checkpoint_entry(path: str | pathlib.Path | io.BufferedIOBase, key: str, default: Any = None) -> Any:
+    """
+    One entry of a checkpoint's ``data``, decoded without running code (see :func:`read_checkpoint_data`).
+
+    :param path: Path to the checkpoint, or an open binary file
+    :param key: The entry
+    :param default: Returned when the checkpoint has no such entry
+    :return: The entry
+    :raises ValueError: for an unreadable checkpoint, or an entry a safe load refuses or cannot decode
+    """
+    data = read_checkpoint_json(path)
+    if key not in data:
+        return default
+    try:
+        return _decode(data[key], key, path)
+    except UnsafePickleError as error:
+        raise _refused(path, key, error) from error
+
+
+def _decode(item: Any, key: str, path: Any) -> Any:
+    """
+    :return: An entry of ``data`` as it was saved: as it is, or decoded by the allow-listed unpickler
+    :raises UnsafePickleError: for an entry that names anything outside the allow-list
+    :raises ValueError: for an entry that cannot be decoded
+    """
+    if not (isinstance(item, dict) and ":serialized:" in item):
+        return item
+    try:
+        return decode_entry(item)
+    except UnsafePickleError:
+        raise
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load checkpoint {_describe(path)}: its entry {key!r} cannot be decoded ({error!r}); pass "
+            f"custom_objects={{{key!r}: ...}} to replace it"
+        ) from error
+
+
+def _refused(path: Any, key: str, error: UnsafePickleError) -> ValueError:
+    return ValueError(
+        f"Cannot load checkpoint {_describe(path)} safely: its entry {key!r} {error}. Pass custom_objects={{{key!r}: "
+        "...} to replace the entry, allow the class with sb3_qsm.add_safe_globals, or, only if you trust this file, "
+        "load it with safe=False (which runs the code the file holds)."
+    )
+
+
+def unpickle_entries(path: str | pathlib.Path | io.BufferedIOBase, keys: list[str]) -> dict[str, Any]:
+    """
+    Unpickle entries of a checkpoint's ``data`` as Stable-Baselines3 does (``cloudpickle``), which runs any code they
+    hold: only for a file the user trusts (``safe=False``).
+
+    :param path: Path to the checkpoint, or an open binary file
+    :param keys: The entries
+    :return: The entries, decoded
+    """
+    raw = read_checkpoint_json(path)
+    return json_to_data(json.dumps({key: raw[key] for key in keys}))
 
 
 def check_policy_class(data: dict[str, Any], expected: type, algo_name: str, path: Any) -> None:
@@ -118,3 +202,57 @@ def with_values_of_older_archives(data: dict[str, Any], kwargs: dict[str, Any], 
     :return: The extra arguments to load with
     """
     return {**{name: value for name, value in arguments.items() if name not in data}, **kwargs}
+
+
+def read_pickle_file(path: str | pathlib.Path | io.BufferedIOBase, what: str) -> Any:
+    """
+    Read a pickle that SB3 saved (``save_to_pkl``: a replay buffer, say) without running code from it (see
+    :mod:`sb3_qsm.common.safe_pickle`). A path without its ``.pkl`` suffix is found as SB3's ``load_from_pkl`` does.
+
+    :param path: Path to the file, or an open binary file
+    :param what: What the file should hold, for the messages ("replay buffer")
+    :return: The object
+    :raises ValueError: naming the file: missing, truncated or corrupt, or naming something a safe load refuses
+    """
+    name = _describe(path)
+    try:
+        with open_path(path, "r", suffix="pkl") as file:
+            return safe_load(file)
+    except UnsafePickleError as error:
+        raise ValueError(
+            f"Cannot load the {what} {name} safely: it {error}. Only if you trust this file, load it with safe=False "
+            "(which runs the code the file holds)."
+        ) from error
+    except FileNotFoundError as error:
+        raise ValueError(f"Cannot load the {what} {name}: no such file") from error
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+        raise ValueError(f"Cannot load the {what} {name}: the file is truncated or corrupt ({error!r})") from error
+
+
+def read_saved_policy(path: str | pathlib.Path | IO[bytes], device: th.device, extra: tuple[Any, ...]) -> dict[str, Any]:
+    """
+    Read what SB3's ``BaseModel.save`` writes (``{"state_dict": ..., "data": constructor arguments}``) with
+    ``torch.load(weights_only=True)``, the constructor arguments' classes allowed from the allow-list of
+    :mod:`sb3_qsm.common.safe_pickle` and ``extra``: no code from the file runs.
+
+    :param path: Path to the file, or an open binary file
+    :param device: Where to put the tensors
+    :param extra: Classes allowed besides the allow-list (the policy's own)
+    :return: The saved dictionary
+    :raises ValueError: naming the file, for a missing or corrupt file or an object a safe load refuses
+    """
+    try:
+        with th.serialization.safe_globals(torch_safe_globals(extra)):
+            saved = th.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError as error:
+        raise ValueError(f"Cannot load the policy {_describe(path)}: no such file") from error
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"Cannot load the policy {_describe(path)} safely: {error}. Only if you trust this file, load it with "
+            "safe=False (which runs the code the file holds)."
+        ) from error
+    except RuntimeError as error:
+        raise ValueError(f"Cannot load the policy {_describe(path)}: the file is truncated or corrupt ({error})") from error
+    if not (isinstance(saved, dict) and isinstance(saved.get("data"), dict) and "state_dict" in saved):
+        raise ValueError(f"Cannot load the policy {_describe(path)}: it is not a policy saved by Stable-Baselines3's save")
+    return saved

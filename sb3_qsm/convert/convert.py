@@ -18,12 +18,12 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import NormalActionNoise
-from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from sb3_qsm.common.checkpoint import read_pickle_file
 from sb3_qsm.common.utils import is_int_at_least, map_observations, n_observations
 from sb3_qsm.convert.sources import load_sb3_agent
 from sb3_qsm.convert.warm_start import load_critic_from_checkpoint
@@ -347,7 +347,7 @@ def _checked_replay_buffer(replay_buffer: str | pathlib.Path | ReplayBuffer, mod
     :return: The buffer, once checked against the model's spaces
     :raises ValueError: if it is not a replay buffer or holds observations or actions of other shapes
     """
-    buffer = replay_buffer if isinstance(replay_buffer, ReplayBuffer) else load_from_pkl(replay_buffer)
+    buffer = replay_buffer if isinstance(replay_buffer, ReplayBuffer) else read_pickle_file(replay_buffer, "replay buffer")
     if not isinstance(buffer, ReplayBuffer):
         raise ValueError(f"{replay_buffer} does not hold a Stable-Baselines3 ReplayBuffer (got {type(buffer).__name__})")
     assert model.replay_buffer is not None

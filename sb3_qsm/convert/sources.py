@@ -13,14 +13,16 @@ from gymnasium import spaces
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_qsm.common.checkpoint import read_checkpoint_json
+from sb3_qsm.common.checkpoint import read_checkpoint_data, read_checkpoint_json
 
 
 def load_sb3_agent(path: str | pathlib.Path | io.BufferedIOBase, env: VecEnv, device: th.device | str = "auto") -> SAC | TD3:
     """
     Load a SAC or TD3 checkpoint for use with ``env``, including checkpoints saved with the retired ``gym`` package
-    (older RL Zoo agents): the saved spaces are never unpickled, but their recorded shapes are checked against the
-    environment's, which are then used. The replay buffer is allocated with one transition.
+    (older RL Zoo agents), without running code from the file: the saved spaces are never unpickled, but their
+    recorded shapes are checked against the environment's, which are then used; the other pickled entries are
+    decoded by the allow-listed unpickler of ``sb3_qsm.common.safe_pickle``, and the weights read as tensors only.
+    The replay buffer is allocated with one transition.
 
     :param path: The checkpoint (``.zip``)
     :param env: The environment the agent will act in
@@ -33,12 +35,11 @@ def load_sb3_agent(path: str | pathlib.Path | io.BufferedIOBase, env: VecEnv, de
     algo = _algorithm_of(data, path)
     _check_saved_space(data.get("observation_space"), env.observation_space, "observation", path)
     _check_saved_space(data.get("action_space"), env.action_space, "action", path)
-    custom_objects = {
-        "observation_space": env.observation_space,
-        "action_space": env.action_space,
-        "learning_rate": 0.0,
-        "lr_schedule": lambda _: 0.0,
-    }
+    replaced = {"observation_space": env.observation_space, "action_space": env.action_space, "learning_rate": 0.0}
+    # Every other entry decoded without running code from the file, and handed to SB3's load, which then unpickles
+    # nothing (lr_schedule is rebuilt from learning_rate)
+    custom_objects, _ = read_checkpoint_data(path, custom_objects=replaced)
+    custom_objects["lr_schedule"] = None
     return algo.load(path, device=device, custom_objects=custom_objects, buffer_size=1, optimize_memory_usage=False)
 
 

@@ -1,7 +1,7 @@
 """Policies for QSM: a diffusion actor (denoiser + DDPM sampler) paired with SB3's ``ContinuousCritic``."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch as th
@@ -16,13 +16,16 @@ from stable_baselines3.common.torch_layers import (
     get_actor_critic_arch,
 )
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.utils import ConstantSchedule, get_device
 from torch import nn
 
+from sb3_qsm.common.checkpoint import read_saved_policy
 from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
 
 # Optimizers whose fused implementation DiffusionActorPolicy selects unless told otherwise
 FUSED_OPTIMIZERS: tuple[type[th.optim.Optimizer], ...] = (th.optim.Adam, th.optim.AdamW)
+SelfBoundedActionPolicy = TypeVar("SelfBoundedActionPolicy", bound="BoundedActionPolicy")
 
 
 class BoundedActionPolicy(BasePolicy):
@@ -32,6 +35,30 @@ class BoundedActionPolicy(BasePolicy):
     """
 
     action_space: spaces.Box
+
+    @classmethod
+    def load(
+        cls: type[SelfBoundedActionPolicy], path: str, device: th.device | str = "auto", safe: bool = True
+    ) -> SelfBoundedActionPolicy:
+        """
+        Load a policy saved with ``save``. By default (``safe=True``) no code from the file runs: it is read with
+        ``torch.load(weights_only=True)``, its constructor arguments' classes from the allow-list of
+        ``sb3_qsm.common.safe_pickle`` (extend it with ``sb3_qsm.add_safe_globals``). ``safe=False`` loads it as
+        SB3's ``BaseModel.load`` does, which runs any code it holds: only for files you trust.
+
+        :param path: Path to the saved policy
+        :param device: Device on which the policy should be loaded
+        :param safe: Run no code from the file
+        :return: The policy
+        """
+        if not safe:
+            return super().load(path, device)
+        device = get_device(device)
+        saved = read_saved_policy(path, device, extra=(cls,))
+        model = cls(**saved["data"])
+        model.load_state_dict(saved["state_dict"])
+        model.to(device)
+        return model
 
     def unscale_action(self, scaled_action: np.ndarray) -> np.ndarray:
         """
@@ -396,7 +423,8 @@ class DiffusionActorPolicy(BoundedActionPolicy):
             dict(
                 net_arch=self.net_arch,
                 activation_fn=self.activation_fn,
-                lr_schedule=self._dummy_schedule,  # not needed to load the policy alone
+                # Not needed to load the policy alone: SB3's _dummy_schedule as a class that a safe load may construct
+                lr_schedule=ConstantSchedule(0.0),
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,
                 features_extractor_class=self.features_extractor_class,

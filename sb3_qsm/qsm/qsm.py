@@ -15,9 +15,18 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update, update_learning_rate
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from torch.nn import functional as F
 
-from sb3_qsm.common.checkpoint import check_policy_class, read_checkpoint_data, with_values_of_older_archives
+from sb3_qsm.common.checkpoint import (
+    REBUILT_ENTRIES,
+    check_policy_class,
+    read_checkpoint_data,
+    read_checkpoint_entry,
+    read_pickle_file,
+    unpickle_entries,
+    with_values_of_older_archives,
+)
 from sb3_qsm.common.compilation import check_compile_args, compile_options
 from sb3_qsm.common.critics import candidate_q_values, q_values
 from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler_temperature
@@ -584,12 +593,19 @@ class QSM(OffPolicyAlgorithm):
         custom_objects: dict[str, Any] | None = None,
         print_system_info: bool = False,
         force_reset: bool = True,
+        safe: bool = True,
         **kwargs: Any,
     ) -> SelfQSM:
         """
         Load a QSM model from a zip file. The file is checked first (a readable, uncorrupted Stable-Baselines3
         archive that holds a QSM model), so that a bad file fails with a ``ValueError`` naming the file and the
-        problem. Pass ``buffer_size=1`` to avoid allocating the full replay buffer when only predicting.
+        problem; the check unpickles nothing. By default (``safe=True``) the load runs no code from the file: the
+        objects SB3 pickled into it are decoded by an allow-listed unpickler (spaces, PyTorch and SB3 classes,
+        ``sb3_qsm.common.safe_pickle``), the weights are read as tensors only, and an entry naming anything else is
+        refused with an error naming it (replace it with ``custom_objects``, or allow a class of yours with
+        ``sb3_qsm.add_safe_globals``). ``safe=False`` unpickles such entries as SAC's ``load`` does, which runs any
+        code they hold: only for files you trust. Pass ``buffer_size=1`` to avoid allocating the full replay buffer
+        when only predicting.
         An archive saved before ``score_target`` existed goes on training with the paper's ``"gradient"`` target it
         was trained with, not today's default. ``sampler_temperature`` given here replaces the saved one;
         ``n_diffusion_steps`` and ``beta_schedule`` can only be given with their saved values, since the denoiser
@@ -601,24 +617,59 @@ class QSM(OffPolicyAlgorithm):
         :param custom_objects: Dictionary of objects to replace upon loading.
         :param print_system_info: Whether to print system info from the saved model
         :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior.
+        :param safe: Run no code from the file (see above); ``False`` only for files you trust
         :param kwargs: extra arguments to change the model when loading
         :return: new model instance with loaded parameters
         """
-        data = read_checkpoint_data(path, custom_objects)
-        check_policy_class(data, DiffusionActorPolicy, cls.__name__, path)
+        _check_saved_policy(path, custom_objects, safe, cls.__name__)
+        data, left_out = read_checkpoint_data(path, custom_objects, safe=safe)
+        if "policy_kwargs" in left_out:
+            data.update(unpickle_entries(path, ["policy_kwargs"]))
         kwargs = with_values_of_older_archives(data, kwargs, ADDED_ARGUMENTS)
         policy_kwargs = _policy_kwargs_to_load(data, kwargs, path)
         if policy_kwargs is not None:
-            custom_objects = {**(custom_objects or {}), "policy_kwargs": policy_kwargs}
+            data["policy_kwargs"] = policy_kwargs
+        # Every decoded entry is handed to SB3's load, which then unpickles only what a trusting caller left out;
+        # lr_schedule is rebuilt from learning_rate by _setup_model
         return super().load(
             path,
             env=env,
             device=device,
-            custom_objects=custom_objects,
+            custom_objects={**data, **dict.fromkeys(REBUILT_ENTRIES)},
             print_system_info=print_system_info,
             force_reset=force_reset,
             **kwargs,
         )
+
+    def load_replay_buffer(
+        self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True, safe: bool = True
+    ) -> None:
+        """
+        Load a replay buffer from a pickle file (see ``OffPolicyAlgorithm.load_replay_buffer``). By default
+        (``safe=True``) no code from the file runs: it is read by the allow-listed unpickler of
+        ``sb3_qsm.common.safe_pickle``, and a truncated or corrupt file is refused with an error naming it.
+        ``safe=False`` unpickles it as SB3 does, which runs any code it holds: only for files you trust.
+
+        :param path: Path to the pickled replay buffer
+        :param truncate_last_traj: With a ``HerReplayBuffer``: whether the last trajectory in the buffer was finished
+            (and is truncated), or continues
+        :param safe: Run no code from the file
+        """
+        if not safe:
+            super().load_replay_buffer(path, truncate_last_traj)
+            return
+        buffer = read_pickle_file(path, "replay buffer")
+        if not isinstance(buffer, ReplayBuffer):
+            raise ValueError(f"{path} does not hold a Stable-Baselines3 ReplayBuffer (got {type(buffer).__name__})")
+        if isinstance(buffer, HerReplayBuffer):
+            if self.env is None:
+                raise ValueError(f"Cannot load the HerReplayBuffer {path} without an environment: pass env to load first")
+            buffer.set_env(self.env)
+            if truncate_last_traj:
+                buffer.truncate_last_trajectory()
+        # The device of this model, not the one the buffer was saved from (SB3 GH#1561)
+        buffer.device = self.device
+        self.replay_buffer = buffer
 
     def save(
         self,
@@ -660,6 +711,26 @@ class QSM(OffPolicyAlgorithm):
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "actor.optimizer", "critic.optimizer"]
         return state_dicts, []
+
+
+def _check_saved_policy(path: Any, custom_objects: dict[str, Any] | None, safe: bool, algo_name: str) -> None:
+    """
+    Refuse a checkpoint of another algorithm before anything else of it is decoded. Its policy class is read without
+    running code; one outside the allow-list (a user's own class) is refused with ``safe``, and left to the check of
+    SB3's load otherwise.
+
+    :raises ValueError: naming the file and the policy it holds
+    """
+    if custom_objects is not None and "policy_class" in custom_objects:
+        policy_class = custom_objects["policy_class"]
+    else:
+        try:
+            policy_class = read_checkpoint_entry(path, "policy_class")
+        except ValueError:
+            if safe:
+                raise
+            return
+    check_policy_class({"policy_class": policy_class}, DiffusionActorPolicy, algo_name, path)
 
 
 def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: Any) -> dict[str, Any] | None:
