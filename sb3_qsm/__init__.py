@@ -3,6 +3,7 @@ import sys
 
 import sb3_qsm.common
 from sb3_qsm import inspection
+from sb3_qsm.common.callbacks import AtomicCheckpointCallback
 from sb3_qsm.common.safe_pickle import add_safe_globals
 from sb3_qsm.convert import convert as _convert_module
 from sb3_qsm.convert import convert_to_qsm
@@ -20,4 +21,4 @@ for _name, _module in (("convert", _convert_module), ("warm_start", _warm_start_
     sys.modules.setdefault(f"sb3_qsm.common.{_name}", _module)
     setattr(sb3_qsm.common, _name, _module)
 
-__all__ = ["QSM", "DiffusionActorPolicy", "__version__", "add_safe_globals", "convert_to_qsm"]
+__all__ = ["QSM", "AtomicCheckpointCallback", "DiffusionActorPolicy", "__version__", "add_safe_globals", "convert_to_qsm"]

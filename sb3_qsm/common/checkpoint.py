@@ -3,11 +3,16 @@ Checks run on a saved model before Stable-Baselines3 loads it, so that a bad fil
 the file and the problem, and the reading of its ``data`` entry without unpickling anything outside an allow-list.
 """
 
+import contextlib
+import glob
 import io
 import json
+import os
 import pathlib
 import pickle
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from typing import IO, Any
 
 import torch as th
@@ -256,3 +261,50 @@ def read_saved_policy(path: str | pathlib.Path | IO[bytes], device: th.device, e
     if not (isinstance(saved, dict) and isinstance(saved.get("data"), dict) and "state_dict" in saved):
         raise ValueError(f"Cannot load the policy {_describe(path)}: it is not a policy saved by Stable-Baselines3's save")
     return saved
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | pathlib.Path, suffix: str | None = None) -> Iterator[io.BufferedWriter]:
+    """
+    A binary file to write that replaces ``path`` only once it is complete: the data goes to a temporary file in the
+    same folder (``.<name>.<random>.tmp``), which is flushed to disk and renamed onto ``path`` (an atomic step on
+    POSIX and Windows), so a process killed at any moment leaves either the previous file or the new one, never a
+    partial one. The folder is created if missing; on an error the temporary file is removed and ``path`` left as it
+    was; a killed save leaves its temporary file behind, which the next save of the same path removes (so two
+    processes must not save to the same path at once, which no writer allows anyway).
+
+    :param path: The file to write
+    :param suffix: Appended as ``path.suffix`` when ``path`` has none, as SB3's ``save`` does (``"zip"``, ``"pkl"``)
+    :return: The file to write to (it may be closed by the writer)
+    """
+    path = pathlib.Path(path)
+    if suffix and path.suffix == "":
+        path = pathlib.Path(f"{path}.{suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary files of earlier saves of this path that were killed before their rename
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            yield file
+        _flush_to_disk(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+    _flush_to_disk(path.parent)
+
+
+def _flush_to_disk(path: str | pathlib.Path) -> None:
+    """fsync a file, or a folder (so that a rename in it is on disk); folders cannot be opened on Windows"""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -19,7 +19,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import ConstantSchedule, get_device
 from torch import nn
 
-from sb3_qsm.common.checkpoint import read_saved_policy
+from sb3_qsm.common.checkpoint import atomic_file, read_saved_policy
 from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
 
@@ -35,6 +35,16 @@ class BoundedActionPolicy(BasePolicy):
     """
 
     action_space: spaces.Box
+
+    def save(self, path: str) -> None:
+        """
+        Save the policy (its weights and constructor arguments, as SB3's ``BaseModel.save``), written to a temporary
+        file and renamed into place, so that a process killed during the save leaves the previous file whole.
+
+        :param path: Path to the file
+        """
+        with atomic_file(path) as file:
+            super().save(file)  # type: ignore[arg-type]
 
     @classmethod
     def load(

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from sb3_qsm.common.checkpoint import (
     REBUILT_ENTRIES,
+    atomic_file,
     check_policy_class,
     read_checkpoint_data,
     read_checkpoint_entry,
@@ -680,6 +681,8 @@ class QSM(OffPolicyAlgorithm):
         """
         Save the model to a zip file; ``load`` rebuilds the policy from ``policy_kwargs``, which therefore first
         records any sampler setting (``sampler_temperature``, ``clip_sampler``) changed on the actor since it was built.
+        A path is written atomically: to a temporary file in the same folder, renamed into place once complete, so a
+        process killed during the save leaves the previous file whole.
 
         :param path: path to the file where the rl agent should be saved
         :param exclude: name of parameters that should be excluded in addition to the default ones
@@ -689,7 +692,24 @@ class QSM(OffPolicyAlgorithm):
             value = getattr(self.actor, name)
             if value != self.policy_kwargs.get(name, self.policy.actor_kwargs[name]):
                 self.policy_kwargs[name] = value
-        super().save(path, exclude, include)
+        if isinstance(path, io.BufferedIOBase):
+            super().save(path, exclude, include)
+            return
+        with atomic_file(path, suffix="zip") as file:
+            super().save(file, exclude, include)
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """
+        Save the replay buffer as a pickle file (as SB3 does), written to a temporary file and renamed into place, so
+        that a process killed during the save leaves the previous file whole.
+
+        :param path: Path to the file where the replay buffer should be saved (``.pkl`` is added if it has no suffix)
+        """
+        if isinstance(path, io.BufferedIOBase):
+            super().save_replay_buffer(path)
+            return
+        with atomic_file(path, suffix="pkl") as file:
+            super().save_replay_buffer(file)
 
     def _excluded_save_params(self) -> list[str]:
         # The diffusion settings live in the actor (and policy_kwargs); archives of sb3-qsm 0.1 also stored them
