@@ -135,6 +135,25 @@ def test_seeded_runs_repeat_exactly(small_kwargs):
     assert other != first
 
 
+def test_seeded_runs_repeat_in_one_process_with_threads():
+    # Two seeded runs one after the other in one process, with two torch threads, end with the same weights to the
+    # bit (the batch of 256 through a 256-wide layer is large enough for PyTorch to split work across threads)
+    def weights_after_training() -> dict[str, th.Tensor]:
+        model = QSM(
+            "MlpPolicy", "Pendulum-v1", learning_starts=50, n_diffusion_steps=3, policy_kwargs=dict(net_arch=[256]), seed=3
+        )
+        model.learn(80)
+        return model.policy.state_dict()
+
+    threads = th.get_num_threads()
+    th.set_num_threads(2)
+    try:
+        first, second = weights_after_training(), weights_after_training()
+    finally:
+        th.set_num_threads(threads)
+    assert all(th.equal(first[name], second[name]) for name in first)
+
+
 def test_predict_2d_identity(small_kwargs):
     env = IdentityEnvBox(low=-2, high=2)
     model = QSM("MlpPolicy", env, **small_kwargs)

@@ -5,6 +5,7 @@ import math
 import torch as th
 from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
+from torch.nn import functional as F
 
 from sb3_qsm.common.linear import apply_mlp, linear, skip_first
 
@@ -113,9 +114,13 @@ class Denoiser(nn.Module):
         :return: Predicted noise, shape ``(batch, action_dim)``
         """
         w_actions, w_features, _ = self._first_layer_weights()
-        hidden = (
-            linear(noisy_actions, w_actions) + linear(features, w_features) + self._time_part(n_diffusion_steps)[timesteps]
-        )
+        # Each sample's row of the time part picked by a one-hot product rather than by indexing: the same values, but
+        # a backward pass that is a matrix product. Indexing's backward (index_put_ with accumulate) adds the rows of a
+        # batch with atomic adds across threads on the CPU, in an order that changes from run to run, so two seeded
+        # runs in one process would differ in the last bits with more than one thread.
+        time_part = self._time_part(n_diffusion_steps)
+        one_hot = F.one_hot(timesteps, n_diffusion_steps).to(time_part.dtype)
+        hidden = linear(noisy_actions, w_actions) + linear(features, w_features) + one_hot @ time_part
         return apply_mlp(skip_first(self.net), hidden)
 
     def condition(self, features: th.Tensor, n_diffusion_steps: int) -> th.Tensor:
