@@ -8,7 +8,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import SAC
-from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
 
 from sb3_qsm import QSM
 
@@ -52,12 +52,25 @@ def test_diffusion_args_in_policy_kwargs_refused():
         (dict(score_scale=-50.0), "score_scale must be a finite number > 0, got -50.0"),
         (dict(score_scale=float("inf")), "score_scale must be a finite number > 0, got inf"),
         (dict(score_scale=float("nan")), "score_scale must be a finite number > 0, got nan"),
-        (dict(sampler_temperature=-1.0), "sampler_temperature must be finite and >= 0, got -1.0"),
+        (dict(sampler_temperature=-1.0), "sampler_temperature must be a finite number >= 0, got -1.0"),
         (dict(policy_delay=0), "policy_delay must be an integer >= 1, got 0"),
-        (dict(target_policy_noise=-0.1), "target_policy_noise must be finite and >= 0, got -0.1"),
-        (dict(target_noise_clip=0.0), "target_noise_clip must be None or a finite number > 0, got 0.0"),
+        (dict(target_policy_noise=-0.1), "target_policy_noise must be a finite number >= 0, got -0.1"),
+        (dict(target_noise_clip=0.0), "target_noise_clip must be a finite number > 0, got 0.0"),
         (dict(actor_lr_decay_steps=0), "actor_lr_decay_steps must be None or an integer >= 1, got 0"),
         (dict(bc_coef=-1.0), "bc_coef must be a finite number >= 0, got -1.0"),
+        (dict(sampler_temperature="1"), "sampler_temperature must be a finite number >= 0, got '1'"),
+        (dict(target_policy_noise="0.1"), "target_policy_noise must be a finite number >= 0, got '0.1'"),
+        (dict(target_policy_noise=None), "target_policy_noise must be a finite number >= 0, got None"),
+        (dict(target_noise_clip="0.5"), "target_noise_clip must be a finite number > 0, got '0.5'"),
+        (dict(score_scale=True), "score_scale must be a finite number > 0, got True"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+        (dict(gamma=float("nan")), "gamma must be a finite number >= 0 and <= 1, got nan"),
+        (dict(gamma=1.5), "gamma must be a finite number >= 0 and <= 1, got 1.5"),
+        (dict(buffer_size=0), "buffer_size must be an integer >= 1, got 0"),
+        (dict(buffer_size=-5), "buffer_size must be an integer >= 1, got -5"),
+        (dict(tau=0.0), "tau must be a finite number > 0 and <= 1, got 0.0"),
+        (dict(tau=1.5), "tau must be a finite number > 0 and <= 1, got 1.5"),
+        (dict(learning_starts=-1), "learning_starts must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_hyperparameters(kwargs, message):
@@ -144,3 +157,46 @@ def test_non_finite_loss_stops_learning(small_kwargs):
     with pytest.raises(FloatingPointError, match=r"QSM update 1 \(after 11 environment steps\): critic_loss is nan"):
         model.learn(100)
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_numpy_integers_accepted():
+    model = QSM("MlpPolicy", "Pendulum-v1", n_diffusion_steps=np.int64(5), n_score_samples=np.int32(4))
+    assert model.n_diffusion_steps == 5 and type(model.n_diffusion_steps) is int
+    assert model.n_score_samples == 4 and type(model.n_score_samples) is int
+
+
+class _FixedActionDimension(gym.ActionWrapper):
+    """Pendulum with a second action dimension whose only allowed value is 1 (low == high)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.action_space = spaces.Box(np.array([-2.0, 1.0], np.float32), np.array([2.0, 1.0], np.float32))
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return action[:1]
+
+
+def test_action_dimension_without_range():
+    with pytest.raises(ValueError, match=r"low < high on every dimension, .* dimensions \[1\] have low >= high"):
+        QSM("MlpPolicy", _FixedActionDimension(gym.make("Pendulum-v1")))
+
+
+def test_batch_larger_than_buffer_warns():
+    with pytest.warns(UserWarning, match="batch_size=512 is larger than buffer_size=100: every batch will repeat"):
+        QSM("MlpPolicy", "Pendulum-v1", batch_size=512, buffer_size=100)
+
+
+def test_images_with_mlp_policy_warn():
+    with pytest.warns(UserWarning, match="are images, which MlpPolicy flattens"):
+        QSM("MlpPolicy", FakeImageEnv(discrete=False), buffer_size=10, batch_size=4)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_predict_refuses_non_finite_observations(small_kwargs, value):
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    observations = np.zeros((3, 3), dtype=np.float32)
+    observations[1, 2] = value
+    with pytest.raises(ValueError, match=r"predict got NaN or infinite values in the observation \(rows \[1\]\)"):
+        model.predict(observations)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.predict(observations[1])

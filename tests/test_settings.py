@@ -29,7 +29,7 @@ def test_the_algorithm_reads_and_writes_the_actors_settings(small_kwargs):
     assert model.sampler_temperature == 0.1
     model.sampler_temperature = 0.3
     assert model.actor.sampler_temperature == 0.3
-    with pytest.raises(ValueError, match=r"sampler_temperature must be finite and >= 0, got -1\.0"):
+    with pytest.raises(ValueError, match=r"sampler_temperature must be a finite number >= 0, got -1\.0"):
         model.sampler_temperature = -1.0
     assert model.actor.sampler_temperature == 0.3
     # The settings the denoiser was trained for cannot be changed on a built model
@@ -73,7 +73,7 @@ def test_load_applies_a_new_sampler_temperature(tmp_path, small_kwargs):
     assert loaded.policy_kwargs["sampler_temperature"] == 0.1
     model.sampler_temperature = 0.1
     np.testing.assert_array_equal(_stochastic_actions(loaded), _stochastic_actions(model))
-    with pytest.raises(ValueError, match="sampler_temperature must be finite and >= 0, got nan"):
+    with pytest.raises(ValueError, match="sampler_temperature must be a finite number >= 0, got nan"):
         QSM.load(tmp_path / "qsm", sampler_temperature=float("nan"))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch as th
 from torch import nn
 
-from sb3_qsm.common.utils import is_int_at_least
+from sb3_qsm.common.utils import check_real, is_int_at_least
 
 BETA_SCHEDULES = ("vp", "linear", "cosine")
 
@@ -81,8 +81,7 @@ def check_sampler_temperature(sampler_temperature: float) -> None:
     :param sampler_temperature: Scale of the noise injected by the reverse sampler
     :raises ValueError: naming the argument, unless it is a finite number >= 0
     """
-    if not math.isfinite(sampler_temperature) or sampler_temperature < 0:
-        raise ValueError(f"sampler_temperature must be finite and >= 0, got {sampler_temperature!r}")
+    check_real("sampler_temperature", sampler_temperature, 0.0)
 
 
 def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float) -> None:

@@ -1,5 +1,7 @@
 """Small helpers shared across the package: argument checks and batches of observations that may be dicts."""
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -13,9 +15,35 @@ def is_int_at_least(value: Any, minimum: int) -> bool:
     """
     :param value: An argument as the user passed it
     :param minimum: The smallest value allowed
-    :return: Whether ``value`` is an integer (not a bool) of at least ``minimum``
+    :return: Whether ``value`` is an integer (Python's or NumPy's, not a bool) of at least ``minimum``
     """
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_) and int(value) >= minimum
+
+
+def is_real(value: Any) -> bool:
+    """
+    :param value: An argument as the user passed it
+    :return: Whether ``value`` is a finite real number (Python's or NumPy's, not a bool)
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and math.isfinite(value)
+
+
+def check_real(name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """
+    Raise a ``ValueError`` naming the argument unless it is a finite real number in ``[low, high]`` (``(low, high]``
+    with ``low_open``): strings, None, bools, NaN and infinities included.
+
+    :param name: The argument's name
+    :param value: Its value
+    :param low: The smallest value allowed
+    :param high: The largest value allowed
+    :param low_open: Whether ``low`` itself is excluded
+    """
+    if is_real(value) and (value > low if low_open else value >= low) and value <= high:
+        return
+    bound = f"> {low:g}" if low_open else f">= {low:g}"
+    interval = bound if high == math.inf else f"{bound} and <= {high:g}"
+    raise ValueError(f"{name} must be a finite number {interval}, got {value!r}")
 
 
 def map_observations(function: Callable[[Any], Any], observations: Any) -> Any:

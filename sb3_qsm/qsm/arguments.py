@@ -1,9 +1,15 @@
 """Checks of QSM's constructor arguments: each raises a ``ValueError`` that names the argument, before any work."""
 
-import math
+import warnings
 from typing import Any
 
-from sb3_qsm.common.utils import is_int_at_least
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import nn
+
+from sb3_qsm.common.utils import check_real, is_int_at_least
 
 # Policy keyword arguments of SAC's Gaussian actor that mean nothing for a diffusion actor
 SAC_ONLY_POLICY_KWARGS = ("use_sde", "log_std_init", "use_expln", "clip_mean", "full_std")
@@ -60,18 +66,43 @@ def check_qsm_args(
     :param actor_lr_decay_steps: Length of the actor's cosine decay (None or integer >= 1)
     :param bc_coef: Weight of the replay-action denoising term (finite, >= 0)
     """
-    if not isinstance(score_scale, int | float) or not math.isfinite(score_scale) or score_scale <= 0:
-        raise ValueError(f"score_scale must be a finite number > 0, got {score_scale!r}")
+    check_real("score_scale", score_scale, 0.0, low_open=True)
     if not is_int_at_least(policy_delay, 1):
         raise ValueError(f"policy_delay must be an integer >= 1, got {policy_delay!r}")
-    if not math.isfinite(target_policy_noise) or target_policy_noise < 0:
-        raise ValueError(f"target_policy_noise must be finite and >= 0, got {target_policy_noise!r}")
-    if target_noise_clip is not None and (not math.isfinite(target_noise_clip) or target_noise_clip <= 0):
-        raise ValueError(f"target_noise_clip must be None or a finite number > 0, got {target_noise_clip!r}")
+    check_real("target_policy_noise", target_policy_noise, 0.0)
+    if target_noise_clip is not None:
+        check_real("target_noise_clip", target_noise_clip, 0.0, low_open=True)
     if actor_lr_decay_steps is not None and not is_int_at_least(actor_lr_decay_steps, 1):
         raise ValueError(f"actor_lr_decay_steps must be None or an integer >= 1, got {actor_lr_decay_steps!r}")
-    if not isinstance(bc_coef, int | float) or not math.isfinite(bc_coef) or bc_coef < 0:
-        raise ValueError(f"bc_coef must be a finite number >= 0, got {bc_coef!r}")
+    check_real("bc_coef", bc_coef, 0.0)
+
+
+def check_off_policy_args(buffer_size: int, learning_starts: int, batch_size: int, tau: float, gamma: float) -> None:
+    """
+    Raise a ``ValueError`` naming the argument when a setting of SB3's off-policy loop is not usable (SB3 itself
+    accepts them, and fails later, or trains on nonsense).
+
+    :param buffer_size: Replay buffer size (integer >= 1)
+    :param learning_starts: Steps before learning starts (integer >= 0)
+    :param batch_size: Minibatch size (integer >= 1; a warning when it exceeds ``buffer_size``)
+    :param tau: Soft update coefficient (in ``(0, 1]``)
+    :param gamma: Discount factor (in ``[0, 1]``)
+    """
+    if not is_int_at_least(buffer_size, 1):
+        raise ValueError(f"buffer_size must be an integer >= 1, got {buffer_size!r}")
+    if not is_int_at_least(learning_starts, 0):
+        raise ValueError(f"learning_starts must be an integer >= 0, got {learning_starts!r}")
+    if not is_int_at_least(batch_size, 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_size > buffer_size:
+        # A warning, not an error: a model built only to predict or for a smoke test may have a tiny buffer
+        warnings.warn(
+            f"batch_size={batch_size!r} is larger than buffer_size={buffer_size!r}: every batch will repeat "
+            "transitions; lower batch_size or raise buffer_size",
+            stacklevel=3,
+        )
+    check_real("tau", tau, 0.0, 1.0, low_open=True)
+    check_real("gamma", gamma, 0.0, 1.0)
 
 
 def check_target_diffusion_steps(target_diffusion_steps: int | None, n_diffusion_steps: int) -> None:
@@ -86,4 +117,40 @@ def check_target_diffusion_steps(target_diffusion_steps: int | None, n_diffusion
         raise ValueError(
             f"target_diffusion_steps must be None or an integer from 1 to n_diffusion_steps={n_diffusion_steps}, "
             f"got {target_diffusion_steps!r}"
+        )
+
+
+def check_action_space(action_space: spaces.Space) -> None:
+    """
+    Refuse action spaces a diffusion policy cannot act in.
+
+    :param action_space: The environment's action space
+    :raises ValueError: for an action space other than a ``Box``, or one with ``low >= high`` on a dimension (the
+        policy works in ``[-1, 1]`` scaled to the bounds; SB3 itself refuses infinite bounds)
+    """
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"QSM needs a continuous (Box) action space, got {action_space}: a diffusion policy over "
+            "Discrete, MultiDiscrete or MultiBinary actions is not defined."
+        )
+    empty = np.flatnonzero(np.asarray(action_space.low >= action_space.high).reshape(-1))
+    if empty.size > 0:
+        raise ValueError(
+            f"QSM needs an action space with low < high on every dimension, got {action_space}, whose dimensions "
+            f"{empty.tolist()} have low >= high (a single allowed value): remove them from the action space."
+        )
+
+
+def warn_flattened_images(observation_space: spaces.Space, features_extractor: nn.Module) -> None:
+    """
+    Warn when image observations reach an MLP flattened (``MlpPolicy`` on an image space), which trains, but poorly.
+
+    :param observation_space: The environment's observation space
+    :param features_extractor: The actor's features extractor
+    """
+    if is_image_space(observation_space) and isinstance(features_extractor, FlattenExtractor):
+        warnings.warn(
+            f"The observations {observation_space} are images, which MlpPolicy flattens into a vector for an MLP: "
+            "use 'CnnPolicy' to train a convolutional network on them.",
+            stacklevel=4,
         )

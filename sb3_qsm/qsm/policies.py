@@ -36,6 +36,27 @@ class BoundedActionPolicy(BasePolicy):
 
     action_space: spaces.Box
 
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        ``BasePolicy.predict``, refusing observations with NaN or infinite values, for which the networks would return
+        NaN actions (which no clipping can place inside the action space).
+
+        :param observation: the input observation
+        :param state: The last hidden states (None: QSM's policies are not recurrent)
+        :param episode_start: The last masks (unused)
+        :param deterministic: Whether to return deterministic actions
+        :return: the model's action and the next hidden state
+        :raises ValueError: naming the rows of a non-finite observation
+        """
+        check_finite_observation(observation)
+        return super().predict(observation, state, episode_start, deterministic)
+
     def save(self, path: str) -> None:
         """
         Save the policy (its weights and constructor arguments, as SB3's ``BaseModel.save``), written to a temporary
@@ -519,4 +540,22 @@ class MultiInputPolicy(DiffusionActorPolicy):
     ):
         super().__init__(
             observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
+        )
+
+
+def check_finite_observation(observation: Any) -> None:
+    """
+    :param observation: An observation or a batch (an array, or a dict of arrays), as passed to ``predict``
+    :raises ValueError: if a floating-point entry is NaN or infinite, naming the entry and the rows
+    """
+    entries = observation.items() if isinstance(observation, dict) else [("observation", observation)]
+    for name, value in entries:
+        # Anything but an array (a list, a tuple) is left to SB3's checks of the observation
+        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating) or np.isfinite(value).all():
+            continue
+        array = value
+        finite_rows = np.isfinite(array.reshape(len(array), -1) if array.ndim > 1 else array[None]).all(axis=-1)
+        raise ValueError(
+            f"predict got NaN or infinite values in the {name} (rows {np.flatnonzero(~finite_rows).tolist()}): the "
+            "policy would return NaN actions. Check the environment's observations (VecCheckNan finds where they start)."
         )

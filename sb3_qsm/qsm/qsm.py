@@ -8,7 +8,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -35,10 +34,13 @@ from sb3_qsm.qsm.arguments import (
     DIFFUSION_POLICY_ARGS,
     FIXED_DIFFUSION_ARGS,
     SAMPLER_SETTINGS,
+    check_action_space,
+    check_off_policy_args,
     check_policy_kwargs,
     check_qsm_args,
     check_score_target,
     check_target_diffusion_steps,
+    warn_flattened_images,
 )
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
 from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
@@ -211,7 +213,10 @@ class QSM(OffPolicyAlgorithm):
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_score_target(score_target, n_score_samples)
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
+        check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma)
         check_compile_args(compile, compile_kwargs)
+        # NumPy integers are accepted; the model keeps Python's (JSON in the saved archive)
+        n_diffusion_steps, n_score_samples = int(n_diffusion_steps), int(n_score_samples)
         # The actor owns these settings once built (see the properties below); policy_kwargs carries them to it
         policy_kwargs.update(
             n_diffusion_steps=n_diffusion_steps, beta_schedule=beta_schedule, sampler_temperature=sampler_temperature
@@ -258,12 +263,9 @@ class QSM(OffPolicyAlgorithm):
             self._setup_model()
 
     def _setup_model(self) -> None:
-        if not isinstance(self.action_space, spaces.Box):
-            raise ValueError(
-                f"QSM needs a continuous (Box) action space, got {self.action_space}: a diffusion policy over "
-                "Discrete, MultiDiscrete or MultiBinary actions is not defined."
-            )
+        check_action_space(self.action_space)
         super()._setup_model()
+        warn_flattened_images(self.observation_space, self.policy.actor.features_extractor)
         self._create_aliases()
         # Running mean and running var of batch norm layers, copied to the target (SB3 GH#996)
         self.critic_batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
