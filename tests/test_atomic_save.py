@@ -4,59 +4,22 @@ the previous checkpoint whole, loadable, and holding every transition it had; th
 hold every transition up to their step.
 """
 
-import os
-import random
 import signal
-import subprocess
-import sys
-import time
 
 import gymnasium as gym
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_qsm import QSM, AtomicCheckpointCallback
+from sb3_qsm.benchmarks.kill_save import TRANSITIONS, kill_during_saves
 from sb3_qsm.common.checkpoint import atomic_file
-
-# A child process that stores TRANSITIONS transitions, saves a checkpoint, says so, and then saves the same
-# checkpoint again and again until it is killed. The buffer is large (its unused part is saved too), so that
-# every save takes long enough to be killed in the middle of it.
-TRANSITIONS = 150
-CHILD = f"""
-import sys
-import torch
-torch.set_num_threads(1)
-from sb3_qsm import QSM
-model = QSM("MlpPolicy", "Pendulum-v1", buffer_size=2_000_000, learning_starts=10_000, n_diffusion_steps=3,
-            policy_kwargs=dict(net_arch=[16]), seed=0)
-model.learn({TRANSITIONS})
-folder = sys.argv[1]
-model.save(folder + "/model.zip")
-model.save_replay_buffer(folder + "/buffer.pkl")
-print("saved", flush=True)
-while True:
-    print("saving", flush=True)
-    model.save(folder + "/model.zip")
-    model.save_replay_buffer(folder + "/buffer.pkl")
-"""
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_kill_during_save_loses_nothing(tmp_path):
-    rng = random.Random(0)
-    for _ in range(3):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "saved"
-        assert child.stdout.readline().strip() == "saving"
-        time.sleep(rng.uniform(0.0, 0.4))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-
-        model = QSM.load(tmp_path / "model.zip", buffer_size=1)
-        model.load_replay_buffer(tmp_path / "buffer.pkl")
-        assert model.replay_buffer is not None and model.replay_buffer.size() == TRANSITIONS
-        assert model.num_timesteps == TRANSITIONS
+    outcomes = kill_during_saves(tmp_path, kills=3)
+    assert all(outcome["intact"] for outcome in outcomes), outcomes
+    assert all(outcome["transitions"] == TRANSITIONS for outcome in outcomes)
 
 
 @pytest.mark.parametrize("train_freq", [1, (2, "step")])

@@ -16,6 +16,7 @@ COMMANDS = {
     "convert-ablation": ("sb3_qsm.benchmarks.convert", "ablation_main", "fine-tune a converted agent with other settings"),
     "zoo-eval": ("sb3_qsm.benchmarks.zoo_agents", "main", "evaluate zoo-layout agents into evaluation.json"),
     "multimodal": ("sb3_qsm.benchmarks.multimodal", "main", "mode coverage on the multi-modal bandit"),
+    "kill-save": ("sb3_qsm.benchmarks.kill_save", "main", "kill processes during saves; is the checkpoint whole?"),
 }
 
 

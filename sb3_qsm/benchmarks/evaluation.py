@@ -22,6 +22,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.type_aliases import GymEnv
 
 import sb3_qsm
+from sb3_qsm.common.checkpoint import atomic_file
 
 EvaluationResult = dict[str, list[Any]]
 
@@ -76,8 +77,6 @@ def environment() -> dict[str, Any]:
 
 
 def write_json(path: pathlib.Path, data: dict[str, Any]) -> None:
-    """Write a JSON file atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    """Write a JSON file atomically (``atomic_file``: a reader never sees half a file, a kill never leaves one)."""
+    with atomic_file(path) as file:
+        file.write(json.dumps(data, indent=1).encode())
