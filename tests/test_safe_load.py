@@ -19,12 +19,14 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.utils import FloatSchedule
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_qsm import QSM, add_safe_globals
 from sb3_qsm.common import safe_pickle
 from sb3_qsm.convert import convert_to_qsm, load_critic_from_checkpoint
 from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
 from sb3_qsm.zoo import PredictOnlyQSM
+from sb3_qsm.zoo.__main__ import load_statistics_safely
 
 # Entries of a model's ``data`` that SB3 pickles, and that a load reads
 PICKLED_ENTRIES = ("policy_class", "observation_space", "action_space", "policy_kwargs", "learning_rate", "train_freq")
@@ -195,3 +197,16 @@ def test_own_classes_are_allowed_explicitly(tmp_path, small_kwargs, monkeypatch)
     assert QSM.load(tmp_path / "own.zip", safe=False).policy_kwargs["features_extractor_class"] is OwnExtractor
     add_safe_globals([OwnExtractor])
     assert QSM.load(tmp_path / "own.zip").policy_kwargs["features_extractor_class"] is OwnExtractor
+
+
+def test_vec_normalize_statistics_load_safely(tmp_path, monkeypatch):
+    venv = DummyVecEnv([lambda: gym.make("Pendulum-v1")])
+    VecNormalize(venv).save(str(tmp_path / "vecnormalize.pkl"))
+    monkeypatch.setattr(VecNormalize, "load", VecNormalize.load)  # restored after the test
+    load_statistics_safely()  # what the zoo's enjoy does
+    assert isinstance(VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), venv), VecNormalize)
+    marker = tmp_path / "ran"
+    (tmp_path / "crafted.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(ValueError, match=r"VecNormalize statistics .* refers to builtins\.exec"):
+        VecNormalize.load(str(tmp_path / "crafted.pkl"), venv)
+    assert not marker.exists()

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import torch as th
 from stable_baselines3.common.save_util import json_to_data, open_path
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_qsm.common.safe_pickle import UnsafePickleError, decode_entry, safe_load, torch_safe_globals
 
@@ -232,6 +233,23 @@ def read_pickle_file(path: str | pathlib.Path | io.BufferedIOBase, what: str) ->
         raise ValueError(f"Cannot load the {what} {name}: no such file") from error
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
         raise ValueError(f"Cannot load the {what} {name}: the file is truncated or corrupt ({error!r})") from error
+
+
+def load_vec_normalize(path: str | pathlib.Path, venv: VecEnv) -> VecNormalize:
+    """
+    ``VecNormalize.load`` without running code from the file: the statistics are read by the allow-listed unpickler
+    (see :func:`read_pickle_file`), then wrapped around ``venv``.
+
+    :param path: Path to the file ``VecNormalize.save`` wrote
+    :param venv: The environment to normalise
+    :return: The ``VecNormalize`` wrapper
+    :raises ValueError: naming the file, if it does not hold ``VecNormalize`` statistics or cannot be read safely
+    """
+    vec_normalize = read_pickle_file(path, "VecNormalize statistics")
+    if not isinstance(vec_normalize, VecNormalize):
+        raise ValueError(f"{path} does not hold VecNormalize statistics (got {type(vec_normalize).__name__})")
+    vec_normalize.set_venv(venv)
+    return vec_normalize
 
 
 def read_saved_policy(path: str | pathlib.Path | IO[bytes], device: th.device, extra: tuple[Any, ...]) -> dict[str, Any]:

@@ -56,6 +56,8 @@ _NAMED_GLOBALS = frozenset(
         "builtins.complex",
         "torch.device",
         "rl_zoo3.utils.SimpleLinearSchedule",
+        "stable_baselines3.common.vec_env.vec_normalize.VecNormalize",
+        "stable_baselines3.common.running_mean_std.RunningMeanStd",
         "torch.float32",
         "torch.float64",
     }

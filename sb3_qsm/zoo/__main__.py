@@ -8,6 +8,9 @@ shipped with sb3-qsm; other algorithms keep the zoo's files.
 import importlib
 import sys
 
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_qsm.common.checkpoint import load_vec_normalize
 from sb3_qsm.zoo import ALGO_NAME, default_hyperparams_file, register
 
 # Command -> (module, function) of rl_zoo3, imported on use: the plots need the zoo's plotting extras
@@ -48,6 +51,15 @@ def with_default_conf_file(args: list[str]) -> list[str]:
     return args
 
 
+def load_statistics_safely() -> None:
+    """
+    Make ``VecNormalize.load`` read statistics files without running code from them, for this process: ``enjoy``
+    replays agents downloaded from elsewhere, and the zoo loads their ``vecnormalize.pkl`` with ``VecNormalize.load``
+    (their models are loaded safely by ``QSM.load`` already).
+    """
+    VecNormalize.load = staticmethod(load_vec_normalize)  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     :param argv: Command and its arguments (default: ``sys.argv[1:]``)
@@ -60,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     if command == "train":
         args = with_default_conf_file(args)
     register(predict_only=command in PREDICT_ONLY_COMMANDS)
+    if command in PREDICT_ONLY_COMMANDS:
+        load_statistics_safely()
     # The zoo's commands parse sys.argv
     sys.argv = [f"{sys.argv[0]} {command}", *args]
     module_name, function_name = COMMANDS[command]
