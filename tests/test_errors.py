@@ -9,6 +9,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from sb3_qsm import QSM
 
@@ -71,6 +72,7 @@ def test_diffusion_args_in_policy_kwargs_refused():
         (dict(tau=0.0), "tau must be a finite number > 0 and <= 1, got 0.0"),
         (dict(tau=1.5), "tau must be a finite number > 0 and <= 1, got 1.5"),
         (dict(learning_starts=-1), "learning_starts must be an integer >= 0, got -1"),
+        (dict(batch_size=512, buffer_size=100), "batch_size=512 is larger than buffer_size=100"),
     ],
 )
 def test_bad_hyperparameters(kwargs, message):
@@ -181,14 +183,13 @@ def test_action_dimension_without_range():
         QSM("MlpPolicy", _FixedActionDimension(gym.make("Pendulum-v1")))
 
 
-def test_batch_larger_than_buffer_warns():
-    with pytest.warns(UserWarning, match="batch_size=512 is larger than buffer_size=100: every batch will repeat"):
-        QSM("MlpPolicy", "Pendulum-v1", batch_size=512, buffer_size=100)
-
-
-def test_images_with_mlp_policy_warn():
-    with pytest.warns(UserWarning, match="are images, which MlpPolicy flattens"):
-        QSM("MlpPolicy", FakeImageEnv(discrete=False), buffer_size=10, batch_size=4)
+def test_images_with_mlp_policy():
+    env = FakeImageEnv(discrete=False)
+    with pytest.raises(ValueError, match=r"are images, which MlpPolicy would flatten .* use 'CnnPolicy'"):
+        QSM("MlpPolicy", env, buffer_size=10, batch_size=4)
+    # Flattened on purpose
+    policy_kwargs = dict(features_extractor_class=FlattenExtractor, net_arch=[8])
+    QSM("MlpPolicy", env, buffer_size=10, batch_size=4, policy_kwargs=policy_kwargs)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])

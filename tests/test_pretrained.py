@@ -68,6 +68,7 @@ def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run):
         "MlpPolicy",
         env_id,
         buffer_size=1,
+        batch_size=1,
         device="cpu",
         policy_kwargs=policy_kwargs,
         **{key: entry[key] for key in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule") if key in entry},

@@ -147,7 +147,9 @@ def test_save_load_policy_and_actor(tmp_path, small_kwargs, policy_str):
 
 
 def test_paper_preset_save_load(tmp_path):
-    model = QSM.from_paper_config("Pendulum-v1", buffer_size=10, policy_kwargs=dict(net_arch=[8], time_net_arch=[4]))
+    model = QSM.from_paper_config(
+        "Pendulum-v1", buffer_size=10, batch_size=4, policy_kwargs=dict(net_arch=[8], time_net_arch=[4])
+    )
     model.save(tmp_path / "paper")
     loaded = QSM.load(tmp_path / "paper")
     assert loaded.actor_lr_decay_steps == 2_000_000

@@ -1,13 +1,10 @@
 """Checks of QSM's constructor arguments: each raises a ``ValueError`` that names the argument, before any work."""
 
-import warnings
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import FlattenExtractor
-from torch import nn
 
 from sb3_qsm.common.utils import check_real, is_int_at_least
 
@@ -84,7 +81,7 @@ def check_off_policy_args(buffer_size: int, learning_starts: int, batch_size: in
 
     :param buffer_size: Replay buffer size (integer >= 1)
     :param learning_starts: Steps before learning starts (integer >= 0)
-    :param batch_size: Minibatch size (integer >= 1; a warning when it exceeds ``buffer_size``)
+    :param batch_size: Minibatch size (integer from 1 to ``buffer_size``)
     :param tau: Soft update coefficient (in ``(0, 1]``)
     :param gamma: Discount factor (in ``[0, 1]``)
     """
@@ -95,11 +92,10 @@ def check_off_policy_args(buffer_size: int, learning_starts: int, batch_size: in
     if not is_int_at_least(batch_size, 1):
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if batch_size > buffer_size:
-        # A warning, not an error: a model built only to predict or for a smoke test may have a tiny buffer
-        warnings.warn(
-            f"batch_size={batch_size!r} is larger than buffer_size={buffer_size!r}: every batch will repeat "
-            "transitions; lower batch_size or raise buffer_size",
-            stacklevel=3,
+        raise ValueError(
+            f"batch_size={batch_size!r} is larger than buffer_size={buffer_size!r}: every batch would repeat "
+            "transitions; lower batch_size or raise buffer_size (a model loaded only to predict can take "
+            "buffer_size=1 in load)"
         )
     check_real("tau", tau, 0.0, 1.0, low_open=True)
     check_real("gamma", gamma, 0.0, 1.0)
@@ -141,16 +137,19 @@ def check_action_space(action_space: spaces.Space) -> None:
         )
 
 
-def warn_flattened_images(observation_space: spaces.Space, features_extractor: nn.Module) -> None:
+def check_image_policy(observation_space: spaces.Space, flattens: bool, policy_kwargs: dict[str, Any]) -> None:
     """
-    Warn when image observations reach an MLP flattened (``MlpPolicy`` on an image space), which trains, but poorly.
+    Refuse image observations that an MLP would get flattened into a vector (``MlpPolicy`` on an image space) unless
+    asked for: it trains, but poorly, and is most often the wrong policy name.
 
     :param observation_space: The environment's observation space
-    :param features_extractor: The actor's features extractor
+    :param flattens: Whether the policy class flattens observations by default (``MlpPolicy``)
+    :param policy_kwargs: The user's policy keyword arguments; an explicit ``features_extractor_class`` is respected
+    :raises ValueError: naming the space and the fix
     """
-    if is_image_space(observation_space) and isinstance(features_extractor, FlattenExtractor):
-        warnings.warn(
-            f"The observations {observation_space} are images, which MlpPolicy flattens into a vector for an MLP: "
-            "use 'CnnPolicy' to train a convolutional network on them.",
-            stacklevel=4,
+    if flattens and is_image_space(observation_space) and "features_extractor_class" not in policy_kwargs:
+        raise ValueError(
+            f"The observations {observation_space} are images, which MlpPolicy would flatten into a vector for an "
+            "MLP: use 'CnnPolicy' to train a convolutional network on them, or pass "
+            "policy_kwargs=dict(features_extractor_class=FlattenExtractor) to flatten them on purpose."
         )

@@ -35,12 +35,12 @@ from sb3_qsm.qsm.arguments import (
     FIXED_DIFFUSION_ARGS,
     SAMPLER_SETTINGS,
     check_action_space,
+    check_image_policy,
     check_off_policy_args,
     check_policy_kwargs,
     check_qsm_args,
     check_score_target,
     check_target_diffusion_steps,
-    warn_flattened_images,
 )
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
 from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
@@ -264,8 +264,9 @@ class QSM(OffPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         check_action_space(self.action_space)
+        flattens = not issubclass(self.policy_class, CnnPolicy | MultiInputPolicy)
+        check_image_policy(self.observation_space, flattens, self.policy_kwargs)
         super()._setup_model()
-        warn_flattened_images(self.observation_space, self.policy.actor.features_extractor)
         self._create_aliases()
         # Running mean and running var of batch norm layers, copied to the target (SB3 GH#996)
         self.critic_batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
