@@ -38,7 +38,7 @@ ZOO_KEYS = {"n_timesteps", "n_envs", "normalize", "noise_type", "noise_std", "en
 
 
 def _zoo(*args: str, cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
     return subprocess.run(
         [sys.executable, "-m", "sb3_qsm.zoo", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -86,7 +86,8 @@ def test_register_adds_qsm_to_the_zoo():
 def test_train_writes_zoo_layout_and_enjoy_replays_it(tmp_path):
     train = _zoo(
         *("train", "--algo", "qsm", "--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--seed", "3"),
-        *("--eval-freq", "150", "--eval-episodes", "1", "--save-freq", "150"),
+        # Two evaluation episodes: all_plots cannot average a single one of a single run
+        *("--eval-freq", "150", "--eval-episodes", "2", "--save-freq", "150"),
         cwd=tmp_path,
     )
     assert train.returncode == 0, train.stderr[-3000:]
@@ -105,6 +106,16 @@ def test_train_writes_zoo_layout_and_enjoy_replays_it(tmp_path):
     assert "Mean reward" in enjoy.stdout
     model = QSM.load(run / "Pendulum-v1.zip", buffer_size=1)
     assert model.num_timesteps == 300
+
+    # The zoo's plots, with what the zoo extra installs (seaborn); figures on the Agg backend
+    plot = _zoo("plot_train", "--algo", "qsm", "--env", "Pendulum-v1", "-f", "logs", "-w", "1", cwd=tmp_path)
+    assert plot.returncode == 0, plot.stderr[-3000:]
+    plots = _zoo(
+        *("all_plots", "--algos", "qsm", "--env", "Pendulum-v1", "-f", "logs", "--no-display", "-o", "results"),
+        cwd=tmp_path,
+    )
+    assert plots.returncode == 0, plots.stderr[-3000:]
+    assert (tmp_path / "results.pkl").is_file()
 
 
 def test_predict_only_load_does_not_allocate_the_replay_buffer(tmp_path):
@@ -146,7 +157,7 @@ def test_two_workers_share_one_journal_study(tmp_path):
         *("--storage", str(storage), "--study-name", "qsm-test", "--sampler", "random", "--pruner", "none"),
         *("--n-evaluations", "1", "--eval-episodes", "1", "--no-optim-plots", "-f", "logs"),
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
     command = [sys.executable, "-m", "sb3_qsm.zoo", *args]
     workers = [
         subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -163,3 +174,19 @@ def test_two_workers_share_one_journal_study(tmp_path):
     complete = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4  # two per worker
     assert all("score_scale" in trial.params for trial in complete)
+
+
+def test_console_command(capsys):
+    from importlib.metadata import entry_points
+
+    from sb3_qsm import cli
+
+    (command,) = [entry for entry in entry_points(group="console_scripts") if entry.name == "sb3-qsm"]
+    assert command.value == "sb3_qsm.cli:main"
+    cli.main(["--help"])
+    assert "usage: sb3-qsm {train|enjoy|plot_train|plot_from_file|all_plots}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown command 'fly'"):
+        cli.main(["fly"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code == 2

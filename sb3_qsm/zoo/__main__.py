@@ -1,5 +1,6 @@
 """
-The RL Zoo's command line with QSM registered: ``python -m sb3_qsm.zoo train|enjoy|plot_train|plot_from_file|all_plots``.
+The RL Zoo's command line with QSM registered: ``python -m sb3_qsm.zoo train|enjoy|plot_train|plot_from_file|all_plots``
+(also installed as the ``sb3-qsm`` command, ``sb3_qsm.cli``).
 
 Arguments are the zoo's own. For ``train --algo qsm`` the default ``--conf-file`` is the hyperparameter file
 shipped with sb3-qsm; other algorithms keep the zoo's files.
@@ -10,17 +11,10 @@ import sys
 
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_qsm.cli import ZOO_COMMANDS, usage
 from sb3_qsm.common.checkpoint import load_vec_normalize
 from sb3_qsm.zoo import ALGO_NAME, default_hyperparams_file, register
 
-# Command -> (module, function) of rl_zoo3, imported on use: the plots need the zoo's plotting extras
-COMMANDS = {
-    "train": ("rl_zoo3.train", "train"),
-    "enjoy": ("rl_zoo3.enjoy", "enjoy"),
-    "plot_train": ("rl_zoo3.plots", "plot_train"),
-    "plot_from_file": ("rl_zoo3.plots", "plot_from_file"),
-    "all_plots": ("rl_zoo3.plots", "all_plots"),
-}
 # Commands that only load an agent to act, so its replay buffer need not be allocated
 PREDICT_ONLY_COMMANDS = ("enjoy",)
 
@@ -65,9 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     :param argv: Command and its arguments (default: ``sys.argv[1:]``)
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in COMMANDS:
-        commands = "|".join(COMMANDS)
-        sys.exit(f"usage: python -m sb3_qsm.zoo {{{commands}}} [zoo arguments]  (e.g. train --algo qsm --env Pendulum-v1)")
+    if not args or args[0] not in ZOO_COMMANDS:
+        sys.exit(usage("python -m sb3_qsm.zoo"))
     command, args = args[0], args[1:]
     if command == "train":
         args = with_default_conf_file(args)
@@ -76,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         load_statistics_safely()
     # The zoo's commands parse sys.argv
     sys.argv = [f"{sys.argv[0]} {command}", *args]
-    module_name, function_name = COMMANDS[command]
+    module_name, function_name = ZOO_COMMANDS[command]
     getattr(importlib.import_module(module_name), function_name)()
 
 
