@@ -336,8 +336,15 @@ def test_verdicts() -> None:
 
     assert aggregate.verdict(summary(10, 9, 11), summary(5, 4, 6)) == "ahead"
     assert aggregate.verdict(summary(5, 4, 6), summary(10, 9, 11)) == "behind"
-    assert aggregate.verdict(summary(6, 4, 8), summary(5, 3, 7)) == "ahead, intervals overlap"
+    assert aggregate.verdict(summary(6, 4, 8), summary(5, 3, 7)) == "intervals overlap (IQM higher)"
+    assert aggregate.verdict(summary(5, 3, 7), summary(6, 4, 8)) == "intervals overlap (IQM lower)"
     assert aggregate.verdict(summary(6, np.nan, np.nan), summary(5, 3, 7)) == "too few seeds to compare"
+
+
+def test_numbers_have_no_negative_zero() -> None:
+    assert aggregate.number(-0.04) == "0.0" and aggregate.number(-0.4, 0) == "0"
+    assert aggregate.number(-0.06) == "-0.1" and aggregate.number(2.25, 0) == "2"
+    assert aggregate.mean_std(-0.01, 0.0, 3) == "0.0 +- 0.0"
 
 
 def test_cost_figures_quick(tmp_path: pathlib.Path) -> None:

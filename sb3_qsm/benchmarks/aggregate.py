@@ -134,7 +134,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def verdict(reference: dict[str, Any], baseline: dict[str, Any]) -> str:
-    """Compare two final-return IQM intervals: ahead, behind, or overlapping."""
+    """
+    Compare two final-return IQM intervals: "ahead" or "behind" only when they do not overlap; otherwise they overlap,
+    and the verdict says on which side the reference's IQM falls without calling it ahead.
+    """
     (ref_low, ref_high), (base_low, base_high) = reference["final_iqm_ci"], baseline["final_iqm_ci"]
     if np.isnan(ref_low) or np.isnan(base_low):
         return "too few seeds to compare"
@@ -142,7 +145,8 @@ def verdict(reference: dict[str, Any], baseline: dict[str, Any]) -> str:
         return "ahead"
     if ref_high < base_low:
         return "behind"
-    return "ahead, intervals overlap" if reference["final_iqm"] > baseline["final_iqm"] else "behind, intervals overlap"
+    higher = "higher" if reference["final_iqm"] > baseline["final_iqm"] else "lower"
+    return f"intervals overlap (IQM {higher})"
 
 
 def row_label(algo: str, summary: dict[str, Any]) -> str:
@@ -152,9 +156,15 @@ def row_label(algo: str, summary: dict[str, Any]) -> str:
     return LABELS.get(algo, algo)
 
 
+def number(value: float, digits: int = 1) -> str:
+    """``value`` with ``digits`` decimals, without the sign of a value that rounds to zero ("0.0", not "-0.0")."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def mean_std(mean: float, std: float, n_runs: int) -> str:
     """``mean +- std`` over runs; a single run has no spread, so its value alone."""
-    return f"{mean:.1f}" if n_runs == 1 else f"{mean:.1f} +- {std:.1f}"
+    return number(mean) if n_runs == 1 else f"{number(mean)} +- {number(std)}"
 
 
 def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -168,10 +178,10 @@ def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
             n_runs = len(s["seeds"])
             stochastic = mean_std(s["stochastic_mean"], s["stochastic_std"], n_runs) if "stochastic_mean" in s else "-"
             low, high = s["final_iqm_ci"]
-            interval = f"[{low:.1f}, {high:.1f}]" if np.isfinite([low, high]).all() else "(one run: no interval)"
+            interval = f"[{number(low)}, {number(high)}]" if np.isfinite([low, high]).all() else "(one run: no interval)"
             lines.append(
                 f"| {env} ({s['budget']:,}) | {row_label(algo, s)} | {n_runs} "
-                f"| {mean_std(s['final_mean'], s['final_std'], n_runs)} | {s['final_iqm']:.1f} {interval} "
+                f"| {mean_std(s['final_mean'], s['final_std'], n_runs)} | {number(s['final_iqm'])} {interval} "
                 f"| {mean_std(s['auc_mean'], s['auc_std'], n_runs)} | {stochastic} |"
             )
     return "\n".join(lines) + "\n"
@@ -200,7 +210,7 @@ def statement(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
             ref, base = algos[REFERENCE], algos[baseline]
             outcome = verdict(ref, base)
             key = outcome if outcome in ("ahead", "behind") else "neither clearly ahead nor behind"
-            groups[key].append(f"{env} ({ref['final_mean']:.0f} vs {base['final_mean']:.0f})")
+            groups[key].append(f"{env} ({number(ref['final_mean'], 0)} vs {number(base['final_mean'], 0)})")
         parts = [f"{key} on {', '.join(envs)}" for key, envs in groups.items() if envs]
         if parts:
             lines.append(f"- Against {LABELS[baseline]}, QSM (defaults) is " + "; ".join(parts) + ".")
