@@ -26,6 +26,8 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.viewcode",
     "myst_parser",
+    # MathJax bundled into the built pages, so that formulas render offline (Sphinx loads it from a CDN otherwise)
+    "sphinx-mathjax-offline",
 ]
 
 myst_enable_extensions = ["dollarmath", "colon_fence"]
@@ -43,6 +45,8 @@ autoclass_content = "class"
 pygments_style = "sphinx"
 html_theme = "sphinx_rtd_theme"
 html_title = f"sb3-qsm {release}"
+html_static_path = ["_static"]
+html_css_files = ["tables.css"]
 
 
 # Result tables, generated from the committed raw files at every build (never typed by hand)
