@@ -5,10 +5,13 @@ the classes and functions of an allow-list, as ``torch.load(weights_only=True)``
 Globals" recipe of Python's ``pickle`` documentation describes. A pickle that names anything else (a function stored
 by value, ``os.system``, a class of an unknown module) is refused before that name is even imported.
 
-The allow-list holds what SB3 and this package write: NumPy arrays, dtypes, scalars and random generators, Gymnasium
-spaces, ``torch.device``, PyTorch's activation and optimizer classes, SB3's feature extractors, schedules, buffers
-and action noises. An algorithm adds its own policy classes (``extra`` below); users add their own classes with
-:func:`add_safe_globals`, or replace an entry with ``custom_objects`` when loading.
+The allow-list holds what SB3, the RL Zoo and this package write: NumPy arrays, dtypes, scalars and random
+generators, Gymnasium spaces, ``torch.device``, the classes of ``torch.nn`` modules and optimizers, SB3's feature
+extractors, schedules, buffers, action noises, training-frequency types and ``VecNormalize`` statistics, the policy
+classes of SB3, sb3-contrib and this package, and the zoo's linear schedule. Anything named there is constructed with
+the file's arguments, so only classes whose construction does nothing but build an object belong in it (no file,
+process or network access). Users add their own classes with :func:`add_safe_globals`, or replace an entry with
+``custom_objects`` when loading.
 """
 
 import base64
@@ -63,7 +66,7 @@ _NAMED_GLOBALS = frozenset(
     }
 )
 # Modules whose classes (never their functions) a checkpoint may name: NumPy's dtype classes, Gymnasium's spaces,
-# PyTorch's activations and optimizers, and SB3's building blocks
+# PyTorch's modules and optimizers, and SB3's building blocks
 _CLASS_MODULES = (
     "numpy.dtypes",
     "gymnasium.spaces.",
@@ -134,9 +137,10 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise UnsafePickleError(f"{module}.{name}")
         obj = super().find_class(module, name)
         full_name = f"{module}.{name}"
-        if full_name not in _NAMED_GLOBALS and full_name not in self.extra and not isinstance(obj, type):
-            if full_name not in _user_globals:
-                raise UnsafePickleError(full_name)
+        named = full_name in _NAMED_GLOBALS or full_name in self.extra or full_name in _user_globals
+        # Allowed by its module only: a class, never a function of that module
+        if not named and not isinstance(obj, type):
+            raise UnsafePickleError(full_name)
         return obj
 
 
