@@ -98,8 +98,9 @@ def read_checkpoint_data(
     :param path: Path to the checkpoint, or an open binary file
     :param custom_objects: Values that replace stored entries, which are then not decoded at all (as in ``load``)
     :param safe: Refuse an entry that names anything outside the allow-list, with a ``ValueError`` naming the entry
-        and what it names. With ``safe=False`` such entries are only listed, for a caller that trusts the file and
-        unpickles them itself (:func:`unpickle_entries`), once it has checked what could be checked safely.
+        and what it names. With ``safe=False`` such entries, and those that cannot be decoded, are only listed, for a
+        caller that trusts the file and unpickles them itself (:func:`unpickle_entries`, SB3's ``load``), once it has
+        checked what could be checked safely.
         ``lr_schedule`` is left out rather than refused, since ``load`` rebuilds it from ``learning_rate``.
     :return: The decoded entries, and the names of those left out
     :raises ValueError: as :func:`read_checkpoint_json`, and for a refused or undecodable entry
@@ -115,6 +116,11 @@ def read_checkpoint_data(
         except UnsafePickleError as error:
             if safe and key not in REBUILT_ENTRIES:
                 raise _refused(path, key, error) from error
+            left_out.append(key)
+        except ValueError:
+            # Undecodable (a class renamed since, say): SB3's own unpickling of a trusted file warns and goes on
+            if safe:
+                raise
             left_out.append(key)
     return decoded, left_out
 
