@@ -87,15 +87,16 @@ def _read_data_entry(path: str | pathlib.Path | io.BufferedIOBase) -> tuple[str,
     return raw, data
 
 
-def read_checkpoint_data(
-    path: str | pathlib.Path | io.BufferedIOBase, custom_objects: dict[str, Any] | None = None, safe: bool = True
+def decode_checkpoint_data(
+    stored: dict[str, Any], path: Any, custom_objects: dict[str, Any] | None = None, safe: bool = True
 ) -> tuple[dict[str, Any], list[str]]:
     """
-    Check a Stable-Baselines3 ``.zip`` checkpoint (see :func:`read_checkpoint_json`) and decode its ``data`` entry
-    without running any code: the entries SB3 pickled (spaces, policy class and arguments, schedules, action noise)
-    go through the allow-listed unpickler of :mod:`sb3_qsm.common.safe_pickle`.
+    Decode a checkpoint's ``data`` entry (as :func:`read_checkpoint_json` returns it) without running any code: the
+    entries SB3 pickled (spaces, policy class and arguments, schedules, action noise) go through the allow-listed
+    unpickler of :mod:`sb3_qsm.common.safe_pickle`.
 
-    :param path: Path to the checkpoint, or an open binary file
+    :param stored: The checkpoint's ``data`` entry, parsed
+    :param path: The checkpoint, for the messages
     :param custom_objects: Values that replace stored entries, which are then not decoded at all (as in ``load``)
     :param safe: Refuse an entry that names anything outside the allow-list, with a ``ValueError`` naming the entry
         and what it names. With ``safe=False`` such entries, and those that cannot be decoded, are only listed, for a
@@ -103,11 +104,11 @@ def read_checkpoint_data(
         checked what could be checked safely.
         ``lr_schedule`` is left out rather than refused, since ``load`` rebuilds it from ``learning_rate``.
     :return: The decoded entries, and the names of those left out
-    :raises ValueError: as :func:`read_checkpoint_json`, and for a refused or undecodable entry
+    :raises ValueError: for a refused or undecodable entry
     """
     decoded: dict[str, Any] = {}
     left_out: list[str] = []
-    for key, item in read_checkpoint_json(path).items():
+    for key, item in stored.items():
         if custom_objects is not None and key in custom_objects:
             decoded[key] = custom_objects[key]
             continue
@@ -125,21 +126,21 @@ def read_checkpoint_data(
     return decoded, left_out
 
 
-def read_checkpoint_entry(path: str | pathlib.Path | io.BufferedIOBase, key: str, default: Any = None) -> Any:
+def decode_checkpoint_entry(stored: dict[str, Any], key: str, path: Any, default: Any = None) -> Any:
     """
-    One entry of a checkpoint's ``data``, decoded without running code (see :func:`read_checkpoint_data`).
+    One entry of a checkpoint's ``data``, decoded without running code (see :func:`decode_checkpoint_data`).
 
-    :param path: Path to the checkpoint, or an open binary file
+    :param stored: The checkpoint's ``data`` entry, parsed (:func:`read_checkpoint_json`)
     :param key: The entry
+    :param path: The checkpoint, for the messages
     :param default: Returned when the checkpoint has no such entry
     :return: The entry
-    :raises ValueError: for an unreadable checkpoint, or an entry a safe load refuses or cannot decode
+    :raises ValueError: for an entry a safe load refuses or cannot decode
     """
-    data = read_checkpoint_json(path)
-    if key not in data:
+    if key not in stored:
         return default
     try:
-        return _decode(data[key], key, path)
+        return _decode(stored[key], key, path)
     except UnsafePickleError as error:
         raise _refused(path, key, error) from error
 
@@ -171,17 +172,16 @@ def _refused(path: Any, key: str, error: UnsafePickleError) -> ValueError:
     )
 
 
-def unpickle_entries(path: str | pathlib.Path | io.BufferedIOBase, keys: list[str]) -> dict[str, Any]:
+def unpickle_entries(stored: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     """
     Unpickle entries of a checkpoint's ``data`` as Stable-Baselines3 does (``cloudpickle``), which runs any code they
     hold: only for a file the user trusts (``safe=False``).
 
-    :param path: Path to the checkpoint, or an open binary file
+    :param stored: The checkpoint's ``data`` entry, parsed (:func:`read_checkpoint_json`)
     :param keys: The entries
     :return: The entries, decoded
     """
-    raw = read_checkpoint_json(path)
-    return json_to_data(json.dumps({key: raw[key] for key in keys}))
+    return json_to_data(json.dumps({key: stored[key] for key in keys}))
 
 
 def check_policy_class(data: dict[str, Any], expected: type, algo_name: str, path: Any) -> None:

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_qsm.common.checkpoint import read_checkpoint_data, read_checkpoint_json
+from sb3_qsm.common.checkpoint import decode_checkpoint_data, read_checkpoint_json
 
 
 def load_sb3_agent(path: str | pathlib.Path | io.BufferedIOBase, env: VecEnv, device: th.device | str = "auto") -> SAC | TD3:
@@ -38,7 +38,7 @@ def load_sb3_agent(path: str | pathlib.Path | io.BufferedIOBase, env: VecEnv, de
     replaced = {"observation_space": env.observation_space, "action_space": env.action_space, "learning_rate": 0.0}
     # Every other entry decoded without running code from the file, and handed to SB3's load, which then unpickles
     # nothing (lr_schedule is rebuilt from learning_rate)
-    custom_objects, _ = read_checkpoint_data(path, custom_objects=replaced)
+    custom_objects, _ = decode_checkpoint_data(data, path, custom_objects=replaced)
     custom_objects["lr_schedule"] = None
     return algo.load(path, device=device, custom_objects=custom_objects, buffer_size=1, optimize_memory_usage=False)
 

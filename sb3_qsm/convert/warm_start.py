@@ -7,7 +7,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from sb3_qsm.common.checkpoint import read_checkpoint_entry
+from sb3_qsm.common.checkpoint import decode_checkpoint_entry, read_checkpoint_json
 from sb3_qsm.qsm.qsm import QSM
 
 
@@ -20,7 +20,8 @@ def _source_state(source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm
         critic = getattr(source.policy, "critic", None)
         activation_fn = _activation_of(critic) if isinstance(critic, th.nn.Module) and hasattr(critic, "q_networks") else None
         return source.policy.state_dict(), activation_fn
-    activation_fn = (read_checkpoint_entry(source, "policy_kwargs") or {}).get("activation_fn", th.nn.ReLU)
+    policy_kwargs = decode_checkpoint_entry(read_checkpoint_json(source), "policy_kwargs", source)
+    activation_fn = (policy_kwargs or {}).get("activation_fn", th.nn.ReLU)
     _, params, _ = load_from_zip_file(source, load_data=False, device="cpu")
     if "policy" not in params:
         raise ValueError(f"Cannot warm-start from {source}: the checkpoint has no policy weights")

@@ -21,8 +21,9 @@ from sb3_qsm.common.checkpoint import (
     REBUILT_ENTRIES,
     atomic_file,
     check_policy_class,
-    read_checkpoint_data,
-    read_checkpoint_entry,
+    decode_checkpoint_data,
+    decode_checkpoint_entry,
+    read_checkpoint_json,
     read_pickle_file,
     unpickle_entries,
     with_values_of_older_archives,
@@ -625,10 +626,11 @@ class QSM(OffPolicyAlgorithm):
         :param kwargs: extra arguments to change the model when loading
         :return: new model instance with loaded parameters
         """
-        _check_saved_policy(path, custom_objects, safe, cls.__name__)
-        data, left_out = read_checkpoint_data(path, custom_objects, safe=safe)
+        stored = read_checkpoint_json(path)
+        _check_saved_policy(stored, path, custom_objects, safe, cls.__name__)
+        data, left_out = decode_checkpoint_data(stored, path, custom_objects, safe=safe)
         if "policy_kwargs" in left_out:
-            data.update(unpickle_entries(path, ["policy_kwargs"]))
+            data.update(unpickle_entries(stored, ["policy_kwargs"]))
         kwargs = with_values_of_older_archives(data, kwargs, ADDED_ARGUMENTS)
         policy_kwargs = _policy_kwargs_to_load(data, kwargs, path)
         if policy_kwargs is not None:
@@ -736,19 +738,22 @@ class QSM(OffPolicyAlgorithm):
         return state_dicts, []
 
 
-def _check_saved_policy(path: Any, custom_objects: dict[str, Any] | None, safe: bool, algo_name: str) -> None:
+def _check_saved_policy(
+    stored: dict[str, Any], path: Any, custom_objects: dict[str, Any] | None, safe: bool, algo_name: str
+) -> None:
     """
     Refuse a checkpoint of another algorithm before anything else of it is decoded. Its policy class is read without
     running code; one outside the allow-list (a user's own class) is refused with ``safe``, and left to the check of
     SB3's load otherwise.
 
+    :param stored: The checkpoint's ``data`` entry, parsed
     :raises ValueError: naming the file and the policy it holds
     """
     if custom_objects is not None and "policy_class" in custom_objects:
         policy_class = custom_objects["policy_class"]
     else:
         try:
-            policy_class = read_checkpoint_entry(path, "policy_class")
+            policy_class = decode_checkpoint_entry(stored, "policy_class", path)
         except ValueError:
             if safe:
                 raise
