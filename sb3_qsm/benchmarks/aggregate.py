@@ -167,6 +167,13 @@ def mean_std(mean: float, std: float, n_runs: int) -> str:
     return number(mean) if n_runs == 1 else f"{number(mean)} +- {number(std)}"
 
 
+def iqm_cell(summary: dict[str, Any]) -> str:
+    """The final-return IQM and its 95% interval, as the tables print them (a single run has no interval)."""
+    low, high = summary["final_iqm_ci"]
+    interval = f"[{number(low)}, {number(high)}]" if np.isfinite([low, high]).all() else "(one run: no interval)"
+    return f"{number(summary['final_iqm'])} {interval}"
+
+
 def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
     """The Markdown table of every task and algorithm."""
     lines = [
@@ -177,11 +184,9 @@ def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
         for algo, s in algos.items():
             n_runs = len(s["seeds"])
             stochastic = mean_std(s["stochastic_mean"], s["stochastic_std"], n_runs) if "stochastic_mean" in s else "-"
-            low, high = s["final_iqm_ci"]
-            interval = f"[{number(low)}, {number(high)}]" if np.isfinite([low, high]).all() else "(one run: no interval)"
             lines.append(
                 f"| {env} ({s['budget']:,}) | {row_label(algo, s)} | {n_runs} "
-                f"| {mean_std(s['final_mean'], s['final_std'], n_runs)} | {number(s['final_iqm'])} {interval} "
+                f"| {mean_std(s['final_mean'], s['final_std'], n_runs)} | {iqm_cell(s)} "
                 f"| {mean_std(s['auc_mean'], s['auc_std'], n_runs)} | {stochastic} |"
             )
     return "\n".join(lines) + "\n"

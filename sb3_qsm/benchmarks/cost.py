@@ -39,7 +39,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
-from sb3_qsm.benchmarks.aggregate import mean_std
+from sb3_qsm.benchmarks.aggregate import iqm_cell, mean_std
 from sb3_qsm.benchmarks.evaluation import environment, write_json
 from sb3_qsm.benchmarks.suite import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, GRADIENT_HYPERPARAMS
 from sb3_qsm.benchmarks.work import median_seconds, work_figures
@@ -243,11 +243,9 @@ def cheaper_table(record: dict[str, Any], summaries: dict[str, dict[str, Any]]) 
         ms, summary = 1e3 / steps_per_second[config.label], summaries[algo]
         setting = ", ".join(f"`{name}={value}`" for name, value in config.options) or "defaults"
         n_runs = len(summary["seeds"])
-        low, high = summary["final_iqm_ci"]
-        interval = f"[{low:.1f}, {high:.1f}]" if n_runs > 1 else "(one run: no interval)"
         lines.append(
             f"| {setting} | {ms:.1f} | {ms / defaults:.2f} | {n_runs} "
-            f"| {mean_std(summary['final_mean'], summary['final_std'], n_runs)} | {summary['final_iqm']:.1f} {interval} "
+            f"| {mean_std(summary['final_mean'], summary['final_std'], n_runs)} | {iqm_cell(summary)} "
             f"| {mean_std(summary['auc_mean'], summary['auc_std'], n_runs)} |"
         )
     return "\n".join(lines) + "\n"

@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_qsm.common.checkpoint import read_pickle_file
-from sb3_qsm.common.utils import is_int_at_least, map_observations, n_observations
+from sb3_qsm.common.utils import check_real, is_int_at_least, is_real, map_observations, n_observations
 from sb3_qsm.convert.sources import load_sb3_agent
 from sb3_qsm.convert.warm_start import load_critic_from_checkpoint
 from sb3_qsm.qsm.presets import PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
@@ -310,11 +310,8 @@ def _check_convert_args(
     ):
         if not is_int_at_least(value, 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not np.isfinite(noise_std) or noise_std < 0:
-        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
-    if score_scale != "auto" and (
-        not isinstance(score_scale, int | float) or not np.isfinite(score_scale) or score_scale <= 0
-    ):
+    check_real("noise_std", noise_std, 0.0)
+    if score_scale != "auto" and not (is_real(score_scale) and float(score_scale) > 0):
         raise ValueError(f"score_scale must be 'auto' or a finite number > 0, got {score_scale!r}")
 
 
