@@ -141,6 +141,14 @@ def _qsm_variant(name: str, label: str, hyperparams: dict[str, Any]) -> Algorith
 CHEAPER_CANDIDATES = (4, 2)
 CHEAPER_TARGET_STEPS = (5, 2)
 
+# Candidate changes to the defaults, screened on short budgets (suite "screen") before any is promoted to a full
+# suite: the name in the raw result files -> (label, the QSM arguments that differ from the defaults)
+SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    # A sharper posterior target: the defaults' policy stays far broader than locomotion rewards
+    "qsm-s25": ("QSM (score scale 25)", {"score_scale": 25.0}),
+    "qsm-s100": ("QSM (score scale 100)", {"score_scale": 100.0}),
+}
+
 ALGORITHMS: dict[str, Algorithm] = {
     algorithm.name: algorithm
     for algorithm in (
@@ -165,6 +173,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             _qsm_variant(f"qsm-tt{t}", f"QSM (critic target T={t})", {"target_diffusion_steps": t})
             for t in CHEAPER_TARGET_STEPS
         ),
+        *(_qsm_variant(name, label, hyperparams) for name, (label, hyperparams) in SCREEN_VARIANTS.items()),
         Algorithm("sac", "SAC (RL Zoo)", SAC, _zoo("sac"), samples=True),
         Algorithm("td3", "TD3 (RL Zoo)", TD3, _zoo("td3"), samples=False),
         Algorithm("sac-sb3", "SAC (SB3 defaults)", SAC, _fixed("SB3 defaults", {}), samples=True),
@@ -230,6 +239,8 @@ WITH_GRADIENT = ("qsm", "qsm-gradient", "sac", "td3")
 WITH_PAPER_AND_GRADIENT = ("qsm", "qsm-gradient", "qsm-paper", "sac", "td3")
 # MountainCar measures exploration (the goal is reached or not): more seeds, and SAC/TD3 with SB3's defaults too
 EXPLORATION = ("qsm", "qsm-gradient", "sac", "td3", "sac-sb3", "td3-sb3")
+LOCOMOTION = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5")
+SCREEN_TASKS = ("HalfCheetah-v5", "Hopper-v5")
 SUITES = {
     "v1": Suite(
         "v1",
@@ -242,6 +253,24 @@ SUITES = {
             Task("HalfCheetah-v5", 100_000, WITH_GRADIENT),
         ),
         seeds=(0, 1, 2),
+    ),
+    # The suite of the defaults chosen on locomotion: every MuJoCo task SB3 users run first, QSM at its defaults
+    "v2": Suite(
+        "v2",
+        tasks=(
+            Task("Pendulum-v1", 20_000, ("qsm", "sac", "td3")),
+            Task("MountainCarContinuous-v0", 50_000, ("qsm", "sac", "td3"), seeds=(0, 1, 2, 3, 4), success_return=0.0),
+            Task("InvertedDoublePendulum-v5", 50_000, ("qsm", "sac", "td3")),
+            *(Task(env_id, 100_000, ("qsm", "sac", "td3")) for env_id in LOCOMOTION),
+        ),
+        seeds=(0, 1, 2),
+    ),
+    # Short single-seed runs of candidate changes (SCREEN_VARIANTS) against the defaults; SAC (RL Zoo) at the same
+    # budget is the curve of its suite v1 run up to that step
+    "screen": Suite(
+        "screen",
+        tasks=tuple(Task(env_id, 50_000, ("qsm", *SCREEN_VARIANTS), n_evaluations=5) for env_id in SCREEN_TASKS),
+        seeds=(0,),
     ),
     # What cheaper arithmetic costs in returns, against QSM's defaults (the time per step is in the cost figures)
     "cheaper": Suite(
