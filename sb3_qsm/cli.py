@@ -6,13 +6,17 @@ installed; the commands themselves need the ``zoo`` extra.
 
 import sys
 
-# Command -> (module, function) of rl_zoo3, imported on use: the plots need the zoo's plotting extras
-ZOO_COMMANDS = {
+# Command -> (module, function) of rl_zoo3, imported on use: the plots need the zoo's plotting extras. A function of
+# None runs the module as a script (``python -m rl_zoo3.push_to_hub``, ``load_from_hub``: their command lines
+# live in their __main__ blocks)
+ZOO_COMMANDS: dict[str, tuple[str, str | None]] = {
     "train": ("rl_zoo3.train", "train"),
     "enjoy": ("rl_zoo3.enjoy", "enjoy"),
     "plot_train": ("rl_zoo3.plots", "plot_train"),
     "plot_from_file": ("rl_zoo3.plots", "plot_from_file"),
     "all_plots": ("rl_zoo3.plots", "all_plots"),
+    "push_to_hub": ("rl_zoo3.push_to_hub", None),
+    "load_from_hub": ("rl_zoo3.load_from_hub", None),
 }
 
 

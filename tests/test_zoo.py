@@ -83,6 +83,65 @@ def test_register_adds_qsm_to_the_zoo():
     assert rl_zoo3.ALGOS["qsm"] is PredictOnlyQSM
 
 
+# The zoo's push_to_hub with the Hub's three calls replaced: the repository "exists" empty, what would be uploaded
+# and where is written to uploaded.yml
+PUSH_OFFLINE = """
+import pathlib
+from unittest import mock
+
+import huggingface_hub
+import yaml
+
+from sb3_qsm.zoo.__main__ import main
+
+calls = {}
+
+
+def create_repo(self, repo_id, **kwargs):
+    calls["create_repo"] = str(repo_id)
+    return "https://huggingface.co/" + repo_id
+
+
+def snapshot_download(self, repo_id, local_dir, **kwargs):
+    pathlib.Path(local_dir).mkdir(parents=True)
+
+
+def upload_folder(self, repo_id, folder_path, **kwargs):
+    calls["upload_folder"] = str(folder_path)
+
+
+with mock.patch.multiple(
+    huggingface_hub.HfApi,
+    create_repo=create_repo,
+    snapshot_download=snapshot_download,
+    upload_folder=upload_folder,
+):
+    main(["push_to_hub", "--algo", "qsm", "--env", "Pendulum-v1", "-f", "logs", "-orga", "someone", "--no-render"])
+pathlib.Path("uploaded.yml").write_text(yaml.safe_dump(calls))
+"""
+
+# The zoo's load_from_hub with the Hub's download replaced: files come from the folder push_to_hub packaged
+LOAD_OFFLINE = """
+import pathlib
+from unittest import mock
+
+from requests.exceptions import HTTPError
+
+from sb3_qsm.zoo.__main__ import main
+
+
+def load_from_hub(repo_id, filename):
+    path = pathlib.Path("hub", repo_id.split("/")[1], filename)
+    if not path.is_file():
+        raise HTTPError(filename)
+    return str(path)
+
+
+with mock.patch("huggingface_sb3.load_from_hub", load_from_hub):
+    main(["load_from_hub", "--algo", "qsm", "--env", "Pendulum-v1", "-f", "downloaded", "-orga", "someone"])
+"""
+
+
 def test_train_writes_zoo_layout_and_enjoy_replays_it(tmp_path):
     train = _zoo(
         *("train", "--algo", "qsm", "--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--seed", "3"),
@@ -106,6 +165,41 @@ def test_train_writes_zoo_layout_and_enjoy_replays_it(tmp_path):
     assert "Mean reward" in enjoy.stdout
     model = QSM.load(run / "Pendulum-v1.zip", buffer_size=1)
     assert model.num_timesteps == 300
+
+    # push_to_hub up to the upload: the Hub's calls are replaced, what the zoo packages is left in hub/
+    push = subprocess.run(
+        [sys.executable, "-c", PUSH_OFFLINE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert push.returncode == 0, push.stderr[-3000:]
+    repo = tmp_path / "hub" / "qsm-Pendulum-v1"
+    assert yaml.safe_load((tmp_path / "uploaded.yml").read_text()) == {
+        "create_repo": "someone/qsm-Pendulum-v1",
+        "upload_folder": str(pathlib.Path("hub") / "qsm-Pendulum-v1"),
+    }
+    card = (repo / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    (result,) = metadata["model-index"][0]["results"]
+    assert metadata["model-index"][0]["name"] == "QSM" and result["dataset"]["name"] == "Pendulum-v1"
+    assert result["metrics"][0]["value"].startswith("-")  # "mean +/- std" of the 10 evaluation episodes
+    assert "# **QSM** Agent playing **Pendulum-v1**" in card
+    assert QSM.load(repo / "qsm-Pendulum-v1.zip").num_timesteps == 300
+    for name in ("config.yml", "args.yml", "env_kwargs.yml", "train_eval_metrics.zip"):
+        assert (repo / name).is_file(), name
+
+    # load_from_hub, the Hub's download replaced by the packaged folder: the zoo layout again, which enjoy replays
+    pull = subprocess.run([sys.executable, "-c", LOAD_OFFLINE], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert pull.returncode == 0, pull.stderr[-3000:]
+    downloaded = tmp_path / "downloaded" / "qsm" / "Pendulum-v1_1"
+    for name in ("Pendulum-v1.zip", "evaluations.npz", "0.monitor.csv", "Pendulum-v1/config.yml", "Pendulum-v1/args.yml"):
+        assert (downloaded / name).is_file(), name
+    enjoy_args = ("enjoy", "--algo", "qsm", "--env", "Pendulum-v1", "-f", "downloaded", "-n", "50", "--no-render")
+    replay = _zoo(*enjoy_args, cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr[-3000:]
 
     # The zoo's plots, with what the zoo extra installs (seaborn); figures on the Agg backend
     plot = _zoo("plot_train", "--algo", "qsm", "--env", "Pendulum-v1", "-f", "logs", "-w", "1", cwd=tmp_path)
@@ -184,7 +278,8 @@ def test_console_command(capsys):
     (command,) = [entry for entry in entry_points(group="console_scripts") if entry.name == "sb3-qsm"]
     assert command.value == "sb3_qsm.cli:main"
     cli.main(["--help"])
-    assert "usage: sb3-qsm {train|enjoy|plot_train|plot_from_file|all_plots}" in capsys.readouterr().out
+    commands = "train|enjoy|plot_train|plot_from_file|all_plots|push_to_hub|load_from_hub"
+    assert f"usage: sb3-qsm {{{commands}}}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown command 'fly'"):
         cli.main(["fly"])
     with pytest.raises(SystemExit) as exit_info:
