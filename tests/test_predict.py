@@ -11,6 +11,8 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_qsm import QSM
+from sb3_qsm.common.critics import q_values
+from sb3_qsm.common.utils import repeat_rows
 
 
 class BoxEnv(gym.Env):
@@ -169,3 +171,52 @@ def test_features_extracted_once_per_sample(small_kwargs):
     assert len(calls) == 1
     model.predict(np.zeros((4, 3), dtype=np.float32), deterministic=True)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+def test_best_of_n_picks_the_sample_the_critics_value_most(small_kwargs, dict_obs):
+    """best_of_n > 1: predict(deterministic=True) returns, of the n actions sampled for each observation, the one of
+    highest min_i Q_i (same draws as sampling them by hand); stochastic predict is untouched."""
+    if dict_obs:
+        env = BoxEnv([-2, 0], [2, 1])
+        env.observation_space = spaces.Dict({"a": spaces.Box(-1, 1, (3,)), "b": spaces.Box(-1, 1, (2,))})
+        model = QSM("MultiInputPolicy", env, **small_kwargs)
+    else:
+        model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    policy = model.policy
+    observations = np.stack([model.observation_space.sample() for _ in range(5)]) if not dict_obs else None
+    if dict_obs:
+        samples = [model.observation_space.sample() for _ in range(5)]
+        observations = {key: np.stack([sample[key] for sample in samples]) for key in samples[0]}
+    obs_tensor, _ = policy.obs_to_tensor(observations)
+
+    th.manual_seed(1)
+    chosen = policy.best_sampled_actions(obs_tensor, 6)
+    th.manual_seed(1)
+    candidates = policy.actor.sample(repeat_rows(obs_tensor, 6), deterministic=False).view(5, 6, -1)
+    values = th.stack([q_values(policy.critic, obs_tensor, candidates[:, i]).min(dim=1).values for i in range(6)], dim=1)
+    assert th.equal(chosen, candidates[th.arange(5), values.argmax(dim=1)])
+    assert candidates.flatten(0, 1).unique(dim=0).shape[0] > 5  # something to choose from
+
+    policy.best_of_n = 6
+    th.manual_seed(1)
+    action, _ = model.predict(observations, deterministic=True)
+    assert np.allclose(action, model.policy.unscale_action(chosen.detach().numpy()), atol=1e-6)
+    th.manual_seed(2)
+    stochastic, _ = model.predict(observations, deterministic=False)
+    th.manual_seed(2)
+    policy.best_of_n = 1
+    assert np.array_equal(stochastic, model.predict(observations, deterministic=False)[0])
+
+
+def test_best_of_n_is_saved_and_checked(small_kwargs, tmp_path):
+    model = QSM(
+        "MlpPolicy",
+        "Pendulum-v1",
+        **{**small_kwargs, "policy_kwargs": {**small_kwargs.get("policy_kwargs", {}), "best_of_n": 8}},
+    )
+    model.save(tmp_path / "model.zip")
+    assert QSM.load(tmp_path / "model.zip").policy.best_of_n == 8
+    for value in (0, 2.0, True):
+        with pytest.raises(ValueError, match=f"best_of_n must be an integer >= 1.*got {value!r}"):
+            QSM("MlpPolicy", "Pendulum-v1", policy_kwargs={"best_of_n": value})

@@ -43,6 +43,14 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     duplicated = [key for key in DIFFUSION_POLICY_ARGS if key in policy_kwargs]
     if duplicated:
         raise ValueError(f"Pass {duplicated} to the QSM constructor, not in policy_kwargs.")
+    if "best_of_n" in policy_kwargs:
+        check_best_of_n(policy_kwargs["best_of_n"])
+
+
+def check_best_of_n(best_of_n: int) -> None:
+    """:raises ValueError: unless ``best_of_n`` (a policy argument) is an integer >= 1"""
+    if not is_int_at_least(best_of_n, 1):
+        raise ValueError(f"best_of_n must be an integer >= 1 (1: the noise-free chain), got {best_of_n!r}")
 
 
 def check_qsm_args(

@@ -20,8 +20,11 @@ from stable_baselines3.common.utils import ConstantSchedule, get_device
 from torch import nn
 
 from sb3_qsm.common.checkpoint import atomic_file, read_saved_policy
+from sb3_qsm.common.critics import candidate_q_values
 from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
+from sb3_qsm.common.utils import repeat_rows
+from sb3_qsm.qsm.arguments import check_best_of_n
 
 # Optimizers whose fused implementation DiffusionActorPolicy selects unless told otherwise
 FUSED_OPTIMIZERS: tuple[type[th.optim.Optimizer], ...] = (th.optim.Adam, th.optim.AdamW)
@@ -336,6 +339,11 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     :param action_fan_in_init: Initialise the denoiser's first-layer weights on the noisy action by the action's
         own fan-in rather than Xavier over the whole input, which gives the action small weights next to the
         128-dimensional time code (see ``Denoiser``; the reference and the paper preset: False)
+    :param best_of_n: How ``predict(deterministic=True)`` chooses an action. 1 (the default): the sampler's
+        noise-free chain. ``n > 1``: ``n`` sampled actions per observation, and the one the critics value most
+        (their minimum, as in the TD target): the evaluation of SDAC and MaxEntDP. It costs ``n`` times the sampling
+        and reads the critics; it changes nothing in training and exploration. Settable after loading
+        (``model.policy.best_of_n = 32``)
     """
 
     actor: DiffusionActor
@@ -365,7 +373,9 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         time_net_arch: list[int] | None = None,
         xavier_critic_init: bool = False,
         action_fan_in_init: bool = True,
+        best_of_n: int = 1,
     ):
+        check_best_of_n(best_of_n)
         super().__init__(
             observation_space,
             action_space,
@@ -383,6 +393,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         self.activation_fn = activation_fn
         self.share_features_extractor = share_features_extractor
         self.xavier_critic_init = xavier_critic_init
+        self.best_of_n = int(best_of_n)
         net_args = {
             "observation_space": self.observation_space,
             "action_space": self.action_space,
@@ -464,6 +475,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
                 share_features_extractor=self.share_features_extractor,
                 denoiser_activation_fn=self.actor.activation_fn,
                 xavier_critic_init=self.xavier_critic_init,
+                best_of_n=self.best_of_n,
                 **diffusion,
             )
         )
@@ -481,7 +493,21 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        if deterministic and self.best_of_n > 1:
+            return self.best_sampled_actions(observation, self.best_of_n)
         return self.actor.sample(observation, deterministic)
+
+    def best_sampled_actions(self, observation: PyTorchObs, n_samples: int) -> th.Tensor:
+        """
+        :param observation: A batch of observations
+        :param n_samples: Actions sampled per observation
+        :return: For each observation, the sampled action of the highest ``min_i Q_i(s, a)``, in ``[-1, 1]``
+        """
+        repeated = repeat_rows(observation, n_samples)
+        candidates = self.actor.sample(repeated, deterministic=False)
+        candidates = candidates.view(-1, n_samples, candidates.shape[-1])
+        values = candidate_q_values(self.critic, observation, candidates).min(dim=-1).values
+        return candidates[th.arange(candidates.shape[0], device=candidates.device), values.argmax(dim=1)]
 
     def set_training_mode(self, mode: bool) -> None:
         """
