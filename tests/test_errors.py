@@ -64,6 +64,7 @@ def test_diffusion_args_in_policy_kwargs_refused():
         (dict(target_policy_noise=None), "target_policy_noise must be a finite number >= 0, got None"),
         (dict(target_noise_clip="0.5"), "target_noise_clip must be a finite number > 0, got '0.5'"),
         (dict(score_scale=True), "score_scale must be a finite number > 0, got True"),
+        (dict(deterministic_target="yes"), "deterministic_target must be True or False, got 'yes'"),
         (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
         (dict(gamma=float("nan")), "gamma must be a finite number >= 0 and <= 1, got nan"),
         (dict(gamma=1.5), "gamma must be a finite number >= 0 and <= 1, got 1.5"),

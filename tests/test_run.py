@@ -181,6 +181,18 @@ def test_target_policy_noise_and_its_clip(small_kwargs, noise, clip, largest):
         assert float(actions.min()) == pytest.approx(-largest)
 
 
+@pytest.mark.parametrize("deterministic_target", [False, True])
+def test_deterministic_target_values_the_noise_free_chain(small_kwargs, deterministic_target):
+    """deterministic_target: the critic target's next action is the sampler's noise-free chain, the action of
+    predict(deterministic=True); otherwise a fresh sample."""
+    kwargs = dict(target_policy_noise=0.0, deterministic_target=deterministic_target)
+    model = QSM("MlpPolicy", "Pendulum-v1", **kwargs, **small_kwargs)
+    observations = th.randn(64, 3)
+    chain = model.actor.sample(observations, deterministic=True)
+    assert th.equal(model._target_actions(observations), chain) == deterministic_target
+    assert th.equal(model._target_actions(observations), model._target_actions(observations)) == deterministic_target
+
+
 def test_actor_lr_cosine_decay(small_kwargs):
     model = QSM("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, actor_lr_decay_steps=100, **small_kwargs)
     model.learn(151)  # 51 updates: the last one at actor update index 50 of 100 -> half the rate

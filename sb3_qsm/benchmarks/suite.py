@@ -147,6 +147,12 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # A sharper posterior target: the defaults' policy stays far broader than locomotion rewards
     "qsm-s25": ("QSM (score scale 25)", {"score_scale": 25.0}),
     "qsm-s100": ("QSM (score scale 100)", {"score_scale": 100.0}),
+    # The critics value the noise-free chain (the evaluated policy), as TD3's value its deterministic actor
+    "qsm-dt": ("QSM (deterministic target)", {"deterministic_target": True}),
+    # Sharper sampled actions, for exploration and the critic target
+    "qsm-st05": ("QSM (sampler temperature 0.5)", {"sampler_temperature": 0.5}),
+    # More candidates for the posterior target: a sharp target needs more than 8 draws from the wide proposal
+    "qsm-k32": ("QSM (32 candidates)", {"n_score_samples": 32}),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -331,7 +337,7 @@ NOT_SETTINGS = {
 
 # Constructor arguments added after suite v1 ran, with the value that computes what the runs before them computed:
 # a record without such an argument matches a model that has that value
-ADDED_ARGUMENTS = {"target_diffusion_steps": "None"}
+ADDED_ARGUMENTS = {"target_diffusion_steps": "None", "deterministic_target": "False"}
 
 
 def same_settings(recorded: dict[str, str], effective: dict[str, str]) -> bool:

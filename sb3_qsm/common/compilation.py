@@ -12,6 +12,8 @@ from typing import Any
 
 import torch as th
 
+from sb3_qsm.common.utils import check_bool
+
 # torch.compile's keyword arguments a user may pass through ``compile_kwargs`` (all but the function itself)
 COMPILE_ARGUMENTS = tuple(name for name in inspect.signature(th.compile).parameters if name != "model")
 
@@ -24,8 +26,7 @@ def check_compile_args(compile: Any, compile_kwargs: Any) -> None:
     :param compile: Whether to compile (a bool)
     :param compile_kwargs: Keyword arguments for ``torch.compile``, or None
     """
-    if not isinstance(compile, bool):
-        raise ValueError(f"compile must be True or False, got {compile!r}")
+    check_bool("compile", compile)
     if compile_kwargs is not None:
         if not isinstance(compile_kwargs, dict):
             raise ValueError(f"compile_kwargs must be a dict of torch.compile arguments or None, got {compile_kwargs!r}")

@@ -28,6 +28,16 @@ def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and math.isfinite(value)
 
 
+def check_bool(name: str, value: Any) -> None:
+    """
+    :param name: The argument's name, for the error
+    :param value: The argument as the user passed it
+    :raises ValueError: unless ``value`` is True or False (Python's or NumPy's)
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_real(name: str, value: Any, low: float, high: float = math.inf, low_open: bool = False) -> None:
     """
     Raise a ``ValueError`` naming the argument unless it is a finite real number in ``[low, high]`` (``(low, high]``

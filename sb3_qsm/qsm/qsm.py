@@ -31,6 +31,7 @@ from sb3_qsm.common.checkpoint import (
 from sb3_qsm.common.compilation import check_compile_args, compile_options
 from sb3_qsm.common.critics import candidate_q_values, q_values
 from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler_temperature
+from sb3_qsm.common.utils import check_bool
 from sb3_qsm.qsm.arguments import (
     DIFFUSION_POLICY_ARGS,
     FIXED_DIFFUSION_ARGS,
@@ -104,6 +105,9 @@ class QSM(OffPolicyAlgorithm):
     :param target_policy_noise: Standard deviation of the Gaussian noise added to the sampled next action in the
         critic target (paper: 0.1)
     :param target_noise_clip: Limit for the absolute value of that noise (``None``: no limit, as in the paper)
+    :param deterministic_target: The critic target's next action is the sampler's noise-free chain (the action of
+        ``predict(deterministic=True)`` with ``best_of_n=1``) instead of a fresh sample (paper: a sample): the critics
+        then value the policy that is evaluated, as TD3's do, and exploration keeps the sampled actions
     :param policy_delay: The actor is updated once every ``policy_delay`` critic updates (paper: 1).
         The target critics are updated at every critic update, as in the paper.
     :param actor_lr_decay_steps: If set, the actor's learning rate follows a cosine decay to 0 over this many actor
@@ -184,6 +188,7 @@ class QSM(OffPolicyAlgorithm):
         sampler_temperature: float = 1.0,
         target_policy_noise: float = 0.1,
         target_noise_clip: float | None = None,
+        deterministic_target: bool = False,
         policy_delay: int = 1,
         actor_lr_decay_steps: int | None = None,
         bc_coef: float = 0.0,
@@ -212,6 +217,7 @@ class QSM(OffPolicyAlgorithm):
         check_policy_kwargs(policy_kwargs)
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
+        check_bool("deterministic_target", deterministic_target)
         check_score_target(score_target, n_score_samples)
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
         check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma)
@@ -251,6 +257,7 @@ class QSM(OffPolicyAlgorithm):
         self.score_scale = score_scale
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
+        self.deterministic_target = bool(deterministic_target)
         self.policy_delay = policy_delay
         self.actor_lr_decay_steps = actor_lr_decay_steps
         self.bc_coef = bc_coef
@@ -444,7 +451,9 @@ class QSM(OffPolicyAlgorithm):
         :param next_observations: A batch of next observations
         :return: The actions, shape ``(batch, action_dim)``, in ``[-1, 1]``
         """
-        next_actions = self.actor.sample(next_observations, deterministic=False, n_steps=self.target_diffusion_steps)
+        next_actions = self.actor.sample(
+            next_observations, deterministic=self.deterministic_target, n_steps=self.target_diffusion_steps
+        )
         if self.target_policy_noise > 0:
             noise = th.randn_like(next_actions) * self.target_policy_noise
             if self.target_noise_clip is not None:
