@@ -7,6 +7,7 @@ import pathlib
 
 import yaml
 
+from sb3_qsm.benchmarks.ablation import REFERENCE_SUITE, screen_table
 from sb3_qsm.benchmarks.aggregate import group, load_runs, summarize, write_report
 from sb3_qsm.benchmarks.cost import cheaper_table, cost_table
 from sb3_qsm.benchmarks.evaluation import describe_result, mean_return
@@ -137,6 +138,9 @@ def _benchmark_pages() -> None:
             cheaper += cheaper_table(cpu_cost, summaries)
     with open(os.path.join(GENERATED, "cheaper_table.md"), "w") as file:
         file.write(cheaper or "No results committed yet.\n")
+    screen = load_runs(pathlib.Path(ROOT, "benchmarks", "results", "screen"))
+    with open(os.path.join(GENERATED, "ablation_table.md"), "w") as file:
+        file.write(screen_table(screen, load_runs(pathlib.Path(ROOT, "benchmarks", "results", REFERENCE_SUITE))))
 
 
 _benchmark_pages()

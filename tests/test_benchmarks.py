@@ -448,3 +448,25 @@ def test_cheaper_table_pairs_each_settings_time_with_its_returns() -> None:
     assert lines[3] == "| `n_score_samples=4` | 10.0 | 0.50 | 1 | -150.0 | -149.0 (one run: no interval) | -300.0 |"
     assert len(lines) == 4  # settings without returns are left out
     assert cheaper_table({"results": []}, {"qsm": summary}) == ""
+
+
+def test_ablation_table_puts_each_screened_run_beside_sacs_curve() -> None:
+    from sb3_qsm.benchmarks import ablation
+
+    # Screen: budget 100, evaluations at 0, 50, 100; SAC's reference ran longer (0, 50, 100, 150, 200)
+    default = _fake_run("qsm", 0, [-1.0, 10.0, 20.0], [21.0])
+    candidate = _fake_run("qsm-dt", 0, [-1.0, 30.0, 40.0], [41.0])
+    candidate["final"]["stochastic"] = {"returns": [7.0, 9.0]}
+    sac = [_fake_run("sac", seed, [0.0, 4.0 + seed, 8.0, 12.0, 16.0], [1.0]) for seed in range(2)]
+    for reference in sac:
+        reference["spec"]["budget"] = 200
+        for evaluation, step in zip(reference["evaluations"], range(0, 201, 50), strict=True):
+            evaluation["timesteps"] = step
+    table = ablation.screen_table([default, candidate], sac)
+    lines = table.splitlines()
+    assert lines[0] == "| Task | Algorithm | 50 | 100 | Final (10 episodes) | Final, stochastic |"
+    assert "| Task-v0 | QSM (defaults) | 10 | 20 | 21 | - |" in lines
+    assert "| Task-v0 | QSM (deterministic target) | 30 | 40 | 41 | 8 |" in lines
+    # SAC's mean over its seeds at the screen's steps only: (4 + 5) / 2 at 50, 8 at 100
+    assert "| Task-v0 | SAC (RL Zoo), suite v1 (2 seeds, mean) | 4 | 8 | - | - |" in lines
+    assert ablation.screen_table([], sac) == "No screen results committed yet.\n"

@@ -10,6 +10,7 @@ import sys
 COMMANDS = {
     "run": ("sb3_qsm.benchmarks.runner", "main", "run a suite's algorithms x tasks x seeds (resumable)"),
     "aggregate": ("sb3_qsm.benchmarks.aggregate", "main", "tables and figures of a suite's raw results"),
+    "ablation": ("sb3_qsm.benchmarks.ablation", "main", "the table of the screened candidate changes to the defaults"),
     "cost": ("sb3_qsm.benchmarks.cost", "main", "throughput, latency, memory and work against SAC"),
     "profile": ("sb3_qsm.benchmarks.profile", "main", "where QSM's training step spends its time, phase by phase"),
     "convert": ("sb3_qsm.benchmarks.convert", "main", "convert a SAC/TD3 agent, evaluate, fine-tune, evaluate"),
