@@ -175,8 +175,8 @@ def test_features_extracted_once_per_sample(small_kwargs):
 
 @pytest.mark.parametrize("dict_obs", [False, True])
 def test_best_of_n_picks_the_sample_the_critics_value_most(small_kwargs, dict_obs):
-    """best_of_n > 1: predict(deterministic=True) returns, of the n actions sampled for each observation, the one of
-    highest min_i Q_i (same draws as sampling them by hand); stochastic predict is untouched."""
+    """best_of_n > 1: predict returns, in both modes, of the n actions sampled for each observation the one of
+    highest min_i Q_i (same draws as sampling them by hand); best_of_n = 1 acts with the sampler alone."""
     if dict_obs:
         env = BoxEnv([-2, 0], [2, 1])
         env.observation_space = spaces.Dict({"a": spaces.Box(-1, 1, (3,)), "b": spaces.Box(-1, 1, (2,))})
@@ -199,14 +199,16 @@ def test_best_of_n_picks_the_sample_the_critics_value_most(small_kwargs, dict_ob
     assert candidates.flatten(0, 1).unique(dim=0).shape[0] > 5  # something to choose from
 
     policy.best_of_n = 6
-    th.manual_seed(1)
-    action, _ = model.predict(observations, deterministic=True)
-    assert np.allclose(action, model.policy.unscale_action(chosen.detach().numpy()), atol=1e-6)
+    for deterministic in (True, False):
+        th.manual_seed(1)
+        action, _ = model.predict(observations, deterministic=deterministic)
+        assert np.allclose(action, model.policy.unscale_action(chosen.detach().numpy()), atol=1e-6)
+    policy.best_of_n = 1
     th.manual_seed(2)
     stochastic, _ = model.predict(observations, deterministic=False)
     th.manual_seed(2)
-    policy.best_of_n = 1
-    assert np.array_equal(stochastic, model.predict(observations, deterministic=False)[0])
+    sampled = policy.actor.sample(obs_tensor, deterministic=False).detach().numpy()
+    assert np.allclose(stochastic, model.policy.unscale_action(sampled), atol=1e-6)
 
 
 def test_best_of_n_is_saved_and_checked(small_kwargs, tmp_path):

@@ -153,6 +153,12 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "qsm-st05": ("QSM (sampler temperature 0.5)", {"sampler_temperature": 0.5}),
     # More candidates for the posterior target: a sharp target needs more than 8 draws from the wide proposal
     "qsm-k32": ("QSM (32 candidates)", {"n_score_samples": 32}),
+    # Act (explore and evaluate) with the best of 32 sampled actions by the critics, as SDAC does
+    "qsm-bon32": ("QSM (best of 32)", {"policy_kwargs": {"best_of_n": 32}}),
+    "qsm-st05-bon32": (
+        "QSM (sampler temperature 0.5, best of 32)",
+        {"sampler_temperature": 0.5, "policy_kwargs": {"best_of_n": 32}},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {

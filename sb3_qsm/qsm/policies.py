@@ -339,11 +339,12 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     :param action_fan_in_init: Initialise the denoiser's first-layer weights on the noisy action by the action's
         own fan-in rather than Xavier over the whole input, which gives the action small weights next to the
         128-dimensional time code (see ``Denoiser``; the reference and the paper preset: False)
-    :param best_of_n: How ``predict(deterministic=True)`` chooses an action. 1 (the default): the sampler's
-        noise-free chain. ``n > 1``: ``n`` sampled actions per observation, and the one the critics value most
-        (their minimum, as in the TD target): the evaluation of SDAC and MaxEntDP. It costs ``n`` times the sampling
-        and reads the critics; it changes nothing in training and exploration. Settable after loading
-        (``model.policy.best_of_n = 32``)
+    :param best_of_n: How the policy acts. 1 (the default): a sample of the sampler (``predict(deterministic=False)``,
+        exploration) or its noise-free chain (``deterministic=True``). ``n > 1``: in both modes, ``n`` sampled
+        actions per observation and the one the critics value most (their minimum, as in the TD target), as SDAC
+        and MaxEntDP act: the behaviour is then greedier than the sampler, which keeps its breadth for the score
+        target. It costs ``n`` times the sampling and one critic pass per action; the critic target still takes a
+        single sample. Settable after loading (``model.policy.best_of_n = 32``)
     """
 
     actor: DiffusionActor
@@ -493,7 +494,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        if deterministic and self.best_of_n > 1:
+        if self.best_of_n > 1:
             return self.best_sampled_actions(observation, self.best_of_n)
         return self.actor.sample(observation, deterministic)
 
