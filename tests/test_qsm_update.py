@@ -209,10 +209,37 @@ def test_posterior_target_trains_and_logs_the_critic_spread():
     assert "train/q_grad_norm" not in model.logger.name_to_value
 
 
+def test_policy_proposal_centres_half_the_candidates_on_the_actor_estimate(monkeypatch, tmp_path):
+    """score_proposal="policy": the guide of the posterior target is the clean action implied by the actor's own
+    noise prediction at a_t (the one the loss regresses), clipped to the box; the model trains and saves it."""
+    model = QSM("MlpPolicy", "Pendulum-v1", learning_starts=50, score_proposal="policy", n_score_samples=4, seed=0)
+    schedule = model.actor.schedule
+    guides = []
+    posterior_mean = schedule.posterior_mean
+
+    def recording(noisy, timesteps, log_density, n_samples, anchor=None, guide=None, **kwargs):
+        expected = model.actor.predict_noise(observations, noisy, timesteps)
+        guides.append((guide, schedule.clean_from_noise(noisy, expected, timesteps).clamp(-1, 1)))
+        return posterior_mean(noisy, timesteps, log_density, n_samples, anchor=anchor, guide=guide, **kwargs)
+
+    monkeypatch.setattr(schedule, "posterior_mean", recording)
+    observations, actions = th.randn(16, 3), th.rand(16, 1) * 2 - 1
+    with th.no_grad():
+        model._actor_loss(observations, actions)
+    ((guide, expected),) = guides
+    assert th.allclose(guide, expected, atol=1e-6)
+    monkeypatch.undo()
+    model.learn(100)
+    assert np.isfinite(model.logger.name_to_value["train/actor_loss"])
+    model.save(tmp_path / "model.zip")
+    assert QSM.load(tmp_path / "model.zip").score_proposal == "policy"
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         (dict(score_target="tweedie"), "score_target must be one of"),
+        (dict(score_proposal="prior"), "score_proposal must be one of"),
         (dict(score_target="posterior", n_score_samples=1), "n_score_samples must be an integer >= 2"),
         (dict(n_score_samples=2.5), "n_score_samples must be an integer >= 2"),
     ],

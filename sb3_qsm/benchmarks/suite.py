@@ -155,6 +155,9 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "qsm-k32": ("QSM (32 candidates)", {"n_score_samples": 32}),
     # Act (explore and evaluate) with the best of 32 sampled actions by the critics, as SDAC does
     "qsm-bon32": ("QSM (best of 32)", {"policy_kwargs": {"best_of_n": 32}}),
+    # Half of the posterior target's candidates around the policy's own clean estimate
+    "qsm-pp": ("QSM (policy proposal)", {"score_proposal": "policy"}),
+    "qsm-pp-bon32": ("QSM (policy proposal, best of 32)", {"score_proposal": "policy", "policy_kwargs": {"best_of_n": 32}}),
     "qsm-st05-bon32": (
         "QSM (sampler temperature 0.5, best of 32)",
         {"sampler_temperature": 0.5, "policy_kwargs": {"best_of_n": 32}},
@@ -343,7 +346,7 @@ NOT_SETTINGS = {
 
 # Constructor arguments added after suite v1 ran, with the value that computes what the runs before them computed:
 # a record without such an argument matches a model that has that value
-ADDED_ARGUMENTS = {"target_diffusion_steps": "None", "deterministic_target": "False"}
+ADDED_ARGUMENTS = {"target_diffusion_steps": "None", "deterministic_target": "False", "score_proposal": "'forward'"}
 
 
 def same_settings(recorded: dict[str, str], effective: dict[str, str]) -> bool:

@@ -142,6 +142,31 @@ def truncated_normal(mean: th.Tensor, std: th.Tensor, low: float = -1.0, high: f
     return (mean + std * standard).clamp(low, high)
 
 
+def truncated_normal_log_prob(
+    value: th.Tensor, mean: th.Tensor, std: th.Tensor, low: float = -1.0, high: float = 1.0
+) -> th.Tensor:
+    """
+    Log density of ``N(mean, std^2)`` truncated to ``[low, high]^d`` at ``value`` (inside the box), summed over the
+    last dimension. The box's mass is taken on the lower tail, as in ``truncated_normal``, so that it keeps its
+    relative precision when the whole interval lies far in one tail.
+
+    :param value: Points inside the box, shape ``(..., d)``
+    :param mean: Means, broadcastable to ``value``
+    :param std: Standard deviations (> 0), broadcastable to ``value``
+    :param low: Lower bound
+    :param high: Upper bound
+    :return: The log densities, shape ``value.shape[:-1]``
+    """
+    standard = (value - mean) / std
+    lower, upper = (low - mean) / std, (high - mean) / std
+    mirror = lower > 0
+    lower, upper = th.where(mirror, -upper, lower), th.where(mirror, -lower, upper)
+    log_upper, log_lower = th.special.log_ndtr(upper), th.special.log_ndtr(lower)
+    log_mass = log_upper + th.log(-th.expm1((log_lower - log_upper).clamp(max=-th.finfo(value.dtype).eps)))
+    log_prob = -0.5 * standard.square() - 0.5 * math.log(2 * math.pi) - th.log(std) - log_mass
+    return log_prob.sum(dim=-1)
+
+
 class DiffusionSchedule(nn.Module):
     """
     The constants of a discrete DDPM, held as non-persistent float32 buffers so that they follow
@@ -242,6 +267,19 @@ class DiffusionSchedule(nn.Module):
         alpha_bars = self.alpha_bars[timesteps].unsqueeze(-1)
         return (noisy - alpha_bars.sqrt() * clean) / (1.0 - alpha_bars).sqrt()
 
+    def clean_from_noise(self, noisy: th.Tensor, noise: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
+        """
+        The clean actions that ``noise`` takes to ``noisy`` at the given steps (the inverse of ``noise_from_clean``):
+        ``(a_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``, Tweedie's estimate of ``a_0`` from a predicted noise.
+
+        :param noisy: Noisy actions ``a_t``, shape ``(batch, action_dim)``
+        :param noise: The noise, same shape
+        :param timesteps: 0-based time index per sample, shape ``(batch,)``
+        :return: The clean actions, same shape (not clipped to the box)
+        """
+        alpha_bars = self.alpha_bars[timesteps].unsqueeze(-1)
+        return (noisy - (1.0 - alpha_bars).sqrt() * noise) / alpha_bars.sqrt()
+
     def posterior_mean(
         self,
         noisy: th.Tensor,
@@ -249,6 +287,8 @@ class DiffusionSchedule(nn.Module):
         log_density: Callable[[th.Tensor], th.Tensor],
         n_samples: int,
         anchor: th.Tensor | None = None,
+        guide: th.Tensor | None = None,
+        guide_std: float = 0.2,
     ) -> th.Tensor:
         """
         Estimate ``E[a_0 | a_t]`` when ``a_0`` has the density ``p(a_0) ~ exp(log_density(a_0))`` on ``[-1, 1]^d``
@@ -259,6 +299,12 @@ class DiffusionSchedule(nn.Module):
         lies in the box and its weight is the density alone: ``softmax(log_density)``. The proposal is wide (nearly
         uniform on the box) at the noisy steps and narrow around ``a_t / sqrt(alpha_bar_t)`` at the clean ones.
 
+        With ``guide`` (a guess of ``E[a_0 | a_t]``, such as the policy's own), half of the candidates are drawn
+        around it instead, from ``N(guide, s^2)`` truncated to the box with ``s = min(guide_std, the forward
+        posterior's std)``, and every weight is the target over the mixture of the two proposals (defensive
+        importance sampling): the estimate keeps the same target, with candidates where the policy already puts its
+        mass rather than spread over the whole box at the noisy steps.
+
         With ``anchor``, this is conditional importance sampling: the anchor (the clean action that was noised into
         ``a_t``) is one more candidate, weighted the same way. When the anchor is itself a sample of ``p(a_0 | a_t)``,
         the estimate is unbiased for any number of candidates; otherwise it leans towards the anchor, the less so the
@@ -267,18 +313,35 @@ class DiffusionSchedule(nn.Module):
         :param noisy: Noisy actions ``a_t``, shape ``(batch, action_dim)``
         :param timesteps: 0-based time index per sample, shape ``(batch,)``
         :param log_density: Unnormalised log density of ``a_0``: candidates ``(batch, n, action_dim)`` -> ``(batch, n)``
-        :param n_samples: Number of candidates drawn per sample (at least 1)
+        :param n_samples: Number of candidates drawn per sample (at least 1; at least 2 with ``guide``)
         :param anchor: Optional clean actions, shape ``(batch, action_dim)``, inside the box
+        :param guide: Optional centres of half of the candidates, shape ``(batch, action_dim)``, inside the box
+        :param guide_std: Standard deviation of the candidates around ``guide`` (at most the forward posterior's)
         :return: The estimate, shape ``(batch, action_dim)``, inside the box
         """
         batch, dim = noisy.shape
         alpha_bars = self.alpha_bars[timesteps].view(batch, 1, 1)
-        mean = (noisy.unsqueeze(1) / alpha_bars.sqrt()).expand(batch, n_samples, dim)
-        std = ((1.0 - alpha_bars) / alpha_bars).sqrt().expand(batch, n_samples, dim)
-        candidates = truncated_normal(mean, std)
+        mean = noisy.unsqueeze(1) / alpha_bars.sqrt()
+        std = ((1.0 - alpha_bars) / alpha_bars).sqrt()
+        n_guided = 0 if guide is None else n_samples // 2
+        candidates = truncated_normal(
+            mean.expand(batch, n_samples - n_guided, dim), std.expand(batch, n_samples - n_guided, dim)
+        )
+        if guide is not None:
+            guide_stds = std.clamp(max=guide_std)
+            guided = truncated_normal(guide.unsqueeze(1).expand(batch, n_guided, dim), guide_stds.expand(batch, n_guided, dim))
+            candidates = th.cat([candidates, guided], dim=1)
         if anchor is not None:
             candidates = th.cat([anchor.unsqueeze(1), candidates], dim=1)
-        weights = th.softmax(log_density(candidates), dim=1)
+        log_weights = log_density(candidates)
+        if guide is not None:
+            forward = truncated_normal_log_prob(candidates, mean, std)
+            mixture = th.logaddexp(
+                forward + math.log((n_samples - n_guided) / n_samples),
+                truncated_normal_log_prob(candidates, guide.unsqueeze(1), guide_stds) + math.log(n_guided / n_samples),
+            )
+            log_weights = log_weights + forward - mixture
+        weights = th.softmax(log_weights, dim=1)
         return (weights.unsqueeze(-1) * candidates).sum(dim=1)
 
     def reverse_step(self, x: th.Tensor, eps_pred: th.Tensor, t: int) -> th.Tensor:

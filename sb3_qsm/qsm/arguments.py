@@ -18,14 +18,18 @@ FIXED_DIFFUSION_ARGS = ("n_diffusion_steps", "beta_schedule")
 SAMPLER_SETTINGS = ("sampler_temperature", "clip_sampler")
 # What the denoiser can be regressed onto (``QSM(score_target=...)``)
 SCORE_TARGETS = ("gradient", "posterior")
+# Where the "posterior" target draws its candidates (``QSM(score_proposal=...)``)
+SCORE_PROPOSALS = ("forward", "policy")
 
 
-def check_score_target(score_target: str, n_score_samples: int) -> None:
+def check_score_target(score_target: str, n_score_samples: int, score_proposal: str = "forward") -> None:
     """Raise a ``ValueError`` naming the argument when the score target settings are not usable."""
     if score_target not in SCORE_TARGETS:
         raise ValueError(f"score_target must be one of {SCORE_TARGETS}, got {score_target!r}")
     if not is_int_at_least(n_score_samples, 2):
         raise ValueError(f"n_score_samples must be an integer >= 2, got {n_score_samples!r}")
+    if score_proposal not in SCORE_PROPOSALS:
+        raise ValueError(f"score_proposal must be one of {SCORE_PROPOSALS}, got {score_proposal!r}")
 
 
 def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:

@@ -127,6 +127,11 @@ class QSM(OffPolicyAlgorithm):
         a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass.
     :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2). Its cost grows
         linearly with them; 8 keep the bandit's peaks (docs: guide/multimodal)
+    :param score_proposal: Where the ``"posterior"`` target draws its candidates. ``"forward"`` (the default): all
+        from the forward process's posterior ``q(a_0 | a_t)``, nearly uniform on the box at the noisy steps.
+        ``"policy"``: half of them around the actor's own estimate of the clean action (from the noise it predicts
+        at ``a_t``), weighted against the mixture of the two proposals, so that the target stays the same while the
+        candidates follow the policy (see ``DiffusionSchedule.posterior_mean``)
     :param target_diffusion_steps: Number of reverse steps of the sample of the next action in the critic target:
         all ``T`` (None, the default), or fewer, on a strided subset of the time indices with the chain respaced
         (the critic target then costs about ``target_diffusion_steps / T`` of its denoiser passes; acting keeps all
@@ -194,6 +199,7 @@ class QSM(OffPolicyAlgorithm):
         bc_coef: float = 0.0,
         score_target: str = "posterior",
         n_score_samples: int = 8,
+        score_proposal: str = "forward",
         target_diffusion_steps: int | None = None,
         compile: bool = False,
         compile_kwargs: dict[str, Any] | None = None,
@@ -218,7 +224,7 @@ class QSM(OffPolicyAlgorithm):
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_bool("deterministic_target", deterministic_target)
-        check_score_target(score_target, n_score_samples)
+        check_score_target(score_target, n_score_samples, score_proposal)
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
         check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma)
         check_compile_args(compile, compile_kwargs)
@@ -263,6 +269,7 @@ class QSM(OffPolicyAlgorithm):
         self.bc_coef = bc_coef
         self.score_target = score_target
         self.n_score_samples = n_score_samples
+        self.score_proposal = score_proposal
         self.target_diffusion_steps = target_diffusion_steps
         self.compile = compile
         self.compile_kwargs = compile_kwargs
@@ -496,9 +503,19 @@ class QSM(OffPolicyAlgorithm):
         return target, spread.item()
 
     def _posterior_target(
-        self, observations: Any, noisy_actions: th.Tensor, timesteps: th.Tensor, actions: th.Tensor | None
+        self,
+        observations: Any,
+        noisy_actions: th.Tensor,
+        timesteps: th.Tensor,
+        actions: th.Tensor | None,
+        predicted_noise: th.Tensor | None = None,
     ) -> tuple[th.Tensor, th.Tensor]:
-        """``posterior_noise``, with the spread as a tensor."""
+        """
+        ``posterior_noise``, with the spread as a tensor.
+
+        :param predicted_noise: The actor's noise prediction at ``noisy_actions``, if already computed: with
+            ``score_proposal="policy"``, the centre of the policy's candidates comes from it
+        """
         spreads: list[th.Tensor] = []
 
         def log_density(candidates: th.Tensor) -> th.Tensor:
@@ -508,7 +525,14 @@ class QSM(OffPolicyAlgorithm):
 
         schedule = self.actor.schedule
         with th.no_grad():
-            clean = schedule.posterior_mean(noisy_actions, timesteps, log_density, self.n_score_samples, anchor=actions)
+            guide = None
+            if self.score_proposal == "policy":
+                if predicted_noise is None:
+                    predicted_noise = self.actor.predict_noise(observations, noisy_actions, timesteps)
+                guide = schedule.clean_from_noise(noisy_actions, predicted_noise.detach(), timesteps).clamp(-1.0, 1.0)
+            clean = schedule.posterior_mean(
+                noisy_actions, timesteps, log_density, self.n_score_samples, anchor=actions, guide=guide
+            )
             return schedule.noise_from_clean(noisy_actions, clean, timesteps), spreads[0]
 
     def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, dict[str, float]]:
@@ -544,12 +568,12 @@ class QSM(OffPolicyAlgorithm):
             its action gradient (gradient target)
         """
         noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(actions)
+        eps_pred = self.actor.predict_noise(observations, noisy_actions, timesteps)
         if self.score_target == "posterior":
-            target, target_statistic = self._posterior_target(observations, noisy_actions, timesteps, actions)
+            target, target_statistic = self._posterior_target(observations, noisy_actions, timesteps, actions, eps_pred)
         else:
             q_grad = self.q_score(observations, noisy_actions)
             target, target_statistic = -self.score_scale * q_grad, q_grad.norm(dim=1).mean()
-        eps_pred = self.actor.predict_noise(observations, noisy_actions, timesteps)
         actor_loss = F.mse_loss(eps_pred, target)
         if self.bc_coef > 0:
             actor_loss = actor_loss + self.bc_coef * F.mse_loss(eps_pred, noise)
