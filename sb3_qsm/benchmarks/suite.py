@@ -157,6 +157,7 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "qsm-bon32": ("QSM (best of 32)", {"policy_kwargs": {"best_of_n": 32}}),
     # Half of the posterior target's candidates around the policy's own clean estimate
     "qsm-pp": ("QSM (policy proposal)", {"score_proposal": "policy"}),
+    "qsm-pp-s25": ("QSM (policy proposal, score scale 25)", {"score_proposal": "policy", "score_scale": 25.0}),
     "qsm-pp-bon32": ("QSM (policy proposal, best of 32)", {"score_proposal": "policy", "policy_kwargs": {"best_of_n": 32}}),
     "qsm-st05-bon32": (
         "QSM (sampler temperature 0.5, best of 32)",
