@@ -79,8 +79,21 @@ class Config:
         kwargs = copy.deepcopy(UPDATES[self.update])
         if self.n_diffusion_steps is not None:
             kwargs["n_diffusion_steps"] = self.n_diffusion_steps
-        return {**kwargs, **dict(self.options), "compile": self.compile}
+        options = dict(self.options)
+        policy_options = {name: options.pop(name) for name in POLICY_OPTIONS if name in options}
+        if policy_options:
+            kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **policy_options}
+        return {**kwargs, **options, "compile": self.compile}
 
+
+# Options of a row that are policy keyword arguments rather than QSM's
+POLICY_OPTIONS = ("best_of_n",)
+# Screened candidate defaults whose cost differs from the defaults' (acting with the best of 32 sampled actions, the
+# policy-centred candidates of the posterior target)
+SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
+    (("best_of_n", 32),),
+    (("score_proposal", "policy"),),
+)
 
 CONFIGS = (
     Config("SAC", 256),
@@ -91,6 +104,7 @@ CONFIGS = (
     *(Config("QSM", 256, "defaults", t) for t in DIFFUSION_STEPS),
     *(Config("QSM", 256, "defaults", options=(("n_score_samples", k),)) for k in CHEAPER_CANDIDATES),
     *(Config("QSM", 256, "defaults", options=(("target_diffusion_steps", t),)) for t in CHEAPER_TARGET_STEPS),
+    *(Config("QSM", 256, "defaults", options=options) for options in SCREENED_OPTIONS),
     Config("SAC", 512),
     Config("QSM", 512, "defaults"),
     Config("QSM", 512, "defaults", compile=True),
