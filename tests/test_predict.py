@@ -1,5 +1,7 @@
 """predict(): shapes, action bounds, the deterministic path is RNG-free, the stochastic path is seeded."""
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from stable_baselines3.common.envs import IdentityEnvBox
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+import sb3_qsm.qsm.policies
 from sb3_qsm import QSM
 from sb3_qsm.common.critics import q_values
 from sb3_qsm.common.utils import repeat_rows
@@ -180,9 +183,11 @@ def test_best_of_n_picks_the_sample_the_critics_value_most(small_kwargs, dict_ob
     if dict_obs:
         env = BoxEnv([-2, 0], [2, 1])
         env.observation_space = spaces.Dict({"a": spaces.Box(-1, 1, (3,)), "b": spaces.Box(-1, 1, (2,))})
-        model = QSM("MultiInputPolicy", env, **small_kwargs)
+        model = QSM("MultiInputPolicy", env, seed=0, **small_kwargs)
     else:
-        model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+        model = QSM("MlpPolicy", "Pendulum-v1", seed=0, **small_kwargs)
+    # Seeded: an untrained denoiser may saturate the clipped sampler, leaving nothing to choose from
+    model.observation_space.seed(0)
     policy = model.policy
     observations = np.stack([model.observation_space.sample() for _ in range(5)]) if not dict_obs else None
     if dict_obs:
@@ -211,14 +216,57 @@ def test_best_of_n_picks_the_sample_the_critics_value_most(small_kwargs, dict_ob
     assert np.allclose(stochastic, model.policy.unscale_action(sampled), atol=1e-6)
 
 
+def test_selection_temperature_draws_the_sampled_actions_by_value(small_kwargs, monkeypatch):
+    """selection_temperature tau > 0: predict(deterministic=False) draws each of the n sampled actions with
+    probability softmax(z / tau), z their critics' values standardised over the n; two equally valued actions are
+    drawn equally often (equally good modes stay), deterministic=True still takes the best, tau = 0 too."""
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+    policy = model.policy
+    fixed = th.tensor([[-0.9], [-0.3], [0.4], [0.8]])
+
+    def sample(observations, deterministic=False, n_steps=None):
+        return fixed.repeat(observations.shape[0] // len(fixed), 1)
+
+    monkeypatch.setattr(policy.actor, "sample", sample)
+    observation = np.zeros(3, dtype=np.float32)
+    obs_tensor, _ = policy.obs_to_tensor(observation)
+    with th.no_grad():
+        values = q_values(policy.critic, repeat_rows(obs_tensor, len(fixed)), fixed).min(dim=1).values
+    # Equal values for the first two candidates: the critic is replaced by one that says so
+    values[1] = values[0]
+    monkeypatch.setattr(sb3_qsm.qsm.policies, "candidate_q_values", lambda critic, obs, cand: values.view(1, -1, 1))
+    policy.best_of_n, policy.selection_temperature = len(fixed), 0.7
+    standardised = (values - values.mean()) / values.std()
+    expected = th.softmax(standardised / 0.7, dim=0).numpy()
+
+    th.manual_seed(0)
+    n_draws = 4000
+    actions = np.array([model.predict(observation, deterministic=False)[0] for _ in range(n_draws)]).ravel()
+    picked = [np.isclose(actions, policy.unscale_action(fixed.numpy())[i, 0]).mean() for i in range(len(fixed))]
+    assert np.allclose(picked, expected, atol=4 * np.sqrt(0.25 / n_draws))
+    assert abs(picked[0] - picked[1]) < 4 * np.sqrt(0.5 / n_draws)
+    best = policy.unscale_action(fixed[values.argmax()].numpy())
+    assert np.allclose(model.predict(observation, deterministic=True)[0], best)
+    policy.selection_temperature = 0.0
+    assert np.allclose(model.predict(observation, deterministic=False)[0], best)
+    # Infinite temperature: the uniform draw among samples, that is a plain sample of the sampler, taken as one
+    monkeypatch.undo()
+    policy.selection_temperature = math.inf
+    th.manual_seed(3)
+    stochastic, _ = model.predict(observation, deterministic=False)
+    th.manual_seed(3)
+    assert np.allclose(stochastic, policy.unscale_action(policy.actor.sample(obs_tensor).detach().numpy()), atol=1e-6)
+
+
 def test_best_of_n_is_saved_and_checked(small_kwargs, tmp_path):
-    model = QSM(
-        "MlpPolicy",
-        "Pendulum-v1",
-        **{**small_kwargs, "policy_kwargs": {**small_kwargs.get("policy_kwargs", {}), "best_of_n": 8}},
-    )
+    small_kwargs["policy_kwargs"].update(best_of_n=8, selection_temperature=0.5)
+    model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
     model.save(tmp_path / "model.zip")
-    assert QSM.load(tmp_path / "model.zip").policy.best_of_n == 8
+    loaded = QSM.load(tmp_path / "model.zip").policy
+    assert (loaded.best_of_n, loaded.selection_temperature) == (8, 0.5)
     for value in (0, 2.0, True):
         with pytest.raises(ValueError, match=f"best_of_n must be an integer >= 1.*got {value!r}"):
             QSM("MlpPolicy", "Pendulum-v1", policy_kwargs={"best_of_n": value})
+    for value in (-0.1, float("nan"), -math.inf, "0.5"):
+        with pytest.raises(ValueError, match=f"selection_temperature must be a finite number >= 0, got {value!r}"):
+            QSM("MlpPolicy", "Pendulum-v1", policy_kwargs={"best_of_n": 8, "selection_temperature": value})

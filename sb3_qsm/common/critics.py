@@ -17,6 +17,10 @@ from torch import nn
 from sb3_qsm.common.linear import apply_mlp, linear, skip_first
 from sb3_qsm.common.utils import repeat_rows
 
+# Floor of the critics' spread over candidate actions wherever values are divided by it (a flat critic then gives
+# uniform weights rather than a division by zero)
+MIN_Q_SPREAD = 1e-6
+
 
 def has_standard_layout(critic: nn.Module) -> TypeGuard[ContinuousCritic]:
     """

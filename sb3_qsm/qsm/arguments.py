@@ -1,5 +1,6 @@
 """Checks of QSM's constructor arguments: each raises a ``ValueError`` that names the argument, before any work."""
 
+import math
 from typing import Any
 
 import numpy as np
@@ -47,14 +48,18 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     duplicated = [key for key in DIFFUSION_POLICY_ARGS if key in policy_kwargs]
     if duplicated:
         raise ValueError(f"Pass {duplicated} to the QSM constructor, not in policy_kwargs.")
-    if "best_of_n" in policy_kwargs:
-        check_best_of_n(policy_kwargs["best_of_n"])
+    check_best_of_n(policy_kwargs.get("best_of_n", 1), policy_kwargs.get("selection_temperature", 0.0))
 
 
-def check_best_of_n(best_of_n: int) -> None:
-    """:raises ValueError: unless ``best_of_n`` (a policy argument) is an integer >= 1"""
+def check_best_of_n(best_of_n: int, selection_temperature: float = 0.0) -> None:
+    """
+    :raises ValueError: unless ``best_of_n`` (a policy argument) is an integer >= 1 and ``selection_temperature``
+        a number >= 0 (``math.inf`` included)
+    """
     if not is_int_at_least(best_of_n, 1):
         raise ValueError(f"best_of_n must be an integer >= 1 (1: the noise-free chain), got {best_of_n!r}")
+    if selection_temperature != math.inf:
+        check_real("selection_temperature", selection_temperature, 0.0)
 
 
 def check_qsm_args(

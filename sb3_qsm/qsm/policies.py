@@ -1,5 +1,6 @@
 """Policies for QSM: a diffusion actor (denoiser + DDPM sampler) paired with SB3's ``ContinuousCritic``."""
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from stable_baselines3.common.utils import ConstantSchedule, get_device
 from torch import nn
 
 from sb3_qsm.common.checkpoint import atomic_file, read_saved_policy
-from sb3_qsm.common.critics import candidate_q_values
+from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values
 from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
 from sb3_qsm.common.utils import repeat_rows
@@ -340,11 +341,20 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         own fan-in rather than Xavier over the whole input, which gives the action small weights next to the
         128-dimensional time code (see ``Denoiser``; the reference and the paper preset: False)
     :param best_of_n: How the policy acts. 1 (the default): a sample of the sampler (``predict(deterministic=False)``,
-        exploration) or its noise-free chain (``deterministic=True``). ``n > 1``: in both modes, ``n`` sampled
-        actions per observation and the one the critics value most (their minimum, as in the TD target), as SDAC
-        and MaxEntDP act: the behaviour is then greedier than the sampler, which keeps its breadth for the score
-        target. It costs ``n`` times the sampling and one critic pass per action; the critic target still takes a
-        single sample. Settable after loading (``model.policy.best_of_n = 32``)
+        exploration) or its noise-free chain (``deterministic=True``). ``n > 1``: ``n`` sampled actions per
+        observation, valued by the critics (their minimum, as in the TD target), and the best of them taken (as SDAC
+        and MaxEntDP act), or, with ``deterministic=False`` and ``selection_temperature > 0``, one drawn by those
+        values: the behaviour is then greedier than the sampler, which keeps its breadth for the score target. It
+        costs ``n`` times the sampling and one critic pass per action; the critic target still takes a single
+        sample. Settable after loading (``model.policy.best_of_n = 32``)
+    :param selection_temperature: With ``best_of_n > 1``, how ``predict(deterministic=False)`` picks among the
+        ``n`` sampled actions: 0 (the default), the best one, as ``deterministic=True`` does; ``tau > 0``, one
+        drawn with probability ``softmax(z / tau)``, ``z`` being the critics' values standardised over the
+        observation's candidates. A resampling of the sampler's actions towards ``pi(a) exp(z(a) / tau)``: an
+        action the sampler proposes as often as another and the critics value as much is picked as often, so
+        equally good modes all stay in the behaviour. ``math.inf``: a plain sample of the sampler (the limit, at
+        the cost of one sample), so that only ``deterministic=True`` takes the best of ``n``, as MaxEntDP
+        evaluates. Settable after loading
     """
 
     actor: DiffusionActor
@@ -375,8 +385,9 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         xavier_critic_init: bool = False,
         action_fan_in_init: bool = True,
         best_of_n: int = 1,
+        selection_temperature: float = 0.0,
     ):
-        check_best_of_n(best_of_n)
+        check_best_of_n(best_of_n, selection_temperature)
         super().__init__(
             observation_space,
             action_space,
@@ -395,6 +406,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         self.share_features_extractor = share_features_extractor
         self.xavier_critic_init = xavier_critic_init
         self.best_of_n = int(best_of_n)
+        self.selection_temperature = float(selection_temperature)
         net_args = {
             "observation_space": self.observation_space,
             "action_space": self.action_space,
@@ -477,6 +489,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
                 denoiser_activation_fn=self.actor.activation_fn,
                 xavier_critic_init=self.xavier_critic_init,
                 best_of_n=self.best_of_n,
+                selection_temperature=self.selection_temperature,
                 **diffusion,
             )
         )
@@ -494,21 +507,31 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         return self._predict(obs, deterministic=deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        if self.best_of_n > 1:
-            return self.best_sampled_actions(observation, self.best_of_n)
+        temperature = 0.0 if deterministic else self.selection_temperature
+        if self.best_of_n > 1 and temperature < math.inf:
+            return self.best_sampled_actions(observation, self.best_of_n, temperature)
         return self.actor.sample(observation, deterministic)
 
-    def best_sampled_actions(self, observation: PyTorchObs, n_samples: int) -> th.Tensor:
+    def best_sampled_actions(self, observation: PyTorchObs, n_samples: int, temperature: float = 0.0) -> th.Tensor:
         """
         :param observation: A batch of observations
         :param n_samples: Actions sampled per observation
-        :return: For each observation, the sampled action of the highest ``min_i Q_i(s, a)``, in ``[-1, 1]``
+        :param temperature: 0: take the sampled action of the highest ``min_i Q_i(s, a)``; ``tau > 0``: draw one
+            with probability ``softmax(z / tau)``, ``z`` being those values standardised over the observation's
+            samples (see ``selection_temperature``)
+        :return: One of the sampled actions per observation, in ``[-1, 1]``
         """
         repeated = repeat_rows(observation, n_samples)
         candidates = self.actor.sample(repeated, deterministic=False)
         candidates = candidates.view(-1, n_samples, candidates.shape[-1])
         values = candidate_q_values(self.critic, observation, candidates).min(dim=-1).values
-        return candidates[th.arange(candidates.shape[0], device=candidates.device), values.argmax(dim=1)]
+        if temperature > 0:
+            spread = values.std(dim=1, keepdim=True).clamp_min(MIN_Q_SPREAD)
+            logits = (values - values.mean(dim=1, keepdim=True)) / (spread * temperature)
+            chosen = th.multinomial(th.softmax(logits, dim=1), 1).squeeze(1)
+        else:
+            chosen = values.argmax(dim=1)
+        return candidates[th.arange(candidates.shape[0], device=candidates.device), chosen]
 
     def set_training_mode(self, mode: bool) -> None:
         """

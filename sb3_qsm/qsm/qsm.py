@@ -29,7 +29,7 @@ from sb3_qsm.common.checkpoint import (
     with_values_of_older_archives,
 )
 from sb3_qsm.common.compilation import check_compile_args, compile_options
-from sb3_qsm.common.critics import candidate_q_values, q_values
+from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values, q_values
 from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler_temperature
 from sb3_qsm.common.utils import check_bool
 from sb3_qsm.qsm.arguments import (
@@ -49,9 +49,6 @@ from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
 
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
 
-# Floor of the critic's spread over candidate actions that scales the "posterior" target (a flat critic gives
-# uniform weights rather than a division by zero)
-MIN_Q_SPREAD = 1e-6
 # Arguments that older archives may lack, with the value those archives trained with
 ADDED_ARGUMENTS: dict[str, Any] = {"score_target": "gradient"}
 
