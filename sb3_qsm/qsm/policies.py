@@ -1,7 +1,8 @@
 """Policies for QSM: a diffusion actor (denoiser + DDPM sampler) paired with SB3's ``ContinuousCritic``."""
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -103,6 +104,10 @@ class BoundedActionPolicy(BasePolicy):
         :return: Action in ``[low, high]``
         """
         return np.clip(super().unscale_action(scaled_action), self.action_space.low, self.action_space.high)
+
+
+# Seed of the n chains behind predict(deterministic=True) with best_of_n > 1 (see DiffusionActorPolicy._fixed_noise)
+FIXED_NOISE_SEED = 0
 
 
 class DiffusionActor(BoundedActionPolicy):
@@ -344,9 +349,11 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         exploration) or its noise-free chain (``deterministic=True``). ``n > 1``: ``n`` sampled actions per
         observation, valued by the critics (their minimum, as in the TD target), and the best of them taken (as SDAC
         and MaxEntDP act), or, with ``deterministic=False`` and ``selection_temperature > 0``, one drawn by those
-        values: the behaviour is then greedier than the sampler, which keeps its breadth for the score target. It
-        costs ``n`` times the sampling and one critic pass per action; the critic target still takes a single
-        sample. Settable after loading (``model.policy.best_of_n = 32``)
+        values: the behaviour is then greedier than the sampler, which keeps its breadth for the score target. With
+        ``deterministic=True`` the ``n`` chains start from a fixed seed, so the action is a function of the
+        observations and the caller's random stream is left untouched. It costs ``n`` times the sampling and one
+        critic pass per action; the critic target still takes a single sample. Settable after loading
+        (``model.policy.best_of_n = 32``)
     :param selection_temperature: With ``best_of_n > 1``, how ``predict(deterministic=False)`` picks among the
         ``n`` sampled actions: 0 (the default), the best one, as ``deterministic=True`` does; ``tau > 0``, one
         drawn with probability ``softmax(z / tau)``, ``z`` being the critics' values standardised over the
@@ -509,8 +516,27 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         temperature = 0.0 if deterministic else self.selection_temperature
         if self.best_of_n > 1 and temperature < math.inf:
+            if deterministic:
+                with self._fixed_noise():
+                    return self.best_sampled_actions(observation, self.best_of_n)
             return self.best_sampled_actions(observation, self.best_of_n, temperature)
         return self.actor.sample(observation, deterministic)
+
+    @contextlib.contextmanager
+    def _fixed_noise(self) -> Iterator[None]:
+        """
+        Within the context, PyTorch's generator of the policy's device starts from ``FIXED_NOISE_SEED``, and its
+        state is restored afterwards: ``predict(deterministic=True)`` with ``best_of_n > 1`` then gives the same
+        actions for the same batch of observations and draws nothing from the caller's random stream, as SB3's
+        deterministic actions do.
+        """
+        on_cuda = self.device.type == "cuda"
+        devices = [self.device.index if self.device.index is not None else th.cuda.current_device()] if on_cuda else []
+        with th.random.fork_rng(devices=devices):
+            th.random.default_generator.manual_seed(FIXED_NOISE_SEED)
+            if on_cuda:
+                th.cuda.manual_seed(FIXED_NOISE_SEED)
+            yield
 
     def best_sampled_actions(self, observation: PyTorchObs, n_samples: int, temperature: float = 0.0) -> th.Tensor:
         """
