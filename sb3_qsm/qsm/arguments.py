@@ -7,7 +7,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
-from sb3_qsm.common.utils import check_real, is_int_at_least
+from sb3_qsm.common.utils import check_real, is_int_at_least, is_real
 
 # Policy keyword arguments of SAC's Gaussian actor that mean nothing for a diffusion actor
 SAC_ONLY_POLICY_KWARGS = ("use_sde", "log_std_init", "use_expln", "clip_mean", "full_std")
@@ -58,8 +58,11 @@ def check_best_of_n(best_of_n: int, selection_temperature: float = 0.0) -> None:
     """
     if not is_int_at_least(best_of_n, 1):
         raise ValueError(f"best_of_n must be an integer >= 1 (1: the noise-free chain), got {best_of_n!r}")
-    if selection_temperature != math.inf:
-        check_real("selection_temperature", selection_temperature, 0.0)
+    if not (selection_temperature == math.inf or (is_real(selection_temperature) and selection_temperature >= 0)):
+        raise ValueError(
+            "selection_temperature must be a number >= 0 (0: the best of n, math.inf: the sampler alone), "
+            f"got {selection_temperature!r}"
+        )
 
 
 def check_qsm_args(

@@ -530,12 +530,20 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         actions for the same batch of observations and draws nothing from the caller's random stream, as SB3's
         deterministic actions do.
         """
-        on_cuda = self.device.type == "cuda"
-        devices = [self.device.index if self.device.index is not None else th.cuda.current_device()] if on_cuda else []
-        with th.random.fork_rng(devices=devices):
+        device = self.device
+        if device.type == "cpu":
+            with th.random.fork_rng(devices=[]):
+                th.random.default_generator.manual_seed(FIXED_NOISE_SEED)
+                yield
+            return
+        module = th.get_device_module(device.type)
+        index = device.index if device.index is not None else getattr(module, "current_device", lambda: 0)()
+        with th.random.fork_rng(devices=[index], device_type=device.type):
             th.random.default_generator.manual_seed(FIXED_NOISE_SEED)
-            if on_cuda:
-                th.cuda.manual_seed(FIXED_NOISE_SEED)
+            if device.type == "cuda":
+                th.cuda.default_generators[index].manual_seed(FIXED_NOISE_SEED)
+            else:
+                module.manual_seed(FIXED_NOISE_SEED)
             yield
 
     def best_sampled_actions(self, observation: PyTorchObs, n_samples: int, temperature: float = 0.0) -> th.Tensor:
