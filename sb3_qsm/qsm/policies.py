@@ -357,11 +357,11 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     :param selection_temperature: With ``best_of_n > 1``, how ``predict(deterministic=False)`` picks among the
         ``n`` sampled actions: 0 (the default), the best one, as ``deterministic=True`` does; ``tau > 0``, one
         drawn with probability ``softmax(z / tau)``, ``z`` being the critics' values standardised over the
-        observation's candidates. A resampling of the sampler's actions towards ``pi(a) exp(z(a) / tau)``: an
-        action the sampler proposes as often as another and the critics value as much is picked as often, so
-        equally good modes all stay in the behaviour. ``math.inf``: a plain sample of the sampler (the limit, at
-        the cost of one sample), so that only ``deterministic=True`` takes the best of ``n``, as MaxEntDP
-        evaluates. Settable after loading
+        observation's candidates: a resampling of the sampler's actions towards ``pi(a) exp(z(a) / tau)``.
+        ``math.inf``: a plain sample of the sampler (the limit, at the cost of one sample), so that only
+        ``deterministic=True`` takes the best of ``n``, as MaxEntDP evaluates, and exploration keeps the sampler's
+        modes (exploring with the best of ``n`` gathers the data, and then the critics' values, on one mode, even
+        at ``tau > 0``: see the hyperparameter guide). Settable after loading
     """
 
     actor: DiffusionActor
