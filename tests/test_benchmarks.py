@@ -53,6 +53,10 @@ def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
         assert all(len(evaluation["returns"]) == quick.eval_episodes for evaluation in record["evaluations"])
         assert len(record["final"]["deterministic"]["returns"]) == quick.final_episodes
         assert ("stochastic" in record["final"]) == suite.ALGORITHMS[algo].samples
+        # QSM's final evaluation is repeated with the best of 32 sampled actions, on the same model
+        paired = record["final"].get(run.PAIRED_KEY)
+        assert (paired is not None) == (suite.ALGORITHMS[algo].algo_class is QSM)
+        assert paired is None or len(paired["returns"]) == quick.final_episodes
         assert record["settings"]["runner_overrides"]["buffer_size"] == "400"
         # Pendulum's episodes last 200 steps: two training episodes, ending at steps 200 and 400
         assert [(t, n) for t, _, n in record["training_episodes"]] == [(200, 200), (400, 200)]
@@ -457,6 +461,7 @@ def test_ablation_table_puts_each_screened_run_beside_sacs_curve() -> None:
     default = _fake_run("qsm", 0, [-1.0, 10.0, 20.0], [21.0])
     candidate = _fake_run("qsm-dt", 0, [-1.0, 30.0, 40.0], [41.0])
     candidate["final"]["stochastic"] = {"returns": [7.0, 9.0]}
+    candidate["final"][run.PAIRED_KEY] = {"returns": [50.0, 52.0]}
     sac = [_fake_run("sac", seed, [0.0, 4.0 + seed, 8.0, 12.0, 16.0], [1.0]) for seed in range(2)]
     for reference in sac:
         reference["spec"]["budget"] = 200
@@ -464,9 +469,9 @@ def test_ablation_table_puts_each_screened_run_beside_sacs_curve() -> None:
             evaluation["timesteps"] = step
     table = ablation.screen_table([default, candidate], sac)
     lines = table.splitlines()
-    assert lines[0] == "| Task | Algorithm | 50 | 100 | Final (10 episodes) | Final, stochastic |"
-    assert "| Task-v0 | QSM (defaults) | 10 | 20 | 21 | - |" in lines
-    assert "| Task-v0 | QSM (deterministic target) | 30 | 40 | 41 | 8 |" in lines
+    assert lines[0] == "| Task | Algorithm | 50 | 100 | Final (10 episodes) | Final, stochastic | Final, best of 32 |"
+    assert "| Task-v0 | QSM (defaults) | 10 | 20 | 21 | - | - |" in lines
+    assert "| Task-v0 | QSM (deterministic target) | 30 | 40 | 41 | 8 | 51 |" in lines
     # SAC's mean over its seeds at the screen's steps only: (4 + 5) / 2 at 50, 8 at 100
-    assert "| Task-v0 | SAC (RL Zoo), suite v1 (2 seeds, mean) | 4 | 8 | - | - |" in lines
+    assert "| Task-v0 | SAC (RL Zoo), suite v1 (2 seeds, mean) | 4 | 8 | - | - | - |" in lines
     assert ablation.screen_table([], sac) == "No screen results committed yet.\n"

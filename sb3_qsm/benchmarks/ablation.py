@@ -7,8 +7,9 @@ budget are the reference curve).
     python -m sb3_qsm.benchmarks ablation            # prints the Markdown table
 
 Each cell is the mean return of one deterministic evaluation (5 episodes during training, 10 at the end); the
-stochastic column is the final evaluation of the sampled policy. The documentation build writes this table into
-the benchmarks page.
+stochastic column is the final evaluation of the sampled policy, and the last one the final deterministic
+evaluation of the same model acting with the best of 32 sampled actions ("-" for runs from before it was recorded).
+The documentation build writes this table into the benchmarks page.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import numpy as np
 
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.aggregate import LABELS, final_return, group, learning_curve, load_runs, number
+from sb3_qsm.benchmarks.runner import PAIRED_BEST_OF_N, PAIRED_KEY
 
 # The suite whose runs are the reference curve, and the algorithm that draws it
 REFERENCE_SUITE, REFERENCE_ALGO = "v1", "sac"
@@ -43,18 +45,20 @@ def screen_table(screen: list[dict[str, Any]], reference: list[dict[str, Any]]) 
     columns = sorted({int(step) for run in screen for step in learning_curve(run)[0] if step > 0})
     header = " | ".join(f"{step // 1000}k" if step % 1000 == 0 else f"{step:,}" for step in columns)
     lines = [
-        f"| Task | Algorithm | {header} | Final (10 episodes) | Final, stochastic |",
-        "| --- | --- |" + " --- |" * (len(columns) + 2),
+        f"| Task | Algorithm | {header} | Final (10 episodes) | Final, stochastic | Final, best of {PAIRED_BEST_OF_N} |",
+        "| --- | --- |" + " --- |" * (len(columns) + 3),
     ]
     references = group(reference)
     for env, algos in group(screen).items():
         for algo, runs in algos.items():
             for run in runs:
                 steps, returns = learning_curve(run)
-                stochastic = number(final_return(run, "stochastic"), 0) if "stochastic" in run["final"] else "-"
+                stochastic, paired = (
+                    number(final_return(run, mode), 0) if mode in run["final"] else "-" for mode in ("stochastic", PAIRED_KEY)
+                )
                 cells = " | ".join(_curve_cells(steps, returns, columns))
                 label = LABELS.get(algo, algo) + (f", seed {run['spec']['seed']}" if len(runs) > 1 else "")
-                lines.append(f"| {env} | {label} | {cells} | {number(final_return(run), 0)} | {stochastic} |")
+                lines.append(f"| {env} | {label} | {cells} | {number(final_return(run), 0)} | {stochastic} | {paired} |")
         sac_runs = references.get(env, {}).get(REFERENCE_ALGO, [])
         if sac_runs:
             curves = [learning_curve(run) for run in sac_runs]
@@ -62,7 +66,7 @@ def screen_table(screen: list[dict[str, Any]], reference: list[dict[str, Any]]) 
             mean = np.mean([returns for _, returns in curves], axis=0)
             cells = " | ".join(_curve_cells(steps, mean, columns))
             label = f"{LABELS[REFERENCE_ALGO]}, suite {REFERENCE_SUITE} ({len(sac_runs)} seeds, mean)"
-            lines.append(f"| {env} | {label} | {cells} | - | - |")
+            lines.append(f"| {env} | {label} | {cells} | - | - | - |")
     note = f"\nBudget {budget:,} steps; the SAC rows are evaluations during training, not a final evaluation.\n"
     return "\n".join(lines) + "\n" + note
 

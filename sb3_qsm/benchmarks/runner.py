@@ -3,7 +3,8 @@ Benchmark runner: algorithms x tasks x seeds of a suite (``sb3_qsm.benchmarks.su
 
 Each run writes its own raw result file, ``<out>/<suite>/<env>/<algo>_seed<seed>.json``: a deterministic evaluation
 before training and every ``budget / n_evaluations`` steps, then a final evaluation (deterministic, and stochastic
-for the policies that sample actions), and the return of every training episode.
+for the policies that sample actions; for QSM also deterministic with the best of 32 sampled actions, see
+``PAIRED_BEST_OF_N``), and the return of every training episode.
 
 The runner is idempotent and resumable: a run whose result file exists is skipped; a run in progress saves a
 checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at every evaluation and when
@@ -41,6 +42,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from tqdm import tqdm
 
+from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import environment, evaluate, write_json
 from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_model
@@ -49,6 +51,10 @@ from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_model
 EVAL_SEED_OFFSET = 10_000
 # How often (in environment steps) a worker reports its progress to the display
 PROGRESS_EVERY = 200
+# A QSM run's final evaluation is repeated acting with the best of this many sampled actions (unless it already acts
+# so), under this key of "final": the evaluation rule measured on the same trained model
+PAIRED_BEST_OF_N = 32
+PAIRED_KEY = f"deterministic_best_of_{PAIRED_BEST_OF_N}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +171,23 @@ class Run:
         self.record["evaluations"].append({"timesteps": self.model.num_timesteps, **result})
         self.eval_seconds += time.time() - start
 
+    def evaluate_best_of(self, model: QSM, n: int) -> dict[str, Any]:
+        """
+        The final deterministic evaluation of a QSM model again, acting with the best of ``n`` sampled actions by its
+        critics: the same trained model under both evaluation rules, so that their difference is measured paired.
+
+        :param model: The run's model
+        :param n: The ``best_of_n`` evaluated with; the model's own is restored afterwards
+        :return: The evaluation, as ``evaluate`` gives it
+        """
+        policy = model.policy
+        own = policy.best_of_n
+        policy.best_of_n = n
+        try:
+            return evaluate(model, self.eval_env, self.spec.final_episodes, deterministic=True)
+        finally:
+            policy.best_of_n = own
+
     def _close_segment(self, steps_before: int) -> None:
         seconds = time.time() - self.segment_start
         segment = {"steps": self.model.num_timesteps - steps_before, "seconds": seconds, "eval_seconds": self.eval_seconds}
@@ -204,6 +227,8 @@ class Run:
         final = {"deterministic": evaluate(self.model, self.eval_env, self.spec.final_episodes, deterministic=True)}
         if ALGORITHMS[self.spec.algo].samples:
             final["stochastic"] = evaluate(self.model, self.eval_env, self.spec.final_episodes, deterministic=False)
+        if isinstance(self.model, QSM) and self.model.policy.best_of_n != PAIRED_BEST_OF_N:
+            final[PAIRED_KEY] = self.evaluate_best_of(self.model, PAIRED_BEST_OF_N)
         self._close_segment(steps_before)
         result = {**self.record, "final": final, "finished": datetime.datetime.now(datetime.timezone.utc).isoformat()}
         write_json(result_path(self.out, self.spec), result)
