@@ -11,6 +11,7 @@ from sb3_qsm.benchmarks.ablation import REFERENCE_SUITE, screen_table
 from sb3_qsm.benchmarks.aggregate import group, load_runs, summarize, write_report
 from sb3_qsm.benchmarks.cost import cheaper_table, cost_table
 from sb3_qsm.benchmarks.evaluation import describe_result, mean_return
+from sb3_qsm.benchmarks.export_latency import table as export_latency_table
 from sb3_qsm.benchmarks.profile import profile_table
 
 with open(os.path.join(os.path.dirname(__file__), "..", "sb3_qsm", "version.txt")) as file_handler:
@@ -138,6 +139,17 @@ def _benchmark_pages() -> None:
             cheaper += cheaper_table(cpu_cost, summaries)
     with open(os.path.join(GENERATED, "cheaper_table.md"), "w") as file:
         file.write(cheaper or "No results committed yet.\n")
+    latencies = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "export", "*.json"))):
+        record = _evaluation(path)
+        assert record is not None
+        where = f"{record['machine']['processor']}, torch {record['machine']['torch']}"
+        latencies.append(
+            f"**{pathlib.Path(path).stem}**, {where} (`{os.path.relpath(path, ROOT)}`):\n\n"
+            + export_latency_table(record["records"])
+        )
+    with open(os.path.join(GENERATED, "export_latency.md"), "w") as file:
+        file.write("\n".join(latencies) or "No latency committed yet.\n")
     screen = load_runs(pathlib.Path(ROOT, "benchmarks", "results", "screen"))
     with open(os.path.join(GENERATED, "ablation_table.md"), "w") as file:
         file.write(screen_table(screen, load_runs(pathlib.Path(ROOT, "benchmarks", "results", REFERENCE_SUITE))))

@@ -213,11 +213,17 @@ def test_best_of_n_picks_the_sample_the_critics_value_most(small_kwargs, dict_ob
     th.manual_seed(1)
     action, _ = model.predict(observations, deterministic=False)
     assert np.allclose(action, model.policy.unscale_action(chosen.detach().numpy()), atol=1e-6)
-    # deterministic=True: the same choice, among chains drawn from the fixed seed
-    th.manual_seed(FIXED_NOISE_SEED)
-    chosen = policy.best_sampled_actions(obs_tensor, 6)
+    # deterministic=True: the same choice, among chains of the fixed noise, which is that of FIXED_NOISE_SEED
+    chosen = policy.best_sampled_actions(obs_tensor, 6, noise=policy.fixed_noise(6))
     action, _ = model.predict(observations, deterministic=True)
     assert np.allclose(action, model.policy.unscale_action(chosen.detach().numpy()), atol=1e-6)
+    expected_noise = th.randn(
+        (6, policy.actor.n_diffusion_steps, policy.actor.action_dim), generator=th.Generator().manual_seed(FIXED_NOISE_SEED)
+    )
+    assert th.equal(policy.fixed_noise(6), expected_noise)
+    # Each observation's action is its own: the same alone as in the batch
+    first = {key: value[:1] for key, value in observations.items()} if dict_obs else observations[:1]
+    assert np.allclose(model.predict(first, deterministic=True)[0], action[:1], atol=1e-6)
     policy.best_of_n = 1
     th.manual_seed(2)
     stochastic, _ = model.predict(observations, deterministic=False)
@@ -234,7 +240,7 @@ def test_selection_temperature_draws_the_sampled_actions_by_value(small_kwargs, 
     policy = model.policy
     fixed = th.tensor([[-0.9], [-0.3], [0.4], [0.8]])
 
-    def sample(observations, deterministic=False, n_steps=None):
+    def sample(observations, deterministic=False, n_steps=None, noise=None):
         return fixed.repeat(observations.shape[0] // len(fixed), 1)
 
     monkeypatch.setattr(policy.actor, "sample", sample)
@@ -280,3 +286,21 @@ def test_best_of_n_is_saved_and_checked(small_kwargs, tmp_path):
     for value in (-0.1, float("nan"), -math.inf, "0.5"):
         with pytest.raises(ValueError, match=rf"selection_temperature must be a number >= 0 \(0: .*\), got {value!r}"):
             QSM("MlpPolicy", "Pendulum-v1", policy_kwargs={"best_of_n": 8, "selection_temperature": value})
+
+
+def test_sampler_noise_as_an_input(small_kwargs):
+    """actor.sample(noise=...) runs the chain on the given noise (x_T, then one vector per reverse step but the
+    last): the same actions as the sampler drawing those values itself, and a function of its inputs."""
+    model = QSM("MlpPolicy", "Pendulum-v1", seed=0, **small_kwargs)
+    actor = model.policy.actor
+    obs = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (4, 3)), dtype=th.float32)
+    n_steps = actor.n_diffusion_steps
+    th.manual_seed(3)
+    drawn = actor.sample(obs, deterministic=False)
+    th.manual_seed(3)
+    noise = th.stack([th.randn(4, 1) for _ in range(n_steps)], dim=1)
+    assert th.equal(actor.sample(obs, noise=noise), drawn)
+    state = th.get_rng_state()
+    assert th.equal(actor.sample(obs, noise=noise), drawn)
+    assert th.equal(state, th.get_rng_state())
+    assert not th.equal(actor.sample(obs, noise=th.zeros_like(noise)), drawn)

@@ -199,6 +199,32 @@ def test_posterior_target_does_not_depend_on_the_reward_scale():
     assert th.allclose(targets[0], targets[1], atol=1e-4)
 
 
+def test_q_spread_floor_broadens_a_flat_critic_only():
+    """q_spread_floor: the spread the target divides by is at least the floor. A critic whose spread is above the
+    floor gives the same target as without it; the same critic scaled down below the floor gives the target of
+    exp(score_scale * Q / floor), which for a critic 1e-4 of the floor is the flat density's (uniform weights)."""
+    model = QSM("MlpPolicy", _box_env(), n_diffusion_steps=5, n_score_samples=16, score_scale=5.0, q_spread_floor=0.5)
+    th.manual_seed(0)
+    actions = th.rand(64, 2) * 2 - 1
+    timesteps = th.randint(0, 5, (64,))
+    noisy = model.actor.schedule.add_noise(actions, th.randn(64, 2), timesteps)
+
+    def target(scale: float, floor: float) -> tuple[th.Tensor, float]:
+        model.critic, model.q_spread_floor = AffineCritic(QuadraticCritic(), scale, 3.0), floor
+        th.manual_seed(1)
+        return model.posterior_noise(th.zeros(64, 2), noisy, timesteps, actions)
+
+    unfloored, spread = target(100.0, 0.0)
+    assert spread > 0.5
+    floored, floored_spread = target(100.0, 0.5)
+    assert th.equal(floored, unfloored) and floored_spread == spread
+    flat, flat_spread = target(1e-4 * 0.5 / spread, 0.5)
+    assert flat_spread == 0.5
+    uniform, _ = target(0.0, 0.0)
+    assert th.allclose(flat, uniform, atol=1e-3)
+    assert not th.allclose(flat, unfloored, atol=1e-2)
+
+
 def test_posterior_target_trains_and_logs_the_critic_spread():
     model = QSM(
         "MlpPolicy", "Pendulum-v1", learning_starts=50, score_target="posterior", n_score_samples=4, seed=0, device="cpu"

@@ -94,6 +94,40 @@ def test_sb3_action_noise_spreads_the_collected_actions(small_kwargs, noise_clas
     assert at_bounds[0] < 0.7 and at_bounds[1] > 0.95, at_bounds
 
 
+@pytest.mark.parametrize("color", [0.0, 1.0])
+def test_sampler_noise_color_correlates_the_collected_actions_only(small_kwargs, color):
+    """sampler_noise_color > 0: past learning_starts, every action collected in each of the envs is the sampler run on
+    the next step of a colored noise series (shape (n_envs, T, action_dim)), which for pink noise is correlated from
+    step to step and has unit variance; 0 leaves the sampler drawing white noise. predict outside of learn, and the
+    training step's samples, always draw their own."""
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = QSM("MlpPolicy", env, seed=0, sampler_noise_color=color, **small_kwargs)
+    actor = model.policy.actor
+    calls = []
+    sample = actor.sample
+
+    def recording(obs, deterministic=False, trajectory=None, n_steps=None, noise=None):
+        calls.append((obs.shape[0], noise))
+        return sample(obs, deterministic, trajectory, n_steps, noise)
+
+    actor.sample = recording
+    model.learn(600)
+    rollout = [noise for batch, noise in calls if batch == 2]
+    assert len(rollout) == (600 - 100) // 2
+    assert all(noise is None for batch, noise in calls if batch != 2)
+    if color == 0:
+        assert all(noise is None for noise in rollout)
+    else:
+        series = th.stack(rollout).numpy()  # (steps, n_envs, T, action_dim)
+        assert series.shape == (250, 2, actor.n_diffusion_steps, 1)
+        assert 0.5 < series.std() < 1.5
+        lag_one = np.mean([np.corrcoef(s[:-1], s[1:])[0, 1] for s in series.reshape(250, -1).T])
+        assert lag_one > 0.5, lag_one
+    calls.clear()
+    model.predict(np.zeros((2, 3), dtype=np.float32), deterministic=False)
+    assert calls == [(2, None)]
+
+
 def test_multi_env(small_kwargs):
     """Two envs with a TimeLimit, as SB3's ``test_offpolicy_multi_env``."""
     env = make_vec_env(

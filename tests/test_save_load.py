@@ -158,22 +158,26 @@ def test_paper_preset_save_load(tmp_path):
     assert loaded.policy_kwargs["net_arch"] == [8] and loaded.policy_kwargs["xavier_critic_init"] is True
 
 
-def test_archive_older_than_the_posterior_default_goes_on_with_the_gradient_target(tmp_path, small_kwargs):
-    """An archive written before score_target existed trained with the gradient target: loading it keeps that target
-    (unless the caller says otherwise), not today's default."""
+def test_archive_older_than_an_argument_goes_on_with_the_value_it_trained_with(tmp_path, small_kwargs):
+    """An archive written before score_target, q_spread_floor or sampler_noise_color existed trained with the
+    gradient target, no floor and white noise: loading it keeps those (unless the caller says otherwise), not
+    today's defaults."""
     import zipfile
 
-    QSM("MlpPolicy", "Pendulum-v1", score_target="gradient", **small_kwargs).save(tmp_path / "today")
+    kwargs = dict(score_target="gradient", q_spread_floor=0.7, sampler_noise_color=1.0)
+    QSM("MlpPolicy", "Pendulum-v1", **kwargs, **small_kwargs).save(tmp_path / "today")
     with zipfile.ZipFile(tmp_path / "today.zip") as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
     data = json.loads(entries["data"])
-    del data["score_target"]
+    for name in kwargs:
+        del data[name]
     entries["data"] = json.dumps(data).encode()
     with zipfile.ZipFile(tmp_path / "older.zip", "w") as archive:
         for name, content in entries.items():
             archive.writestr(name, content)
-    assert QSM.load(tmp_path / "older").score_target == "gradient"
+    older = QSM.load(tmp_path / "older")
+    assert (older.score_target, older.q_spread_floor, older.sampler_noise_color) == ("gradient", 0.0, 0.0)
     assert QSM.load(tmp_path / "older", score_target="posterior").score_target == "posterior"
-    # A current archive keeps its own value
-    QSM("MlpPolicy", "Pendulum-v1", **small_kwargs).save(tmp_path / "posterior")
-    assert QSM.load(tmp_path / "posterior").score_target == "posterior"
+    # A current archive keeps its own values
+    today = QSM.load(tmp_path / "today")
+    assert (today.score_target, today.q_spread_floor, today.sampler_noise_color) == ("gradient", 0.7, 1.0)

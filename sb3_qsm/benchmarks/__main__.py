@@ -17,6 +17,7 @@ COMMANDS = {
     "convert-ablation": ("sb3_qsm.benchmarks.convert", "ablation_main", "fine-tune a converted agent with other settings"),
     "zoo-eval": ("sb3_qsm.benchmarks.zoo_agents", "main", "evaluate zoo-layout agents into evaluation.json"),
     "multimodal": ("sb3_qsm.benchmarks.multimodal", "main", "mode coverage on the multi-modal bandit"),
+    "export-latency": ("sb3_qsm.benchmarks.export_latency", "main", "latency of the exported sampler next to predict's"),
     "kill-save": ("sb3_qsm.benchmarks.kill_save", "main", "kill processes during saves; is the checkpoint whole?"),
 }
 

@@ -169,6 +169,11 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (sampler temperature 0.5, best of 32)",
         {"sampler_temperature": 0.5, "policy_kwargs": {"best_of_n": 32}},
     ),
+    # Exploration while the critic is flat (MountainCar): pink sampler noise over time, a floor under the posterior
+    # target's spread (in reward units), and both
+    "qsm-pink": ("QSM (pink sampler noise)", {"sampler_noise_color": 1.0}),
+    "qsm-floor1": ("QSM (spread floor 1)", {"q_spread_floor": 1.0}),
+    "qsm-pink-floor1": ("QSM (pink sampler noise, spread floor 1)", {"sampler_noise_color": 1.0, "q_spread_floor": 1.0}),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -373,7 +378,13 @@ NOT_SETTINGS = {
 
 # Constructor arguments added after suite v1 ran, with the value that computes what the runs before them computed:
 # a record without such an argument matches a model that has that value
-ADDED_ARGUMENTS = {"target_diffusion_steps": "None", "deterministic_target": "False", "score_proposal": "'forward'"}
+ADDED_ARGUMENTS = {
+    "target_diffusion_steps": "None",
+    "deterministic_target": "False",
+    "score_proposal": "'forward'",
+    "q_spread_floor": "0.0",
+    "sampler_noise_color": "0.0",
+}
 
 
 def same_settings(recorded: dict[str, str], effective: dict[str, str]) -> bool:

@@ -365,6 +365,7 @@ class DiffusionSchedule(nn.Module):
         deterministic: bool = False,
         trajectory: list[th.Tensor] | None = None,
         n_steps: int | None = None,
+        step_noise: th.Tensor | None = None,
     ) -> th.Tensor:
         """
         Run the reverse process from ``x_T = x`` down to ``x_0``, as the QSM reference does:
@@ -382,6 +383,9 @@ class DiffusionSchedule(nn.Module):
         :param trajectory: If given, ``x_T`` and every following sample are appended to it (``T + 1`` tensors, the
             last one the returned actions), for inspection
         :param n_steps: Number of reverse steps (None: all ``T``)
+        :param step_noise: The standard normal noise to inject, shape ``(batch, n_steps - 1, action_dim)``, one
+            vector per step but the last, in the order of the steps; None draws it from PyTorch's generator. Given,
+            the chain is a function of its inputs (what an exported sampler takes as an input)
         :return: Actions ``x_0`` in ``[-1, 1]``
         """
         if trajectory is not None:
@@ -393,7 +397,8 @@ class DiffusionSchedule(nn.Module):
             # x is a new tensor of this step: the noise and the clip may write into it, in fewer operations, except
             # where autograd needs the values a clip overwrites
             if not last and not deterministic and temperature > 0:
-                x = x.add_(th.randn_like(x), alpha=sigma * temperature)
+                noise = th.randn_like(x) if step_noise is None else step_noise[:, index]
+                x = x.add_(noise, alpha=sigma * temperature)
             if clip or last:
                 x = x.clamp(-1.0, 1.0) if x.requires_grad else x.clamp_(-1.0, 1.0)
             if trajectory is not None:

@@ -40,10 +40,13 @@ _PLAIN_ACTIVATIONS: dict[str, Callable[[th.Tensor], th.Tensor]] = {
 
 def onednn_available() -> bool:
     """
-    :return: Whether this is an x86-64 processor, this PyTorch build has oneDNN's linear kernel, and oneDNN is
-        enabled (``torch.backends.mkldnn.enabled``; read outside compiled code only)
+    :return: Whether this is an x86-64 processor, this PyTorch build has oneDNN's linear kernel, oneDNN is
+        enabled (``torch.backends.mkldnn.enabled``; read outside compiled code only), and no model is being exported
+        (``torch.export``, ONNX, TorchScript tracing), whose graphs must hold standard operators
     """
-    return _ONEDNN_BUILT and (th.compiler.is_compiling() or bool(th.backends.mkldnn.enabled))
+    if not _ONEDNN_BUILT or th.compiler.is_exporting() or th.jit.is_tracing():
+        return False
+    return th.compiler.is_compiling() or bool(th.backends.mkldnn.enabled)
 
 
 # oneDNN's x86-64 kernels are the ones measured; on other processors (Arm's) every product stays with torch
@@ -109,11 +112,11 @@ def uses_onednn(input: th.Tensor, weight: th.Tensor) -> bool:
     :return: Whether ``linear`` multiplies them with oneDNN
     """
     return (
-        input.device.type == "cpu"
+        onednn_available()
+        and input.device.type == "cpu"
         and input.dtype == th.float32
         and weight.dtype == th.float32
         and input.numel() * weight.shape[0] >= ONEDNN_MIN_WORK
-        and onednn_available()
     )
 
 

@@ -89,4 +89,6 @@ def n_observations(observations: Any) -> int:
     :param observations: A batch (arrays or tensors, or a dict of them)
     :return: Its number of rows
     """
-    return len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+    first = next(iter(observations.values())) if isinstance(observations, dict) else observations
+    # A tensor's shape, not len(): an exported graph keeps its batch dimension symbolic
+    return first.shape[0] if isinstance(first, th.Tensor) else len(first)

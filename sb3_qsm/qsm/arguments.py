@@ -23,8 +23,11 @@ SCORE_TARGETS = ("gradient", "posterior")
 SCORE_PROPOSALS = ("forward", "policy")
 
 
-def check_score_target(score_target: str, n_score_samples: int, score_proposal: str = "forward") -> None:
+def check_score_target(
+    score_target: str, n_score_samples: int, score_proposal: str = "forward", q_spread_floor: float = 0.0
+) -> None:
     """Raise a ``ValueError`` naming the argument when the score target settings are not usable."""
+    check_real("q_spread_floor", q_spread_floor, 0.0)
     if score_target not in SCORE_TARGETS:
         raise ValueError(f"score_target must be one of {SCORE_TARGETS}, got {score_target!r}")
     if not is_int_at_least(n_score_samples, 2):
@@ -92,6 +95,11 @@ def check_qsm_args(
     if actor_lr_decay_steps is not None and not is_int_at_least(actor_lr_decay_steps, 1):
         raise ValueError(f"actor_lr_decay_steps must be None or an integer >= 1, got {actor_lr_decay_steps!r}")
     check_real("bc_coef", bc_coef, 0.0)
+
+
+def check_sampler_noise_color(sampler_noise_color: float) -> None:
+    """Raise a ``ValueError`` naming the argument unless the noise's spectral exponent is a number in ``[0, 2]``."""
+    check_real("sampler_noise_color", sampler_noise_color, 0.0, 2.0)
 
 
 def check_off_policy_args(buffer_size: int, learning_starts: int, batch_size: int, tau: float, gamma: float) -> None:

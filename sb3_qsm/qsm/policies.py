@@ -25,7 +25,7 @@ from sb3_qsm.common.checkpoint import atomic_file, read_saved_policy
 from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values
 from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
-from sb3_qsm.common.utils import repeat_rows
+from sb3_qsm.common.utils import n_observations, repeat_rows
 from sb3_qsm.qsm.arguments import check_best_of_n
 
 # Optimizers whose fused implementation DiffusionActorPolicy selects unless told otherwise
@@ -106,7 +106,7 @@ class BoundedActionPolicy(BasePolicy):
         return np.clip(super().unscale_action(scaled_action), self.action_space.low, self.action_space.high)
 
 
-# Seed of the n chains behind predict(deterministic=True) with best_of_n > 1 (see DiffusionActorPolicy._fixed_noise)
+# Seed of the n chains behind predict(deterministic=True) with best_of_n > 1 (see DiffusionActorPolicy.fixed_noise)
 FIXED_NOISE_SEED = 0
 
 
@@ -174,7 +174,7 @@ class DiffusionActor(BoundedActionPolicy):
         self.action_fan_in_init = action_fan_in_init
         self.action_dim = get_action_dim(self.action_space)
         self.schedule = DiffusionSchedule(n_diffusion_steps, beta_schedule)
-        self._compiled_sample: Callable[[PyTorchObs, bool, None, int | None], th.Tensor] | None = None
+        self._compiled_sample: Callable[[PyTorchObs, bool, None, int | None, th.Tensor | None], th.Tensor] | None = None
         self.denoiser = Denoiser(
             features_dim,
             self.action_dim,
@@ -253,6 +253,7 @@ class DiffusionActor(BoundedActionPolicy):
         deterministic: bool = False,
         trajectory: list[th.Tensor] | None = None,
         n_steps: int | None = None,
+        noise: th.Tensor | None = None,
     ) -> th.Tensor:
         """
         Draw actions in ``[-1, 1]`` with the reverse diffusion process (compiled after ``compile_sampler``, unless a
@@ -264,20 +265,33 @@ class DiffusionActor(BoundedActionPolicy):
             (normalised space)
         :param n_steps: Number of reverse steps: all ``T`` (None), or fewer, on a strided subset of the time indices
             (see ``DiffusionSchedule.sample``)
+        :param noise: The chain's standard normal noise, shape ``(batch, n_steps, action_dim)``: the start ``x_T``,
+            then the noise injected at each reverse step but the last; None draws it from PyTorch's generator.
+            Ignored with ``deterministic=True``
         :return: Actions in the normalised space ``[-1, 1]``, shape ``(batch, action_dim)``
         """
         if trajectory is None and self._compiled_sample is not None:
-            return self._compiled_sample(obs, deterministic, None, n_steps)
-        return self._sample(obs, deterministic, trajectory, n_steps)
+            return self._compiled_sample(obs, deterministic, None, n_steps, noise)
+        return self._sample(obs, deterministic, trajectory, n_steps, noise)
 
     def _sample(
-        self, obs: PyTorchObs, deterministic: bool, trajectory: list[th.Tensor] | None = None, n_steps: int | None = None
+        self,
+        obs: PyTorchObs,
+        deterministic: bool,
+        trajectory: list[th.Tensor] | None = None,
+        n_steps: int | None = None,
+        noise: th.Tensor | None = None,
     ) -> th.Tensor:
         features = self.extract_features(obs, self.features_extractor)
         # Features and time codes enter the first layer once per call, not once per step
         condition = self.denoiser.condition(features, self.n_diffusion_steps)
         shape = (features.shape[0], self.action_dim)
-        x = features.new_zeros(shape) if deterministic else th.randn(shape, device=features.device, dtype=features.dtype)
+        if deterministic:
+            x, noise = features.new_zeros(shape), None
+        elif noise is None:
+            x = th.randn(shape, device=features.device, dtype=features.dtype)
+        else:
+            x, noise = noise[:, 0], noise[:, 1:]
 
         def denoise(x_t: th.Tensor, t: int) -> th.Tensor:
             return self.denoiser.forward_conditioned(x_t, condition[t])
@@ -290,6 +304,7 @@ class DiffusionActor(BoundedActionPolicy):
             deterministic=deterministic,
             trajectory=trajectory,
             n_steps=n_steps,
+            step_noise=noise,
         )
 
     def compile_sampler(self, **compile_kwargs: Any) -> None:
@@ -350,8 +365,8 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         observation, valued by the critics (their minimum, as in the TD target), and the best of them taken (as SDAC
         and MaxEntDP act), or, with ``deterministic=False`` and ``selection_temperature > 0``, one drawn by those
         values: the behaviour is then greedier than the sampler, which keeps its breadth for the score target. With
-        ``deterministic=True`` the ``n`` chains start from a fixed seed, so the action is a function of the
-        observations and the caller's random stream is left untouched. It costs ``n`` times the sampling and one
+        ``deterministic=True`` the ``n`` chains take a fixed noise (``fixed_noise``), so the action is a function
+        of the observation and the caller's random stream is left untouched. It costs ``n`` times the sampling and one
         critic pass per action; the critic target still takes a single sample. Settable after loading
         (``model.policy.best_of_n = 32``)
     :param selection_temperature: With ``best_of_n > 1``, how ``predict(deterministic=False)`` picks among the
@@ -414,6 +429,8 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         self.xavier_critic_init = xavier_critic_init
         self.best_of_n = int(best_of_n)
         self.selection_temperature = float(selection_temperature)
+        self._fixed_noise_cache: th.Tensor | None = None
+        self._exploration_noise: th.Tensor | None = None
         net_args = {
             "observation_space": self.observation_space,
             "action_space": self.action_space,
@@ -516,47 +533,66 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         temperature = 0.0 if deterministic else self.selection_temperature
         if self.best_of_n > 1 and temperature < math.inf:
-            if deterministic:
-                with self._fixed_noise():
-                    return self.best_sampled_actions(observation, self.best_of_n)
-            return self.best_sampled_actions(observation, self.best_of_n, temperature)
-        return self.actor.sample(observation, deterministic)
+            noise = self.fixed_noise(self.best_of_n) if deterministic else None
+            return self.best_sampled_actions(observation, self.best_of_n, temperature, noise)
+        return self.actor.sample(observation, deterministic, noise=None if deterministic else self._exploration_noise)
+
+    @property
+    def acts_with_sampler(self) -> bool:
+        """Whether ``predict(deterministic=False)`` is a plain sample of the sampler (no choice among samples)."""
+        return self.best_of_n == 1 or self.selection_temperature == math.inf
 
     @contextlib.contextmanager
-    def _fixed_noise(self) -> Iterator[None]:
+    def exploration_noise(self, noise: th.Tensor) -> Iterator[None]:
         """
-        Within the context, PyTorch's generator of the policy's device starts from ``FIXED_NOISE_SEED``, and its
-        state is restored afterwards: ``predict(deterministic=True)`` with ``best_of_n > 1`` then gives the same
-        actions for the same batch of observations and draws nothing from the caller's random stream, as SB3's
-        deterministic actions do.
-        """
-        device = self.device
-        if device.type == "cpu":
-            with th.random.fork_rng(devices=[]):
-                th.random.default_generator.manual_seed(FIXED_NOISE_SEED)
-                yield
-            return
-        module = th.get_device_module(device.type)
-        index = device.index if device.index is not None else getattr(module, "current_device", lambda: 0)()
-        with th.random.fork_rng(devices=[index], device_type=device.type):
-            th.random.default_generator.manual_seed(FIXED_NOISE_SEED)
-            if device.type == "cuda":
-                th.cuda.default_generators[index].manual_seed(FIXED_NOISE_SEED)
-            else:
-                module.manual_seed(FIXED_NOISE_SEED)
-            yield
+        Within the context, ``predict(deterministic=False)`` runs the sampler on the given noise instead of drawing
+        it (``QSM`` collects data so with ``sampler_noise_color > 0``), where the policy acts with the sampler alone.
 
-    def best_sampled_actions(self, observation: PyTorchObs, n_samples: int, temperature: float = 0.0) -> th.Tensor:
+        :param noise: The chain's noise, shape ``(batch, T, action_dim)`` (see ``DiffusionActor.sample``)
+        """
+        self._exploration_noise = noise
+        try:
+            yield
+        finally:
+            self._exploration_noise = None
+
+    def fixed_noise(self, n_samples: int) -> th.Tensor:
+        """
+        The noise of the ``n`` chains behind ``predict(deterministic=True)`` with ``best_of_n = n``: drawn once from
+        a generator of its own seeded with ``FIXED_NOISE_SEED`` (on the CPU, so that every device gets the same
+        values), and shared by every observation. The action is then a function of the observation alone (not of
+        the rest of its batch, nor of the device), and nothing is drawn from the caller's random stream, as with
+        SB3's deterministic actions.
+
+        :param n_samples: Number of chains ``n``
+        :return: Standard normal noise, shape ``(n, T, action_dim)`` (see ``DiffusionActor.sample``), on the
+            policy's device
+        """
+        shape = (n_samples, self.actor.n_diffusion_steps, self.actor.action_dim)
+        cached = self._fixed_noise_cache
+        if cached is None or cached.shape != shape or cached.device != self.device:
+            generator = th.Generator().manual_seed(FIXED_NOISE_SEED)
+            cached = th.randn(shape, generator=generator).to(self.device)
+            self._fixed_noise_cache = cached
+        return cached
+
+    def best_sampled_actions(
+        self, observation: PyTorchObs, n_samples: int, temperature: float = 0.0, noise: th.Tensor | None = None
+    ) -> th.Tensor:
         """
         :param observation: A batch of observations
         :param n_samples: Actions sampled per observation
         :param temperature: 0: take the sampled action of the highest ``min_i Q_i(s, a)``; ``tau > 0``: draw one
             with probability ``softmax(z / tau)``, ``z`` being those values standardised over the observation's
             samples (see ``selection_temperature``)
+        :param noise: The chains' noise, shape ``(n_samples, T, action_dim)``, the same for every observation
+            (``fixed_noise``); None draws it from PyTorch's generator
         :return: One of the sampled actions per observation, in ``[-1, 1]``
         """
         repeated = repeat_rows(observation, n_samples)
-        candidates = self.actor.sample(repeated, deterministic=False)
+        # Row i * n + j of the repeated batch is the j-th chain of observation i
+        batch_noise = None if noise is None else noise.repeat(n_observations(observation), 1, 1)
+        candidates = self.actor.sample(repeated, deterministic=False, noise=batch_noise)
         candidates = candidates.view(-1, n_samples, candidates.shape[-1])
         values = candidate_q_values(self.critic, observation, candidates).min(dim=-1).values
         if temperature > 0:

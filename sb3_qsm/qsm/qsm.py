@@ -8,6 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
+from pink import ColoredNoiseProcess
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -41,6 +42,7 @@ from sb3_qsm.qsm.arguments import (
     check_off_policy_args,
     check_policy_kwargs,
     check_qsm_args,
+    check_sampler_noise_color,
     check_score_target,
     check_target_diffusion_steps,
 )
@@ -50,7 +52,9 @@ from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
 
 # Arguments that older archives may lack, with the value those archives trained with
-ADDED_ARGUMENTS: dict[str, Any] = {"score_target": "gradient"}
+ADDED_ARGUMENTS: dict[str, Any] = {"score_target": "gradient", "q_spread_floor": 0.0, "sampler_noise_color": 0.0}
+# Length of the colored noise series of the sampler when the environment has no episode length limit
+DEFAULT_NOISE_HORIZON = 1000
 
 
 class QSM(OffPolicyAlgorithm):
@@ -133,6 +137,18 @@ class QSM(OffPolicyAlgorithm):
         all ``T`` (None, the default), or fewer, on a strided subset of the time indices with the chain respaced
         (the critic target then costs about ``target_diffusion_steps / T`` of its denoiser passes; acting keeps all
         ``T``). A way to trade the target's precision for time; the guide on performance gives both
+    :param q_spread_floor: The smallest ``spread`` the ``"posterior"`` target divides by, in the units of ``Q`` (the
+        rewards'): where the critics' values vary less than this over the candidates, the policy
+        ``exp(score_scale * Q / spread)`` stays broader than ``score_scale`` alone makes it. 0 keeps the target
+        independent of the reward scale; a floor keeps a critic that has seen only small rewards (MountainCar's
+        action cost before its goal) from turning its negligible preferences into a sharp policy that stops exploring
+    :param sampler_noise_color: Exponent ``beta`` of the power spectrum ``1 / f^beta`` of the sampler's noise over
+        the steps of an environment while collecting data (the chain's start and injected noise, drawn by
+        pink-noise-rl's ``ColoredNoiseProcess``, one series per environment and noise coordinate, as long as an
+        episode): 0, white noise, independent at every step; 1, pink noise; 2, red noise. Every action is still a
+        sample of the policy, but successive ones are correlated, so exploration pushes in one direction for a while
+        (Eberhard et al., "Pink Noise Is All You Need", ICLR 2023). Used where the policy acts with the sampler alone
+        (``best_of_n = 1`` or ``selection_temperature = math.inf``); ``predict`` itself always draws white noise
     :param compile: Compile the training step's losses (with their backward passes) and the sampler with
         ``torch.compile`` (off by default; the first gradient steps and the first ``predict`` then take tens of
         seconds to compile). The optimizer steps and the check for non-finite losses stay eager. The compiled step
@@ -198,6 +214,8 @@ class QSM(OffPolicyAlgorithm):
         n_score_samples: int = 8,
         score_proposal: str = "forward",
         target_diffusion_steps: int | None = None,
+        q_spread_floor: float = 0.0,
+        sampler_noise_color: float = 0.0,
         compile: bool = False,
         compile_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
@@ -221,7 +239,8 @@ class QSM(OffPolicyAlgorithm):
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_bool("deterministic_target", deterministic_target)
-        check_score_target(score_target, n_score_samples, score_proposal)
+        check_score_target(score_target, n_score_samples, score_proposal, q_spread_floor)
+        check_sampler_noise_color(sampler_noise_color)
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
         check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma)
         check_compile_args(compile, compile_kwargs)
@@ -268,6 +287,9 @@ class QSM(OffPolicyAlgorithm):
         self.n_score_samples = n_score_samples
         self.score_proposal = score_proposal
         self.target_diffusion_steps = target_diffusion_steps
+        self.q_spread_floor = q_spread_floor
+        self.sampler_noise_color = sampler_noise_color
+        self._colored_noise: ColoredNoiseProcess | None = None
         self.compile = compile
         self.compile_kwargs = compile_kwargs
 
@@ -517,7 +539,7 @@ class QSM(OffPolicyAlgorithm):
 
         def log_density(candidates: th.Tensor) -> th.Tensor:
             values = candidate_q_values(self.critic, observations, candidates).mean(dim=-1)
-            spreads.append(values.std(dim=1).mean().clamp_min(MIN_Q_SPREAD))
+            spreads.append(values.std(dim=1).mean().clamp_min(max(self.q_spread_floor, MIN_Q_SPREAD)))
             return self.score_scale * values / spreads[0]
 
         schedule = self.actor.schedule
@@ -600,6 +622,40 @@ class QSM(OffPolicyAlgorithm):
                 f"{loss}. Training stopped before the optimizer step, so the model holds the weights of the "
                 "previous update. Check the rewards and observations for NaN/inf, or lower learning_rate or score_scale."
             )
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        SB3's choice of the actions to collect data with (see ``OffPolicyAlgorithm._sample_action``); past
+        ``learning_starts`` and with ``sampler_noise_color > 0``, the sampler's noise is the next step of the colored
+        noise series (see ``sampler_noise_color``).
+        """
+        if self.sampler_noise_color == 0 or self.num_timesteps < learning_starts or not self.policy.acts_with_sampler:
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        with self.policy.exploration_noise(self._next_sampler_noise(n_envs)):
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+
+    def _next_sampler_noise(self, n_envs: int) -> th.Tensor:
+        """
+        :param n_envs: Number of environments
+        :return: The next step of the colored noise series, one per environment and coordinate of the sampler's
+            noise, shape ``(n_envs, T, action_dim)`` (see ``DiffusionActor.sample``)
+        """
+        shape = (n_envs, self.actor.n_diffusion_steps, self.actor.action_dim)
+        if self._colored_noise is None or self._colored_noise.size[0] != n_envs:
+            size = (n_envs, shape[1] * shape[2], self._episode_horizon())
+            rng = np.random.default_rng(self.seed)
+            self._colored_noise = ColoredNoiseProcess(beta=self.sampler_noise_color, size=size, rng=rng)
+        noise = self._colored_noise.sample()
+        return th.as_tensor(noise, dtype=th.float32, device=self.device).view(shape)
+
+    def _episode_horizon(self) -> int:
+        """:return: The training environment's episode length limit, or ``DEFAULT_NOISE_HORIZON`` if it has none"""
+        assert self.env is not None
+        spec = self.env.get_attr("spec", [0])[0]
+        horizon = getattr(spec, "max_episode_steps", None)
+        return int(horizon) if horizon else DEFAULT_NOISE_HORIZON
 
     def learn(
         self: SelfQSM,
@@ -758,6 +814,7 @@ class QSM(OffPolicyAlgorithm):
             "critic_target",
             *DIFFUSION_POLICY_ARGS,
             "compile",
+            "_colored_noise",
             "compile_kwargs",
             "_critic_loss_fn",
             "_actor_loss_fn",
