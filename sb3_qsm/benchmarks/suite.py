@@ -174,6 +174,10 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "qsm-pink": ("QSM (pink sampler noise)", {"sampler_noise_color": 1.0}),
     "qsm-floor1": ("QSM (spread floor 1)", {"q_spread_floor": 1.0}),
     "qsm-pink-floor1": ("QSM (pink sampler noise, spread floor 1)", {"sampler_noise_color": 1.0, "q_spread_floor": 1.0}),
+    "qsm-pink-floor01": (
+        "QSM (pink sampler noise, spread floor 0.1)",
+        {"sampler_noise_color": 1.0, "q_spread_floor": 0.1},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
