@@ -40,8 +40,8 @@ def measure(env_id: str, best_of_n: int) -> dict[str, Any]:
     model = QSM("MlpPolicy", env_id, seed=0, buffer_size=1, batch_size=1, policy_kwargs=dict(best_of_n=best_of_n))
     space = gym.make(env_id).observation_space
     space.seed(0)
-    single = np.stack([space.sample()]).astype(np.float32)
-    batch = np.stack([space.sample() for _ in range(BATCH_SIZE)]).astype(np.float32)
+    single = np.stack([space.sample()])
+    batch = np.stack([space.sample() for _ in range(BATCH_SIZE)])
     with tempfile.TemporaryDirectory() as folder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
