@@ -126,6 +126,10 @@ def test_sampler_noise_color_correlates_the_collected_actions_only(small_kwargs,
     calls.clear()
     model.predict(np.zeros((2, 3), dtype=np.float32), deterministic=False)
     assert calls == [(2, None)]
+    # A color set after the series was made takes effect at the next step
+    model.sampler_noise_color = 2.0 - color
+    model._next_sampler_noise(2)
+    assert model._colored_noise.beta == 2.0 - color
 
 
 def test_multi_env(small_kwargs):

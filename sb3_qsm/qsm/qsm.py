@@ -643,11 +643,12 @@ class QSM(OffPolicyAlgorithm):
             noise, shape ``(n_envs, T, action_dim)`` (see ``DiffusionActor.sample``)
         """
         shape = (n_envs, self.actor.n_diffusion_steps, self.actor.action_dim)
-        if self._colored_noise is None or self._colored_noise.size[0] != n_envs:
+        process = self._colored_noise
+        if process is None or process.size[0] != n_envs or process.beta != self.sampler_noise_color:
             size = (n_envs, shape[1] * shape[2], self._episode_horizon())
             rng = np.random.default_rng(self.seed)
-            self._colored_noise = ColoredNoiseProcess(beta=self.sampler_noise_color, size=size, rng=rng)
-        noise = self._colored_noise.sample()
+            process = self._colored_noise = ColoredNoiseProcess(beta=self.sampler_noise_color, size=size, rng=rng)
+        noise = process.sample()
         return th.as_tensor(noise, dtype=th.float32, device=self.device).view(shape)
 
     def _episode_horizon(self) -> int:
