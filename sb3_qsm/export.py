@@ -57,7 +57,7 @@ class ExportableSampler(nn.Module):
         super().__init__()
         if not isinstance(policy, DiffusionActorPolicy):
             raise TypeError(f"policy must be a DiffusionActorPolicy (model.policy of QSM), got {type(policy).__name__}")
-        if not deterministic and policy.best_of_n > 1 and policy.selection_temperature < float("inf"):
+        if not deterministic and not policy.acts_with_sampler:
             raise ValueError(
                 f"Cannot export the stochastic policy with best_of_n={policy.best_of_n} and selection_temperature="
                 f"{policy.selection_temperature!r}: its choice among the samples draws random numbers of its own. "
