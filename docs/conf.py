@@ -88,23 +88,40 @@ def _pretrained_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _convert_table() -> str:
-    lines = ["| Task | SAC agent | Converted QSM, before any update | After 20k QSM steps | Fitted score scale |"]
-    lines.append("| --- | --- | --- | --- | --- |")
-    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "convert", "*.json"))):
+def _stages_table(folder: str, stages: tuple[str, ...], header: str) -> str:
+    """
+    A row per raw file of ``benchmarks/<folder>``: the evaluations of the stages, the later ones as a share of the
+    first's, and the fitted score scale.
+    """
+    lines = [header, "| --- " * (len(stages) + 2) + "|"]
+    for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", folder, "*.json"))):
         result = _evaluation(path)
         assert result is not None
-        source, converted, finetuned = (result[stage] for stage in ("source", "converted", "finetuned"))
-        cells = [describe_result(stage) for stage in (source, converted, finetuned)]
+        source, *later = (result[stage] for stage in stages)
+        cells = [describe_result(stage) for stage in (source, *later)]
         if mean_return(source) > 0:  # a ratio of negative returns reads backwards
-            cells[1] += f" ({mean_return(converted) / mean_return(source):.1%})"
-            cells[2] += f" ({mean_return(finetuned) / mean_return(source):.1%})"
+            for index, stage in enumerate(later, start=1):
+                cells[index] += f" ({mean_return(stage) / mean_return(source):.1%})"
         lines.append(f"| {result['args']['env']} | {' | '.join(cells)} | {result['score_scale']:.3g} |")
     return "\n".join(lines) + "\n"
 
 
+def _convert_table() -> str:
+    header = "| Task | SAC agent | Converted QSM, before any update | After 20k QSM steps | Fitted score scale |"
+    return _stages_table("convert", ("source", "converted", "finetuned"), header)
+
+
+def _pretrain_table() -> str:
+    header = "| Task | Demonstrator | Pretrained QSM, before any update | After 20k QSM steps | Fitted score scale |"
+    return _stages_table("pretrain", ("source", "pretrained", "finetuned"), header)
+
+
 os.makedirs(GENERATED, exist_ok=True)
-for name, table in (("pretrained_table.md", _pretrained_table()), ("convert_table.md", _convert_table())):
+for name, table in (
+    ("pretrained_table.md", _pretrained_table()),
+    ("convert_table.md", _convert_table()),
+    ("pretrain_table.md", _pretrain_table()),
+):
     with open(os.path.join(GENERATED, name), "w") as file:
         file.write(table)
 

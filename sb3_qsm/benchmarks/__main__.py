@@ -15,6 +15,7 @@ COMMANDS = {
     "profile": ("sb3_qsm.benchmarks.profile", "main", "where QSM's training step spends its time, phase by phase"),
     "convert": ("sb3_qsm.benchmarks.convert", "main", "convert a SAC/TD3 agent, evaluate, fine-tune, evaluate"),
     "convert-ablation": ("sb3_qsm.benchmarks.convert", "ablation_main", "fine-tune a converted agent with other settings"),
+    "pretrain": ("sb3_qsm.benchmarks.pretrain", "main", "pretrain on an agent's recorded rollouts, evaluate, fine-tune"),
     "zoo-eval": ("sb3_qsm.benchmarks.zoo_agents", "main", "evaluate zoo-layout agents into evaluation.json"),
     "multimodal": ("sb3_qsm.benchmarks.multimodal", "main", "mode coverage on the multi-modal bandit"),
     "export-latency": ("sb3_qsm.benchmarks.export_latency", "main", "latency of the exported sampler next to predict's"),

@@ -38,6 +38,16 @@ EVAL_SEED = 1000
 STAGES = ("source", "converted", "finetuned")
 
 
+def evaluate_stage(agent: Any, env_id: str, n_episodes: int) -> dict[str, Any]:
+    """
+    :param agent: An agent at one stage of the measurement (source, converted, fine-tuned, ...)
+    :param env_id: The environment
+    :param n_episodes: Episodes of its deterministic policy
+    :return: The evaluation, on a fresh environment seeded ``EVAL_SEED``: every stage meets the same initial states
+    """
+    return evaluate(agent, make_vec_env(env_id, n_envs=1, seed=EVAL_SEED), n_episodes, deterministic=True)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """
     Convert, evaluate, fine-tune and evaluate again.
@@ -52,8 +62,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     record: dict[str, Any] = {"args": {key: str(value) for key, value in vars(args).items()}}
 
     def evaluated(agent: Any) -> dict[str, Any]:
-        # Each stage on a fresh evaluation environment with the same seed: the same initial states
-        return evaluate(agent, make_vec_env(args.env, n_envs=1, seed=EVAL_SEED), args.eval_episodes, deterministic=True)
+        return evaluate_stage(agent, args.env, args.eval_episodes)
 
     env = make_vec_env(args.env, n_envs=1, seed=args.seed)
     record["source"] = evaluated(load_sb3_agent(args.source, env, device="cpu"))

@@ -10,6 +10,7 @@ the transitions of that run can seed QSM's replay buffer, so fine-tuning starts 
 import io
 import pathlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,39 @@ def _source_actions(
     return th.cat(chunks).to(device)
 
 
+def fit_denoiser(
+    model: QSM,
+    sample_batch: Callable[[], tuple[Any, th.Tensor]],
+    gradient_steps: int,
+    learning_rate: float,
+) -> float:
+    """
+    Train ``model``'s denoiser by denoising score matching on given actions: ``eps_theta(s, sqrt(alpha_bar_t) a +
+    sqrt(1 - alpha_bar_t) eps, t)`` regressed onto ``eps``, so that the sampler reproduces the actions' distribution.
+
+    :param model: The QSM model whose actor is trained, in place
+    :param sample_batch: Returns a minibatch: observations (as the policy sees them, on the model's device) and their
+        actions in ``[-1, 1]``
+    :param gradient_steps: Number of gradient steps
+    :param learning_rate: Adam learning rate (a fresh optimizer; the model's own is left as it was)
+    :return: The mean loss over the last 100 steps
+    """
+    actor = model.actor
+    actor.set_training_mode(True)
+    optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
+    losses = []
+    for _ in range(gradient_steps):
+        observations, actions = sample_batch()
+        noisy_actions, timesteps, noise = actor.schedule.sample_noisy_actions(actions)
+        loss = F.mse_loss(actor.predict_noise(observations, noisy_actions, timesteps), noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    actor.set_training_mode(False)
+    return float(np.mean(losses[-100:]))
+
+
 def distill_actor(
     model: QSM,
     source: SAC | TD3,
@@ -139,9 +173,8 @@ def distill_actor(
     deterministic_source: bool = True,
 ) -> float:
     """
-    Train ``model``'s denoiser by denoising score matching on the source agent's actions at ``observations``:
-    ``eps_theta(s, sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps, t)`` regressed onto ``eps``, with ``a`` the
-    source's action (its mean action, or a fresh sample of its policy if ``deterministic_source`` is False).
+    Train ``model``'s denoiser on the source agent's actions at ``observations`` (:func:`fit_denoiser`), with ``a``
+    the source's action (its mean action, or a fresh sample of its policy if ``deterministic_source`` is False).
 
     :param model: The QSM model whose actor is trained, in place
     :param source: The SAC or TD3 agent
@@ -152,29 +185,20 @@ def distill_actor(
     :param deterministic_source: Distill the source's deterministic action (True) or its stochastic policy
     :return: The mean loss over the last 100 steps
     """
-    actor = model.actor
-    actor.set_training_mode(True)
-    optimizer = th.optim.Adam(actor.parameters(), lr=learning_rate)
     size = n_observations(observations)
     # The deterministic source's actions do not change between steps: label every observation once
     labels = _source_actions(source, observations, model.device) if deterministic_source else None
-    losses = []
-    for _ in range(gradient_steps):
+
+    def sample_batch() -> tuple[Any, th.Tensor]:
         indices = np.random.randint(size, size=batch_size)
         batch_obs = _rows(observations, indices)
-        batch = obs_as_tensor(batch_obs, model.device)
         if labels is not None:
             actions = labels[th.as_tensor(indices, device=model.device)]
         else:
             actions = _source_actions(source, batch_obs, model.device, deterministic=False)
-        noisy_actions, timesteps, noise = actor.schedule.sample_noisy_actions(actions)
-        loss = F.mse_loss(actor.predict_noise(batch, noisy_actions, timesteps), noise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    actor.set_training_mode(False)
-    return float(np.mean(losses[-100:]))
+        return obs_as_tensor(batch_obs, model.device), actions
+
+    return fit_denoiser(model, sample_batch, gradient_steps, learning_rate)
 
 
 def fit_score_scale(model: QSM, observations: np.ndarray | dict[str, np.ndarray], n_samples: int = 4096) -> float | None:
@@ -254,26 +278,13 @@ def convert_to_qsm(
     :return: The QSM agent, ready for ``learn``
     """
     _check_convert_args(n_collect_steps, noise_std, distill_steps, distill_batch_size, score_scale)
-    if score_scale == "auto" and qsm_kwargs.get("score_target", "gradient") != "gradient":
-        raise ValueError(
-            f"score_scale='auto' fits the scale of the gradient score target; with score_target="
-            f"{qsm_kwargs['score_target']!r} pass score_scale as a number"
-        )
     vec_env = BaseAlgorithm._wrap_env(maybe_make_env(env, 0), verbose=0)
+    qsm_kwargs = finetuning_kwargs(qsm_kwargs, vec_env, score_scale, has_data=fill_replay_buffer or replay_buffer is not None)
     agent = source if isinstance(source, BaseAlgorithm) else load_sb3_agent(source, vec_env, device=device)
     _check_source(agent, vec_env)
     user_policy_kwargs = qsm_kwargs.pop("policy_kwargs", None) or {}
     policy_kwargs = {**PAPER_UPDATE_POLICY_KWARGS, **_qsm_policy_kwargs(agent), **user_policy_kwargs}
-    qsm_kwargs = {**PAPER_UPDATE, **qsm_kwargs}
-    if score_scale != "auto":  # else the paper's, until fit_score_scale replaces it after the distillation
-        qsm_kwargs["score_scale"] = score_scale
     qsm_kwargs.setdefault("gamma", agent.gamma)
-    qsm_kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)
-    qsm_kwargs.setdefault("sampler_temperature", CONVERTED_SAMPLER_TEMPERATURE)
-    if "action_noise" not in qsm_kwargs:
-        n_actions = int(np.prod(vec_env.action_space.shape))  # type: ignore[arg-type]
-        qsm_kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), CONVERTED_NOISE_STD * np.ones(n_actions))
-    qsm_kwargs.setdefault("learning_starts", 0 if fill_replay_buffer or replay_buffer is not None else 100)
     model = QSM(
         "MlpPolicy",
         vec_env,
@@ -287,16 +298,57 @@ def convert_to_qsm(
     observations = collect_source_data(model, agent, n_collect_steps, noise_std, fill_replay_buffer)
     distill_actor(model, agent, observations, distill_steps, distill_batch_size, distill_learning_rate, deterministic_source)
     if score_scale == "auto":
-        fitted = fit_score_scale(model, observations)
-        if fitted is None:
-            warnings.warn(
-                "The copied critics' action gradient does not point the way the distilled policy does; keeping "
-                f"score_scale={model.score_scale}. Fine-tuning may move the policy away from the old one.",
-                stacklevel=2,
-            )
-        else:
-            model.score_scale = fitted
+        set_fitted_score_scale(model, observations, "copied")
     return model
+
+
+def finetuning_kwargs(qsm_kwargs: dict[str, Any], env: VecEnv, score_scale: float | str, has_data: bool) -> dict[str, Any]:
+    """
+    The QSM arguments for fine-tuning an actor that imitates a given policy (converted or pretrained): the user's,
+    completed by the settings measured for that case (the module's constants): the paper's update, ``bc_coef``, a low
+    sampler temperature and Gaussian action noise.
+
+    :param qsm_kwargs: The user's ``QSM`` arguments (not modified)
+    :param env: The environment
+    :param score_scale: ``"auto"`` (the paper's scale until :func:`set_fitted_score_scale`) or a number
+    :param has_data: Whether the replay buffer is filled before learning (``learning_starts`` then defaults to 0)
+    :return: The arguments
+    :raises ValueError: for ``score_scale="auto"`` with another score target than the gradient
+    """
+    if score_scale == "auto" and qsm_kwargs.get("score_target", "gradient") != "gradient":
+        raise ValueError(
+            f"score_scale='auto' fits the scale of the gradient score target; with score_target="
+            f"{qsm_kwargs['score_target']!r} pass score_scale as a number"
+        )
+    kwargs = {**PAPER_UPDATE, **qsm_kwargs}
+    if score_scale != "auto":
+        kwargs["score_scale"] = score_scale
+    kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)
+    kwargs.setdefault("sampler_temperature", CONVERTED_SAMPLER_TEMPERATURE)
+    if "action_noise" not in kwargs:
+        n_actions = int(np.prod(env.action_space.shape))  # type: ignore[arg-type]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), CONVERTED_NOISE_STD * np.ones(n_actions))
+    kwargs.setdefault("learning_starts", 0 if has_data else 100)
+    return kwargs
+
+
+def set_fitted_score_scale(model: QSM, observations: np.ndarray | dict[str, np.ndarray], critics: str) -> None:
+    """
+    Set ``model.score_scale`` to :func:`fit_score_scale`'s, or warn and keep it if the critics disagree with the actor.
+
+    :param model: The QSM model
+    :param observations: Observations to fit on (as the policy sees them)
+    :param critics: How the critics were made, for the warning ("copied", "fitted")
+    """
+    fitted = fit_score_scale(model, observations)
+    if fitted is None:
+        warnings.warn(
+            f"The {critics} critics' action gradient does not point the way the actor does; keeping "
+            f"score_scale={model.score_scale}. Fine-tuning may move the policy away from the one it imitates.",
+            stacklevel=3,
+        )
+    else:
+        model.score_scale = fitted
 
 
 def _check_convert_args(

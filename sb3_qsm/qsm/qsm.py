@@ -390,11 +390,7 @@ class QSM(OffPolicyAlgorithm):
                 for key, value in target_stats.items():
                     diagnostics.setdefault(key, []).append(value)
 
-            # The Polyak update of all target parameters at once: target + tau * (online - target)
-            with th.no_grad():
-                th._foreach_lerp_(target_parameters, critic_parameters, self.tau)
-            # Copy running stats, see GH issue #996
-            polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+            self._update_target_critic(critic_parameters, target_parameters)
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/critic_loss", np.mean(critic_losses))
@@ -404,6 +400,18 @@ class QSM(OffPolicyAlgorithm):
             self.logger.record(f"train/{key}", np.mean(values))
         if self.actor_lr_decay_steps is not None:
             self.logger.record("train/actor_learning_rate", self.actor.optimizer.param_groups[0]["lr"])
+
+    def _update_target_critic(self, critic_parameters: list[th.Tensor], target_parameters: list[th.Tensor]) -> None:
+        """
+        The Polyak update of all target parameters at once, ``target + tau * (online - target)``, and a copy of the
+        batch norm running statistics (see SB3 issue #996).
+
+        :param critic_parameters: ``list(self.critic.parameters())``, made once per ``train`` call
+        :param target_parameters: ``list(self.critic_target.parameters())``, likewise
+        """
+        with th.no_grad():
+            th._foreach_lerp_(target_parameters, critic_parameters, self.tau)
+        polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
 
     def _update_critic(self, replay_data: ReplayBufferSamples) -> float:
         """
