@@ -178,6 +178,11 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (pink sampler noise, spread floor 0.1)",
         {"sampler_noise_color": 1.0, "q_spread_floor": 0.1},
     ),
+    # The exploration of the previous one with the sharper sampler that led on HalfCheetah (qsm-st05)
+    "qsm-pink-floor01-st05": (
+        "QSM (pink sampler noise, spread floor 0.1, sampler temperature 0.5)",
+        {"sampler_noise_color": 1.0, "q_spread_floor": 0.1, "sampler_temperature": 0.5},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
