@@ -254,12 +254,21 @@ def test_committed_results_match_what_the_runner_builds_today() -> None:
     for (env_id, algo), runs in records.items():
         spec = runs[0]["spec"]
         _, settings = suite.make_model(
-            algo, gym.make(env_id), env_id, 0, spec["budget"], "cpu", max_learning_starts=spec["max_learning_starts"]
+            algo,
+            gym.make(env_id),
+            env_id,
+            0,
+            spec["budget"],
+            "cpu",
+            max_learning_starts=spec["max_learning_starts"],
+            qsm_defaults=suite.SUITES["v1"].qsm_defaults,
         )
         for record in runs:
             recorded = record["settings"]
-            for key in ("hyperparams_source", "hyperparams", "runner_overrides"):
+            for key in ("hyperparams_source", "runner_overrides"):
                 assert recorded[key] == settings[key], (env_id, algo, record["spec"]["seed"], key)
+            # A preset that now pins an argument added since, at the value the record ran with, is the same preset
+            assert suite.same_settings(recorded["hyperparams"], settings["hyperparams"]), (env_id, algo, "hyperparams")
             # Older records predate the effective hyperparameters; the ones that have them must match
             if "effective_hyperparams" in recorded:
                 same = suite.same_settings(recorded["effective_hyperparams"], settings["effective_hyperparams"])
@@ -470,7 +479,8 @@ def test_ablation_table_puts_each_screened_run_beside_sacs_curve() -> None:
     table = ablation.screen_table([default, candidate], sac)
     lines = table.splitlines()
     assert lines[0] == "| Task | Algorithm | 50 | 100 | Final (10 episodes) | Final, stochastic | Final, best of 32 |"
-    assert "| Task-v0 | QSM (defaults) | 10 | 20 | 21 | - | - |" in lines
+    # A record without the effective sampler noise color ran before pink noise became the default
+    assert "| Task-v0 | QSM (defaults of 0.1: white sampler noise) | 10 | 20 | 21 | - | - |" in lines
     assert "| Task-v0 | QSM (deterministic target) | 30 | 40 | 41 | 8 | 51 |" in lines
     # SAC's mean over its seeds at the screen's steps only: (4 + 5) / 2 at 50, 8 at 100
     assert "| Task-v0 | SAC (RL Zoo), suite v1 (2 seeds, mean) | 4 | 8 | - | - | - |" in lines

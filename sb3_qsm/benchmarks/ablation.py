@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sb3_qsm.benchmarks import command_parser
-from sb3_qsm.benchmarks.aggregate import LABELS, final_return, group, learning_curve, load_runs, number
+from sb3_qsm.benchmarks.aggregate import LABELS, final_return, group, learning_curve, load_runs, number, row_label
 from sb3_qsm.benchmarks.runner import PAIRED_BEST_OF_N, PAIRED_KEY
 
 # The suite whose runs are the reference curve, and the algorithm that draws it
@@ -57,7 +57,7 @@ def screen_table(screen: list[dict[str, Any]], reference: list[dict[str, Any]]) 
                     number(final_return(run, mode), 0) if mode in run["final"] else "-" for mode in ("stochastic", PAIRED_KEY)
                 )
                 cells = " | ".join(_curve_cells(steps, returns, columns))
-                label = LABELS.get(algo, algo) + (f", seed {run['spec']['seed']}" if len(runs) > 1 else "")
+                label = row_label(algo, run["settings"]) + (f", seed {run['spec']['seed']}" if len(runs) > 1 else "")
                 lines.append(f"| {env} | {label} | {cells} | {number(final_return(run), 0)} | {stochastic} | {paired} |")
         sac_runs = references.get(env, {}).get(REFERENCE_ALGO, [])
         if sac_runs:

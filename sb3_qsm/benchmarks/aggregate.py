@@ -126,6 +126,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "auc_mean": float(aucs.mean()),
         "auc_std": float(aucs.std()),
         "hyperparams_source": runs[0]["settings"]["hyperparams_source"],
+        "effective_hyperparams": runs[0]["settings"].get("effective_hyperparams", {}),
     }
     if all("stochastic" in run["final"] for run in runs):
         stochastic = np.array([final_return(run, "stochastic") for run in runs])
@@ -150,9 +151,18 @@ def verdict(reference: dict[str, Any], baseline: dict[str, Any]) -> str:
 
 
 def row_label(algo: str, summary: dict[str, Any]) -> str:
-    """The algorithm's label for one task: a zoo algorithm run with SB3's defaults (no zoo entry) says so."""
+    """
+    The algorithm's label for one task: a zoo algorithm run with SB3's defaults (no zoo entry) says so, and so do
+    QSM's defaults run with the white sampler noise of sb3-qsm 0.1 (suites that ran before the defaults changed).
+
+    :param algo: The algorithm's name
+    :param summary: Its runs' summary, or a run's ``settings`` (both hold ``hyperparams_source`` and the effective
+        hyperparameters)
+    """
     if algo in ("sac", "td3") and summary["hyperparams_source"].startswith("SB3 defaults"):
         return f"{algo.upper()} (SB3 defaults: no RL Zoo entry)"
+    if algo == "qsm" and summary.get("effective_hyperparams", {}).get("sampler_noise_color", "0.0") == "0.0":
+        return "QSM (defaults of 0.1: white sampler noise)"
     return LABELS.get(algo, algo)
 
 

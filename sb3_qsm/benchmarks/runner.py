@@ -34,7 +34,6 @@ import socket
 import time
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -45,7 +44,7 @@ from tqdm import tqdm
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import environment, evaluate, write_json
-from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_model
+from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_env, make_model
 
 # Evaluation environments are seeded apart from the training environment
 EVAL_SEED_OFFSET = 10_000
@@ -128,8 +127,8 @@ class Run:
         self.out = out
         self.device = device
         self.progress = progress
-        self.env = gym.make(spec.env_id)
-        self.eval_env = Monitor(gym.make(spec.env_id))
+        self.env = make_env(spec.env_id)
+        self.eval_env = Monitor(make_env(spec.env_id))
         self.eval_env.reset(seed=spec.seed + EVAL_SEED_OFFSET)
         self.model, self.record = self._load_or_build()
         self.segment_start = time.time()
@@ -160,6 +159,7 @@ class Run:
             self.spec.budget,
             self.device,
             self.spec.max_learning_starts,
+            SUITES[self.spec.suite].qsm_defaults,
         )
         record = {"spec": dataclasses.asdict(self.spec), "settings": settings, "evaluations": [], "segments": []}
         record["training_episodes"] = []  # [timesteps at its end, return, length] per training episode

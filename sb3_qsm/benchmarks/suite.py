@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import yaml
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -40,12 +41,29 @@ from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import ConstantSchedule
 
 from sb3_qsm import QSM
-from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
+from sb3_qsm.qsm.presets import EXPLORATION_0_1, PAPER_HYPERPARAMS, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
 
 # The "qsm-gradient" algorithm: the paper's update, with every other argument at QSM's default
 GRADIENT_HYPERPARAMS: dict[str, Any] = dict(**PAPER_UPDATE, policy_kwargs=dict(PAPER_UPDATE_POLICY_KWARGS))
 # Keys of a zoo entry that set up the environments, which the runner builds plainly
 ZOO_ENVIRONMENT_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "vec_env_wrapper", "callback", "env_kwargs")
+
+
+# DeepMind Control tasks, through Shimmy's Gymnasium wrappers (the ``dmc`` extra): their ids start with this
+DM_CONTROL_PREFIX = "dm_control/"
+
+
+def make_env(env_id: str) -> gym.Env:
+    """
+    :param env_id: Gymnasium environment id
+    :return: The environment as the suites run it: as ``gym.make`` builds it, with a DeepMind Control task's
+        ``Dict`` of observations flattened into one vector (as the RL Zoo's entries for them do)
+    """
+    if env_id.startswith(DM_CONTROL_PREFIX):
+        import shimmy  # noqa: F401  (registers the dm_control/ ids)
+
+        return gym.wrappers.FlattenObservation(gym.make(env_id))
+    return gym.make(env_id)
 
 
 def zoo_file(algo: str) -> pathlib.Path:
@@ -255,6 +273,8 @@ class Suite:
     :param eval_episodes: Deterministic episodes of each evaluation during training
     :param final_episodes: Episodes of the final evaluation (deterministic, and stochastic where the policy samples)
     :param max_learning_starts: If set, caps every algorithm's ``learning_starts`` (tiny smoke-test budgets only)
+    :param qsm_defaults: QSM arguments that every QSM row of the suite takes unless the row sets them: the defaults
+        the suite was run with, where QSM's have changed since (its committed results stay what they were)
     """
 
     name: str
@@ -263,6 +283,7 @@ class Suite:
     eval_episodes: int = 5
     final_episodes: int = 10
     max_learning_starts: int | None = None
+    qsm_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def seeds_of(self, task: Task) -> tuple[int, ...]:
         """:return: The seeds a task runs with"""
@@ -294,6 +315,7 @@ SUITES = {
             Task("HalfCheetah-v5", 100_000, WITH_GRADIENT),
         ),
         seeds=(0, 1, 2),
+        qsm_defaults=EXPLORATION_0_1,
     ),
     # The suite of the defaults chosen on locomotion: every MuJoCo task SB3 users run first, QSM at its defaults
     "v2": Suite(
@@ -327,6 +349,7 @@ SUITES = {
             for env_id in SCREEN_TASKS
         ),
         seeds=(0,),
+        qsm_defaults=EXPLORATION_0_1,
     ),
     # What cheaper arithmetic costs in returns, against QSM's defaults (the time per step is in the cost figures)
     "cheaper": Suite(
@@ -338,6 +361,14 @@ SUITES = {
                 ("qsm", *(f"qsm-k{k}" for k in CHEAPER_CANDIDATES), *(f"qsm-tt{t}" for t in CHEAPER_TARGET_STEPS)),
             ),
         ),
+        seeds=(0, 1, 2),
+        qsm_defaults=EXPLORATION_0_1,
+    ),
+    # The paper's own suite, DeepMind Control through Shimmy: walker-walk, QSM's defaults and the paper preset against
+    # SAC (the RL Zoo has no entry for it: SB3's defaults)
+    "dmc": Suite(
+        "dmc",
+        tasks=(Task("dm_control/walker-walk-v0", 100_000, ("qsm", "qsm-paper", "sac")),),
         seeds=(0, 1, 2),
     ),
     # Smoke test of the whole pipeline: every algorithm, tiny budgets, one seed
@@ -419,7 +450,14 @@ def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
 
 
 def make_model(
-    algo: str, env: GymEnv, env_id: str, seed: int, budget: int, device: str, max_learning_starts: int | None = None
+    algo: str,
+    env: GymEnv,
+    env_id: str,
+    seed: int,
+    budget: int,
+    device: str,
+    max_learning_starts: int | None = None,
+    qsm_defaults: dict[str, Any] | None = None,
 ) -> tuple[BaseAlgorithm, dict[str, Any]]:
     """
     Build an algorithm for a task as the suite runs it.
@@ -431,6 +469,7 @@ def make_model(
     :param budget: Training budget (caps the replay buffer)
     :param device: Torch device
     :param max_learning_starts: If set, caps ``learning_starts``
+    :param qsm_defaults: The suite's ``qsm_defaults``, taken by a QSM algorithm unless its settings set them
     :return: The model and a description of its settings
     """
     if algo not in ALGORITHMS:
@@ -449,7 +488,8 @@ def make_model(
     else:
         # A copy: SB3 writes into the policy_kwargs it is given, which would then misreport the zoo's entry
         kwargs = {key: copy.deepcopy(value) for key, value in hyperparams.items() if key != "policy"}
-        model = algorithm.algo_class(hyperparams.get("policy", "MlpPolicy"), env, **{**kwargs, **common})
+        suite_defaults = (qsm_defaults or {}) if algorithm.algo_class is QSM else {}
+        model = algorithm.algo_class(hyperparams.get("policy", "MlpPolicy"), env, **{**suite_defaults, **kwargs, **common})
     settings = {
         "hyperparams_source": source,
         "hyperparams": describe(hyperparams),

@@ -28,7 +28,7 @@ from sb3_qsm.common.checkpoint import read_pickle_file
 from sb3_qsm.common.utils import check_real, is_int_at_least, is_real, map_observations, n_observations
 from sb3_qsm.convert.sources import load_sb3_agent
 from sb3_qsm.convert.warm_start import load_critic_from_checkpoint
-from sb3_qsm.qsm.presets import PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
+from sb3_qsm.qsm.presets import EXPLORATION_0_1, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
 from sb3_qsm.qsm.qsm import QSM
 
 SourceAgent = str | pathlib.Path | io.BufferedIOBase | SAC | TD3
@@ -305,8 +305,8 @@ def convert_to_qsm(
 def finetuning_kwargs(qsm_kwargs: dict[str, Any], env: VecEnv, score_scale: float | str, has_data: bool) -> dict[str, Any]:
     """
     The QSM arguments for fine-tuning an actor that imitates a given policy (converted or pretrained): the user's,
-    completed by the settings measured for that case (the module's constants): the paper's update, ``bc_coef``, a low
-    sampler temperature and Gaussian action noise.
+    completed by the settings measured for that case (the module's constants): the paper's update with the
+    exploration of sb3-qsm 0.1 (white sampler noise), ``bc_coef``, a low sampler temperature and Gaussian action noise.
 
     :param qsm_kwargs: The user's ``QSM`` arguments (not modified)
     :param env: The environment
@@ -320,7 +320,7 @@ def finetuning_kwargs(qsm_kwargs: dict[str, Any], env: VecEnv, score_scale: floa
             f"score_scale='auto' fits the scale of the gradient score target; with score_target="
             f"{qsm_kwargs['score_target']!r} pass score_scale as a number"
         )
-    kwargs = {**PAPER_UPDATE, **qsm_kwargs}
+    kwargs = {**PAPER_UPDATE, **EXPLORATION_0_1, **qsm_kwargs}
     if score_scale != "auto":
         kwargs["score_scale"] = score_scale
     kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)

@@ -15,6 +15,10 @@ PAPER_NOISE_STD = 0.1
 # it trained from. sb3-qsm's defaults use the "posterior" target instead (docs: guide/multimodal)
 PAPER_UPDATE: dict[str, Any] = dict(score_target="gradient", score_scale=50.0, n_diffusion_steps=5, beta_schedule="vp")
 PAPER_UPDATE_POLICY_KWARGS: dict[str, Any] = dict(action_fan_in_init=False)
+# The exploration of sb3-qsm 0.1 (white sampler noise, no floor under the posterior target's spread), pinned wherever
+# settings were measured with it: the paper preset (the reference samples white noise), the fine-tuning of converted
+# and pretrained agents, the shipped zoo entries and the committed suites that ran before the defaults changed
+EXPLORATION_0_1: dict[str, Any] = dict(sampler_noise_color=0.0, q_spread_floor=0.0)
 
 PAPER_HYPERPARAMS: dict[str, Any] = dict(
     learning_rate=3e-4,
@@ -26,6 +30,7 @@ PAPER_HYPERPARAMS: dict[str, Any] = dict(
     train_freq=1,
     gradient_steps=1,
     **PAPER_UPDATE,
+    **EXPLORATION_0_1,
     sampler_temperature=1.0,
     target_policy_noise=0.1,
     target_noise_clip=None,

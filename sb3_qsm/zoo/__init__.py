@@ -5,6 +5,7 @@ RL Zoo glue: run ``rl_zoo3``'s commands with QSM available as ``--algo qsm``.
 SBX) QSM is added to that registry before the zoo's command runs: ``python -m sb3_qsm.zoo train --algo qsm ...``.
 """
 
+import contextlib
 import importlib.resources
 from typing import Any
 
@@ -44,7 +45,8 @@ class PredictOnlyQSM(QSM):
 def register(predict_only: bool = False) -> None:
     """
     Add QSM to the RL Zoo's registries, for this process: the algorithm (``rl_zoo3.ALGOS["qsm"]``) and its Optuna
-    search space (``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER``).
+    search space (``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER``); with Shimmy installed, the DeepMind Control
+    tasks are registered as Gymnasium environments too.
 
     :param predict_only: Register :class:`PredictOnlyQSM`, which loads without allocating the saved replay buffer
         size (for ``enjoy``), instead of :class:`~sb3_qsm.QSM`
@@ -52,6 +54,9 @@ def register(predict_only: bool = False) -> None:
     rl_zoo3.ALGOS[ALGO_NAME] = PredictOnlyQSM if predict_only else QSM
     HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_qsm_params
     HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_qsm_params
+    with contextlib.suppress(ImportError):
+        # Shimmy registers the DeepMind Control tasks (dm_control/<domain>-<task>-v0) when imported (the dmc extra)
+        import shimmy  # noqa: F401
 
 
 __all__ = ["ALGO_NAME", "PredictOnlyQSM", "default_hyperparams_file", "register"]
