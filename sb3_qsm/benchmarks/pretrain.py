@@ -8,7 +8,7 @@ update, and the agent after ``--finetune-steps`` QSM training steps, as ``conver
         --demo-steps 10000 --finetune-steps 20000 --out benchmarks/pretrain
 
 The dataset is written under ``<out>/minari`` (``MINARI_DATASETS_PATH``), made anew on every run; the record goes to
-``<out>/<env>.json``.
+``<out>/<env>.json``, the pretrained and fine-tuned agents next to it unless ``--no-save``.
 """
 
 import argparse
@@ -72,12 +72,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     record |= {"pretrain_seconds": time.perf_counter() - start, "score_scale": model.score_scale}
     record["pretrained"] = evaluate_stage(model, args.env, args.eval_episodes)
     print(f"pretrained QSM (score_scale {model.score_scale:.3g}): {describe_result(record['pretrained'])}")
+    if not args.no_save:
+        model.save(args.out / f"{args.env}_pretrained")
 
     start = time.perf_counter()
     model.learn(args.finetune_steps, progress_bar=False)
     record["finetune_seconds"] = time.perf_counter() - start
     record["finetuned"] = evaluate_stage(model, args.env, args.eval_episodes)
     print(f"after {args.finetune_steps} QSM steps: {describe_result(record['finetuned'])}")
+    if not args.no_save:
+        model.save(args.out / f"{args.env}_finetuned")
     record["environment"] = environment()
     (args.out / f"{args.env}.json").write_text(json.dumps(record, indent=2))
     return record
@@ -100,5 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/pretrain"))
+    parser.add_argument("--no-save", action="store_true", help="do not save the QSM agents")
     measure(parser.parse_args(argv))
     return 0
