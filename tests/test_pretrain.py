@@ -104,6 +104,31 @@ def test_fit_critics_learns_the_value_of_terminal_transitions():
     assert (q - 2.5).abs().mean() < 0.1, q
 
 
+def test_conservative_penalty_lowers_the_critics_away_from_the_data():
+    # The demonstrator always applies a torque of 1 (0.5 in [-1, 1] units): TD fits the values at that action only
+    demonstrations = _constant_reward_demonstrations(512, reward=2.5)
+    demonstrations = Demonstrations(**{**vars(demonstrations), "actions": np.ones_like(demonstrations.actions)})
+    observations = th.as_tensor(demonstrations.observations)
+    gaps = {}
+    for weight in (0.0, 1.0):
+        model = QSM(
+            "MlpPolicy",
+            "Pendulum-v1",
+            policy_kwargs=SMALL_POLICY,
+            n_diffusion_steps=3,
+            learning_rate=1e-3,
+            device="cpu",
+            seed=0,
+        )
+        fit_critics(model, demonstrations_buffer(model, demonstrations), 1000, 64, conservative_weight=weight)
+        with th.no_grad():
+            at_data = th.cat(model.critic(observations, th.full((512, 1), 0.5))).mean()
+            away = th.cat(model.critic(observations, th.full((512, 1), -0.9))).mean()
+        gaps[weight] = (at_data - away).item()
+    # Without the penalty nothing ties the values away from the data; with it they fall well below
+    assert gaps[1.0] > 1.0 and gaps[1.0] > gaps[0.0] + 1.0, gaps
+
+
 def test_fill_replay_buffer_gives_each_environment_a_contiguous_share():
     env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
     model = QSM("MlpPolicy", env, policy_kwargs=SMALL_POLICY, n_diffusion_steps=3, buffer_size=1000, device="cpu")
@@ -155,6 +180,7 @@ def test_pretrain_leaves_out_what_is_switched_off():
         (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
         (dict(learning_rate=0.0), "learning_rate must be a finite number > 0, got 0.0"),
         (dict(add_to_replay_buffer="yes"), "add_to_replay_buffer must be True or False, got 'yes'"),
+        (dict(conservative_weight=-1.0), "conservative_weight must be a finite number >= 0, got -1.0"),
         (dict(critic_steps=0), "score_scale='auto' fits the scale to the fitted critics"),
         (dict(score_target="posterior"), "score_scale='auto' fits the scale of the gradient score target"),
     ],

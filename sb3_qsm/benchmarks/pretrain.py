@@ -68,6 +68,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         critic_steps=args.critic_steps,
         seed=args.seed,
         device="cpu",
+        **({} if args.conservative_weight is None else {"conservative_weight": args.conservative_weight}),
     )
     record |= {"pretrain_seconds": time.perf_counter() - start, "score_scale": model.score_scale}
     record["pretrained"] = evaluate_stage(model, args.env, args.eval_episodes)
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise-std", type=float, default=0.1, help="action noise while recording")
     parser.add_argument("--actor-steps", type=int, default=20_000)
     parser.add_argument("--critic-steps", type=int, default=20_000)
+    parser.add_argument("--conservative-weight", type=float, default=None, help="default: pretrain_qsm's")
     parser.add_argument("--finetune-steps", type=int, default=20_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

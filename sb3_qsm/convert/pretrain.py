@@ -5,14 +5,16 @@ demonstrated transitions with the pretrained actor choosing the next actions (an
 the transitions seed the replay buffer, so that ``learn`` continues from the demonstrator rather than from scratch.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples
 
+from sb3_qsm.common.critics import q_values
 from sb3_qsm.common.utils import check_bool, check_real, is_int_at_least
 from sb3_qsm.convert.convert import finetuning_kwargs, fit_denoiser, set_fitted_score_scale
 from sb3_qsm.convert.demonstrations import Demonstrations
@@ -21,6 +23,7 @@ from sb3_qsm.qsm.qsm import QSM
 
 PRETRAIN_BATCH_SIZE = 256
 PRETRAIN_LEARNING_RATE = 1e-3
+PRETRAIN_CONSERVATIVE_WEIGHT = 0.0
 
 
 def demonstrations_buffer(model: QSM, demonstrations: Demonstrations) -> ReplayBuffer:
@@ -75,24 +78,54 @@ def fill_replay_buffer(model: QSM, demonstrations: Demonstrations) -> None:
         )
 
 
-def fit_critics(model: QSM, buffer: ReplayBuffer, gradient_steps: int, batch_size: int = PRETRAIN_BATCH_SIZE) -> float:
+def conservative_penalty(model: QSM, weight: float) -> Callable[[ReplayBufferSamples], th.Tensor]:
+    """
+    The conservative penalty of CQL (Kumar et al., 2020; the form that samples actions uniformly): ``weight`` times
+    the critics' mean value at uniformly drawn actions minus their mean value at the demonstrated actions. TD alone
+    fits the critics at the demonstrated actions only and leaves them free elsewhere, where they often rise: their
+    action gradient then points away from the demonstrations, and QSM's update follows it. The penalty lowers the
+    values away from the data, so that the gradient points back to it.
+
+    :param model: The QSM model
+    :param weight: The penalty's weight
+    :return: The penalty of a batch
+    """
+
+    def penalty(batch: ReplayBufferSamples) -> th.Tensor:
+        uniform = th.rand_like(batch.actions) * 2.0 - 1.0
+        away = q_values(model.critic, batch.observations, uniform)
+        at_data = q_values(model.critic, batch.observations, batch.actions)
+        return weight * (away.mean() - at_data.mean())
+
+    return penalty
+
+
+def fit_critics(
+    model: QSM,
+    buffer: ReplayBuffer,
+    gradient_steps: int,
+    batch_size: int = PRETRAIN_BATCH_SIZE,
+    conservative_weight: float = 0.0,
+) -> float:
     """
     Fit ``model``'s critics by TD on the transitions of ``buffer``, the model's own update with its actor choosing
     the next actions and its target critics moving by Polyak averaging: with an actor that imitates the data, the
-    critics learn the value of the demonstrated behaviour, without the overestimation of actions the data never took.
+    critics learn the value of the demonstrated behaviour.
 
     :param model: The QSM model, with its pretrained actor
     :param buffer: The transitions to fit on
     :param gradient_steps: Number of critic updates
     :param batch_size: Minibatch size
-    :return: The mean critic loss over the last 100 updates
+    :param conservative_weight: Weight of :func:`conservative_penalty` (0: plain TD)
+    :return: The mean critic loss over the last 100 updates (the penalty included)
     """
     model.policy.set_training_mode(True)
     critic_parameters: list[th.Tensor] = list(model.critic.parameters())
     target_parameters: list[th.Tensor] = list(model.critic_target.parameters())
+    regularizer = conservative_penalty(model, conservative_weight) if conservative_weight > 0 else None
     losses = []
     for _ in range(gradient_steps):
-        losses.append(model._update_critic(buffer.sample(batch_size, env=model._vec_normalize_env)))
+        losses.append(model._update_critic(buffer.sample(batch_size, env=model._vec_normalize_env), regularizer))
         model._update_target_critic(critic_parameters, target_parameters)
     model.policy.set_training_mode(False)
     return float(np.mean(losses[-100:]))
@@ -106,6 +139,7 @@ def pretrain(
     batch_size: int = PRETRAIN_BATCH_SIZE,
     learning_rate: float = PRETRAIN_LEARNING_RATE,
     add_to_replay_buffer: bool = True,
+    conservative_weight: float = PRETRAIN_CONSERVATIVE_WEIGHT,
 ) -> dict[str, float]:
     """
     Pretrain a QSM model on demonstrations, in place: fit the denoiser on the demonstrated actions (denoising score
@@ -119,9 +153,10 @@ def pretrain(
     :param batch_size: Minibatch size of both fits
     :param learning_rate: Adam learning rate of the denoiser's fit (a fresh optimizer; the critics use their own)
     :param add_to_replay_buffer: Add the transitions to the replay buffer (see :func:`fill_replay_buffer`)
+    :param conservative_weight: Weight of the critics' :func:`conservative_penalty` (0: plain TD)
     :return: The final losses: ``actor_loss`` (denoising) and ``critic_loss`` (TD), for the fits that ran
     """
-    _check_pretrain_args(actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer)
+    _check_pretrain_args(actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer, conservative_weight)
     buffer = demonstrations_buffer(model, demonstrations)
     losses = {}
     if actor_steps > 0:
@@ -132,7 +167,7 @@ def pretrain(
 
         losses["actor_loss"] = fit_denoiser(model, sample_batch, actor_steps, learning_rate)
     if critic_steps > 0:
-        losses["critic_loss"] = fit_critics(model, buffer, critic_steps, batch_size)
+        losses["critic_loss"] = fit_critics(model, buffer, critic_steps, batch_size, conservative_weight)
     if add_to_replay_buffer:
         fill_replay_buffer(model, demonstrations)
     return losses
@@ -147,6 +182,7 @@ def pretrain_qsm(
     learning_rate: float = PRETRAIN_LEARNING_RATE,
     score_scale: float | str = "auto",
     add_to_replay_buffer: bool = True,
+    conservative_weight: float = PRETRAIN_CONSERVATIVE_WEIGHT,
     device: th.device | str = "auto",
     **qsm_kwargs: Any,
 ) -> QSM:
@@ -166,11 +202,12 @@ def pretrain_qsm(
     :param learning_rate: Adam learning rate of the denoiser's fit
     :param score_scale: ``"auto"`` (fitted, see above) or a number
     :param add_to_replay_buffer: Seed the replay buffer with the demonstrations (``learning_starts`` defaults to 0 then)
+    :param conservative_weight: Weight of the critics' :func:`conservative_penalty` (0: plain TD)
     :param device: Device of the model
     :param qsm_kwargs: Other ``QSM`` arguments; they override the fine-tuning defaults above
     :return: The QSM agent
     """
-    _check_pretrain_args(actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer)
+    _check_pretrain_args(actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer, conservative_weight)
     if score_scale == "auto" and critic_steps == 0:
         raise ValueError("score_scale='auto' fits the scale to the fitted critics: with critic_steps=0 pass a number")
     vec_env = BaseAlgorithm._wrap_env(maybe_make_env(env, 0), verbose=0)
@@ -178,7 +215,9 @@ def pretrain_qsm(
     kwargs = finetuning_kwargs(qsm_kwargs, vec_env, score_scale, has_data=add_to_replay_buffer)
     policy_kwargs = {**PAPER_UPDATE_POLICY_KWARGS, **(kwargs.pop("policy_kwargs", None) or {})}
     model = QSM("MlpPolicy", vec_env, policy_kwargs=policy_kwargs, device=device, **kwargs)
-    pretrain(model, demonstrations, actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer)
+    pretrain(
+        model, demonstrations, actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer, conservative_weight
+    )
     if score_scale == "auto":
         observations = demonstrations.observations
         if model._vec_normalize_env is not None:
@@ -188,7 +227,12 @@ def pretrain_qsm(
 
 
 def _check_pretrain_args(
-    actor_steps: int, critic_steps: int, batch_size: int, learning_rate: float, add_to_replay_buffer: bool
+    actor_steps: int,
+    critic_steps: int,
+    batch_size: int,
+    learning_rate: float,
+    add_to_replay_buffer: bool,
+    conservative_weight: float,
 ) -> None:
     """Raise a ``ValueError`` naming the first unusable pretraining argument."""
     for name, value, minimum in (
@@ -200,3 +244,4 @@ def _check_pretrain_args(
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     check_real("learning_rate", learning_rate, 0.0, low_open=True)
     check_bool("add_to_replay_buffer", add_to_replay_buffer)
+    check_real("conservative_weight", conservative_weight, 0.0)

@@ -420,12 +420,16 @@ class QSM(OffPolicyAlgorithm):
             th._foreach_lerp_(target_parameters, critic_parameters, self.tau)
         polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
 
-    def _update_critic(self, replay_data: ReplayBufferSamples) -> float:
+    def _update_critic(
+        self, replay_data: ReplayBufferSamples, regularizer: Callable[[ReplayBufferSamples], th.Tensor] | None = None
+    ) -> float:
         """
         One critic step on ``_critic_loss`` (compiled when ``compile`` is set).
 
         :param replay_data: A batch from the replay buffer
-        :return: The critic loss
+        :param regularizer: A term added to the loss, computed from the same batch (pretraining's conservative
+            penalty, ``sb3_qsm.convert.pretrain``); none in QSM's own training
+        :return: The critic loss (the regularizer included)
         """
         # For n-step replay, discount factor is gamma**n_steps (when no early termination)
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
@@ -437,6 +441,8 @@ class QSM(OffPolicyAlgorithm):
             replay_data.dones,
             discounts,
         )
+        if regularizer is not None:
+            critic_loss = critic_loss + regularizer(replay_data)
         loss_value = critic_loss.item()
         self._check_finite("critic_loss", loss_value)
         self.critic.optimizer.zero_grad()
