@@ -1,5 +1,6 @@
 """Pretraining from demonstrations: Minari datasets recorded from a shipped zoo agent, replay buffers, the fits, errors."""
 
+import json
 import pathlib
 import re
 
@@ -228,3 +229,19 @@ def test_pretraining_guide_runs_as_written(datasets_path, tmp_path, monkeypatch)
         exec(compile(block, str(guide), "exec"), namespace)
     assert len(namespace["demonstrations"]) == 200
     assert (tmp_path / "qsm_pendulum_pretrained.zip").is_file()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_pretrain_benchmark_writes_every_stage(datasets_path, tmp_path):
+    # (datasets_path: the command sets MINARI_DATASETS_PATH itself; the fixture restores it afterwards)
+    from sb3_qsm.benchmarks import pretrain as benchmark
+
+    out = tmp_path / "pretrain"
+    args = ["--source", str(ZOO_AGENT), "--env", "Pendulum-v1", "--demo-steps", "300", "--actor-steps", "50"]
+    args += ["--critic-steps", "50", "--finetune-steps", "100", "--eval-episodes", "1", "--out", str(out)]
+    assert benchmark.main(args) == 0
+    record = json.loads((out / "Pendulum-v1.json").read_text())
+    for stage in ("source", "pretrained", "finetuned"):
+        assert len(record[stage]["returns"]) == 1, stage
+    assert record["demonstrations"] == {**record["demonstrations"], "transitions": 300, "episodes": 2}
+    assert (out / "Pendulum-v1_pretrained.zip").is_file() and (out / "Pendulum-v1_finetuned.zip").is_file()

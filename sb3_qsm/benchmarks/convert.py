@@ -55,11 +55,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     :param args: The command's arguments
     :return: The record written to ``<out>/<env>.json``
     """
-    th.set_num_threads(args.threads)
-    th.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"args": {key: str(value) for key, value in vars(args).items()}}
+    record = start_record(args)
 
     def evaluated(agent: Any) -> dict[str, Any]:
         return evaluate_stage(agent, args.env, args.eval_episodes)
@@ -85,10 +81,37 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_save:
         model.save(args.out / f"{args.env}_converted")
 
+    return finetune_and_write(args, model, record)
+
+
+def start_record(args: argparse.Namespace) -> dict[str, Any]:
+    """
+    Seed and thread the process, and make the output folder, for a measurement from a source agent.
+
+    :param args: The command's arguments
+    :return: The record, with the arguments
+    """
+    th.set_num_threads(args.threads)
+    th.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return {"args": {key: str(value) for key, value in vars(args).items()}}
+
+
+def finetune_and_write(args: argparse.Namespace, model: QSM, record: dict[str, Any]) -> dict[str, Any]:
+    """
+    The measurement's last stage: fine-tune for ``--finetune-steps``, evaluate, save the agent (unless
+    ``--no-save``) and write the record to ``<out>/<env>.json``.
+
+    :param args: The command's arguments
+    :param model: The QSM agent before fine-tuning
+    :param record: The record so far
+    :return: The complete record
+    """
     start = time.perf_counter()
     model.learn(args.finetune_steps, progress_bar=False)
     record["finetune_seconds"] = time.perf_counter() - start
-    record["finetuned"] = evaluated(model)
+    record["finetuned"] = evaluate_stage(model, args.env, args.eval_episodes)
     print(f"after {args.finetune_steps} QSM steps: {describe_result(record['finetuned'])}")
     if not args.no_save:
         model.save(args.out / f"{args.env}_finetuned")
@@ -121,24 +144,37 @@ def ablation(args: argparse.Namespace) -> None:
         print((k + 1) * 1000, describe_result(evaluate(model, eval_env, 2, True)), flush=True)
 
 
+def stages_parser(command: str, description: str | None, source_help: str, threads: int) -> argparse.ArgumentParser:
+    """
+    :param command: The command's name
+    :param description: Its help text
+    :param source_help: What ``--source`` takes
+    :param threads: The default of ``--threads``
+    :return: A parser with the arguments of a measurement from a source agent to a fine-tuned QSM agent: the source,
+        the task, the fine-tuning budget, the evaluations, the seed, threads and where the results go
+    """
+    parser = command_parser(command, description)
+    parser.add_argument("--source", type=pathlib.Path, required=True, help=source_help)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--finetune-steps", type=int, default=20_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=threads, help="torch threads")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(f"benchmarks/{command}"))
+    parser.add_argument("--no-save", action="store_true", help="do not save the QSM agents")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = command_parser("convert", __doc__)
-    parser.add_argument("--source", type=pathlib.Path, required=True, help="SAC or TD3 .zip")
-    parser.add_argument("--env", required=True)
-    parser.add_argument("--finetune-steps", type=int, default=20_000)
+    parser = stages_parser("convert", __doc__, "SAC or TD3 .zip", threads=2)
     parser.add_argument("--collect-steps", type=int, default=10_000)
     parser.add_argument("--distill-steps", type=int, default=20_000)
-    parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="QSM learning rate for fine-tuning")
     parser.add_argument("--bc-coef", type=float, default=None, help="QSM bc_coef (default: convert_to_qsm's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/convert"))
-    parser.add_argument("--no-save", action="store_true", help="do not save the QSM agents")
     measure(parser.parse_args(argv))
     return 0
 

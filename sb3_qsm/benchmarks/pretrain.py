@@ -12,20 +12,15 @@ The dataset is written under ``<out>/minari`` (``MINARI_DATASETS_PATH``), made a
 """
 
 import argparse
-import json
 import os
-import pathlib
 import shutil
 import time
 from typing import Any
 
-import numpy as np
-import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_qsm.benchmarks import command_parser
-from sb3_qsm.benchmarks.convert import evaluate_stage
-from sb3_qsm.benchmarks.evaluation import describe_result, environment
+from sb3_qsm.benchmarks.convert import evaluate_stage, finetune_and_write, stages_parser, start_record
+from sb3_qsm.benchmarks.evaluation import describe_result
 from sb3_qsm.convert import Demonstrations, load_sb3_agent, pretrain_qsm, record_demonstrations
 
 
@@ -36,14 +31,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     :param args: The command's arguments
     :return: The record written to ``<out>/<env>.json``
     """
-    th.set_num_threads(args.threads)
-    th.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+    record = start_record(args)
     datasets = args.out / "minari"
     shutil.rmtree(datasets, ignore_errors=True)
     os.environ["MINARI_DATASETS_PATH"] = str(datasets.resolve())
-    record: dict[str, Any] = {"args": {key: str(value) for key, value in vars(args).items()}}
 
     source = load_sb3_agent(args.source, make_vec_env(args.env, n_envs=1, seed=args.seed), device="cpu")
     record["source"] = evaluate_stage(source, args.env, args.eval_episodes)
@@ -75,17 +66,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     print(f"pretrained QSM (score_scale {model.score_scale:.3g}): {describe_result(record['pretrained'])}")
     if not args.no_save:
         model.save(args.out / f"{args.env}_pretrained")
-
-    start = time.perf_counter()
-    model.learn(args.finetune_steps, progress_bar=False)
-    record["finetune_seconds"] = time.perf_counter() - start
-    record["finetuned"] = evaluate_stage(model, args.env, args.eval_episodes)
-    print(f"after {args.finetune_steps} QSM steps: {describe_result(record['finetuned'])}")
-    if not args.no_save:
-        model.save(args.out / f"{args.env}_finetuned")
-    record["environment"] = environment()
-    (args.out / f"{args.env}.json").write_text(json.dumps(record, indent=2))
-    return record
+    return finetune_and_write(args, model, record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,19 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
     :return: The exit status
     """
-    parser = command_parser("pretrain", __doc__)
-    parser.add_argument("--source", type=pathlib.Path, required=True, help="the demonstrator: a SAC or TD3 .zip")
-    parser.add_argument("--env", required=True)
+    parser = stages_parser("pretrain", __doc__, "the demonstrator: a SAC or TD3 .zip", threads=1)
     parser.add_argument("--demo-steps", type=int, default=10_000, help="environment steps of demonstrations")
     parser.add_argument("--noise-std", type=float, default=0.1, help="action noise while recording")
     parser.add_argument("--actor-steps", type=int, default=20_000)
     parser.add_argument("--critic-steps", type=int, default=20_000)
     parser.add_argument("--conservative-weight", type=float, default=None, help="default: pretrain_qsm's")
-    parser.add_argument("--finetune-steps", type=int, default=20_000)
-    parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/pretrain"))
-    parser.add_argument("--no-save", action="store_true", help="do not save the QSM agents")
     measure(parser.parse_args(argv))
     return 0
