@@ -196,6 +196,12 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (pink sampler noise, spread floor 0.1)",
         {"sampler_noise_color": 1.0, "q_spread_floor": 0.1},
     ),
+    # From here on, candidates on top of the exploration defaults of sb3-qsm 0.2 (the screen's rows keep those of 0.1
+    # unless they set them), to compare with qsm-pink-floor01. The critic: 3-step returns (SB3's n-step replay)
+    "qsm-pink-floor01-n3": (
+        "QSM (pink sampler noise, spread floor 0.1, 3-step returns)",
+        {"sampler_noise_color": 1.0, "q_spread_floor": 0.1, "n_steps": 3},
+    ),
     # The exploration of the previous one with the sharper sampler that led on HalfCheetah (qsm-st05)
     "qsm-pink-floor01-st05": (
         "QSM (pink sampler noise, spread floor 0.1, sampler temperature 0.5)",
