@@ -103,6 +103,8 @@ def _stages_table(folder: str, stages: tuple[str, ...], header: str) -> str:
             for index, stage in enumerate(later, start=1):
                 cells[index] += f" ({mean_return(stage) / mean_return(source):.1%})"
         lines.append(f"| {result['args']['env']} | {' | '.join(cells)} | {result['score_scale']:.3g} |")
+    if len(lines) == 2:
+        return "No result committed yet.\n"
     return "\n".join(lines) + "\n"
 
 
