@@ -74,6 +74,23 @@ def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
     assert not checkpoints.exists() or not any(checkpoints.iterdir())  # finished runs leave no checkpoint
 
 
+def test_quick_suite_on_a_local_ray_instance(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("ray")
+    algos = suite.SUITES["quick"].tasks[0].algorithms
+    # One run finished beforehand, by the local runner: Ray must leave it as it is
+    _command("run", "--quick", "--algos", "sac", "--out", "out", cwd=tmp_path)
+    finished = tmp_path / "out" / "quick" / "Pendulum-v1" / "sac_seed0.json"
+    before = finished.read_bytes(), finished.stat().st_mtime_ns
+    # A relative --out: Ray's workers, which run elsewhere, write where the runner was told
+    out = _command("run", "--quick", "--ray", "--out", "out", cwd=tmp_path)
+    assert f"{len(algos)} runs, 1 finished, {len(algos) - 1} to run" in out
+    assert (finished.read_bytes(), finished.stat().st_mtime_ns) == before
+    for algo in algos:
+        record = json.loads((tmp_path / "out" / "quick" / "Pendulum-v1" / f"{algo}_seed0.json").read_text())
+        assert [evaluation["timesteps"] for evaluation in record["evaluations"]] == [0, 200, 400]
+    assert (tmp_path / "out" / "quick" / "report" / "results.md").is_file()
+
+
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path: pathlib.Path) -> None:
     quick = suite.SUITES["quick"]
     spec = run.spec_of(quick, quick.tasks[0], "qsm", seed=0)

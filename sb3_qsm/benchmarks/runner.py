@@ -14,6 +14,7 @@ from the last one (the episode in progress is cut). Lock files keep two invocati
     python -m sb3_qsm.benchmarks run --suite v1 --workers 2              # the whole suite, 2 processes
     python -m sb3_qsm.benchmarks run --suite v1 --envs Hopper-v5 --algos qsm sac --seeds 0
     python -m sb3_qsm.benchmarks run --quick --out /tmp/bench          # smoke test: tiny budgets, then the report
+    python -m sb3_qsm.benchmarks run --suite v2 --ray                  # on a local Ray instance (or --ray ADDRESS)
 
 When the suite is complete, ``python -m sb3_qsm.benchmarks aggregate`` turns the raw files into tables and figures
 (``--quick`` does it too).
@@ -385,6 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
     parser.add_argument("--stop-after", type=float, help="seconds after which every run checkpoints and stops")
     parser.add_argument("--list", action="store_true", help="print the runs and their state, run nothing")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray: a local instance, or the cluster at ADDRESS (auto, ray://<head>:10001); --workers is then "
+        "Ray's to decide (one CPU per run). See sb3_qsm.benchmarks.distributed",
+    )
     args = parser.parse_args(argv)
     suite = SUITES["quick" if args.quick else args.suite]
     specs = plan(suite, args.envs, args.algos, args.seeds)
@@ -395,7 +404,14 @@ def main(argv: list[str] | None = None) -> int:
             state = "checkpointed" if (checkpoint_dir(args.out, spec) / "progress.json").is_file() else "not started"
             print(f"  {spec.name} ({spec.budget} steps): {state}")
         return 0
-    ok = execute(todo, args.out, args.workers, args.device, args.stop_after) if todo else True
+    if not todo:
+        ok = True
+    elif args.ray is not None:
+        from sb3_qsm.benchmarks.distributed import execute_on_ray
+
+        ok = execute_on_ray(todo, args.out, args.ray, args.device, args.stop_after)
+    else:
+        ok = execute(todo, args.out, args.workers, args.device, args.stop_after)
     if args.quick and ok and not pending(specs, args.out):
         from sb3_qsm.benchmarks.aggregate import write_report
 
