@@ -48,9 +48,13 @@ def test_compiled_step_computes_the_eager_update(small_kwargs, score_target):
     (PyTorch's generator) in the same order, and the sampler of the critic target is the same chain."""
     eager, compiled = _pair(small_kwargs, score_target=score_target)
     _assert_same_update(eager, compiled, gradient_steps=3)
+    eager.observation_space.seed(0)
     obs = th.as_tensor(eager.observation_space.sample()[None])
     with th.no_grad():
-        assert th.allclose(compiled.actor.sample(obs, deterministic=True), eager.actor.sample(obs, deterministic=True))
+        # The weights agree to 1e-5 (above), and the chain carries that difference to the action: an absolute
+        # tolerance, since a relative one fails by chance wherever the action is near zero
+        expected = eager.actor.sample(obs, deterministic=True)
+        assert th.allclose(compiled.actor.sample(obs, deterministic=True), expected, rtol=0.0, atol=1e-3)
     assert compiled.actor._compiled_sample is not None and eager.actor._compiled_sample is None
 
 
