@@ -1,5 +1,6 @@
 """Pretraining from demonstrations: Minari datasets recorded from a shipped zoo agent, replay buffers, the fits, errors."""
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -141,6 +142,21 @@ def test_fill_replay_buffer_gives_each_environment_a_contiguous_share():
     np.testing.assert_array_equal(buffer.observations[:50, 1], demonstrations.observations[50:100])
     np.testing.assert_allclose(buffer.actions[:50, 1], demonstrations.actions[50:100] / 2.0, rtol=1e-6, atol=1e-6)
     assert buffer.dones[:50].all() and not buffer.timeouts[:50].any()
+
+
+def test_truncations_alone_are_timeouts_in_both_buffers():
+    demonstrations = dataclasses.replace(
+        _constant_reward_demonstrations(4, reward=1.0),
+        terminations=np.array([True, False, False, True]),
+        truncations=np.array([False, True, False, True]),
+    )
+    # A time limit alone bootstraps (SB3's TimeLimit.truncated); an episode that also terminated does not
+    np.testing.assert_array_equal(demonstrations.timeouts, [False, True, False, False])
+    model = QSM("MlpPolicy", "Pendulum-v1", policy_kwargs=SMALL_POLICY, n_diffusion_steps=3, buffer_size=1000, device="cpu")
+    fill_replay_buffer(model, demonstrations)
+    for buffer in (model.replay_buffer, demonstrations_buffer(model, demonstrations)):
+        np.testing.assert_array_equal(buffer.dones[:4, 0], [1, 1, 0, 1])
+        np.testing.assert_array_equal(buffer.timeouts[:4, 0], [0, 1, 0, 0])
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -67,6 +67,11 @@ class Demonstrations:
         """Whether each transition ends its episode (terminated or truncated)."""
         return np.logical_or(self.terminations, self.truncations)
 
+    @property
+    def timeouts(self) -> np.ndarray:
+        """Whether each transition ends its episode by truncation alone (SB3's ``TimeLimit.truncated``: bootstrap)."""
+        return np.logical_and(self.truncations, np.logical_not(self.terminations))
+
     def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         """
         :param observation_space: The environment's observation space

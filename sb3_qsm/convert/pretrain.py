@@ -35,17 +35,7 @@ def demonstrations_buffer(model: QSM, demonstrations: Demonstrations) -> ReplayB
     :param demonstrations: The transitions
     :return: A replay buffer holding exactly the demonstrations, actions in ``[-1, 1]``, to sample minibatches from
     """
-    demonstrations.check_spaces(model.observation_space, model.action_space)
-    size = len(demonstrations)
-    buffer = ReplayBuffer(size, model.observation_space, model.action_space, device=model.device)
-    buffer.observations[:, 0] = demonstrations.observations.reshape(buffer.observations[:, 0].shape)
-    buffer.next_observations[:, 0] = demonstrations.next_observations.reshape(buffer.next_observations[:, 0].shape)
-    buffer.actions[:, 0] = model.policy.scale_action(demonstrations.actions).reshape(size, -1)
-    buffer.rewards[:, 0] = demonstrations.rewards
-    buffer.dones[:, 0] = demonstrations.episode_ends
-    buffer.timeouts[:, 0] = demonstrations.truncations & ~demonstrations.terminations
-    buffer.full = True
-    return buffer
+    return _demonstrations_buffer(model, demonstrations, _scaled_actions(model, demonstrations))
 
 
 def fill_replay_buffer(model: QSM, demonstrations: Demonstrations) -> None:
@@ -57,7 +47,29 @@ def fill_replay_buffer(model: QSM, demonstrations: Demonstrations) -> None:
     :param model: The QSM model
     :param demonstrations: The transitions
     """
+    _fill_replay_buffer(model, demonstrations, _scaled_actions(model, demonstrations))
+
+
+def _scaled_actions(model: QSM, demonstrations: Demonstrations) -> np.ndarray:
+    """:return: The demonstrated actions in ``[-1, 1]``, once their shapes and bounds are checked against ``model``'s"""
     demonstrations.check_spaces(model.observation_space, model.action_space)
+    return model.policy.scale_action(demonstrations.actions)
+
+
+def _demonstrations_buffer(model: QSM, demonstrations: Demonstrations, scaled_actions: np.ndarray) -> ReplayBuffer:
+    size = len(demonstrations)
+    buffer = ReplayBuffer(size, model.observation_space, model.action_space, device=model.device)
+    buffer.observations[:, 0] = demonstrations.observations.reshape(buffer.observations[:, 0].shape)
+    buffer.next_observations[:, 0] = demonstrations.next_observations.reshape(buffer.next_observations[:, 0].shape)
+    buffer.actions[:, 0] = scaled_actions.reshape(size, -1)
+    buffer.rewards[:, 0] = demonstrations.rewards
+    buffer.dones[:, 0] = demonstrations.episode_ends
+    buffer.timeouts[:, 0] = demonstrations.timeouts
+    buffer.full = True
+    return buffer
+
+
+def _fill_replay_buffer(model: QSM, demonstrations: Demonstrations, scaled_actions: np.ndarray) -> None:
     assert model.replay_buffer is not None
     n_envs = model.n_envs
     per_env = len(demonstrations) // n_envs
@@ -68,8 +80,6 @@ def fill_replay_buffer(model: QSM, demonstrations: Demonstrations) -> None:
         # Row `step` of every environment's contiguous share
         return values[step : per_env * n_envs : per_env]
 
-    scaled_actions = model.policy.scale_action(demonstrations.actions)
-    timeouts = demonstrations.truncations & ~demonstrations.terminations
     for step in range(per_env):
         model.replay_buffer.add(
             columns(demonstrations.observations, step),
@@ -77,7 +87,7 @@ def fill_replay_buffer(model: QSM, demonstrations: Demonstrations) -> None:
             columns(scaled_actions, step),
             columns(demonstrations.rewards, step),
             columns(demonstrations.episode_ends, step),
-            [{"TimeLimit.truncated": bool(timeout)} for timeout in columns(timeouts, step)],
+            [{"TimeLimit.truncated": bool(timeout)} for timeout in columns(demonstrations.timeouts, step)],
         )
 
 
@@ -161,7 +171,8 @@ def pretrain(
     :return: The final losses: ``actor_loss`` (denoising) and ``critic_loss`` (TD), for the fits that ran
     """
     _check_pretrain_args(actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer, conservative_weight)
-    buffer = demonstrations_buffer(model, demonstrations)
+    scaled_actions = _scaled_actions(model, demonstrations)
+    buffer = _demonstrations_buffer(model, demonstrations, scaled_actions)
     losses = {}
     if actor_steps > 0:
 
@@ -173,7 +184,7 @@ def pretrain(
     if critic_steps > 0:
         losses["critic_loss"] = fit_critics(model, buffer, critic_steps, batch_size, conservative_weight)
     if add_to_replay_buffer:
-        fill_replay_buffer(model, demonstrations)
+        _fill_replay_buffer(model, demonstrations, scaled_actions)
     return losses
 
 
