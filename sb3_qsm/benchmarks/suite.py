@@ -207,6 +207,18 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (pink sampler noise, spread floor 0.1, sampler temperature 0.5)",
         {"sampler_noise_color": 1.0, "q_spread_floor": 0.1, "sampler_temperature": 0.5},
     ),
+    # A sharper posterior target (the policy exp(score_scale * Q / spread)), the analogue of a lower entropy
+    # coefficient in SAC, with the floor raised in proportion so that the target is as broad as the defaults' while the
+    # critic is flat (MountainCar's exploration); the bandit keeps its four modes at 15 and 25 (benchmarks/multimodal)
+    "qsm-pink-s25-floor05": (
+        "QSM (pink sampler noise, score scale 25, spread floor 0.5)",
+        {"sampler_noise_color": 1.0, "q_spread_floor": 0.5, "score_scale": 25.0},
+    ),
+    # Half the reverse steps for the critic target's next action: the step's costliest phase (cost per step)
+    "qsm-pink-floor01-tt5": (
+        "QSM (pink sampler noise, spread floor 0.1, critic target T=5)",
+        {"sampler_noise_color": 1.0, "q_spread_floor": 0.1, "target_diffusion_steps": 5},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
