@@ -291,10 +291,16 @@ def test_action_fan_in_init_gives_the_action_its_own_scale():
     assert first_scaled[:, 2:].abs().max() <= xavier_bound
 
 
-def test_target_diffusion_steps_shortens_the_critic_targets_chain_only(small_kwargs):
-    """The next action of the critic target runs target_diffusion_steps denoiser passes; acting runs all T."""
-    small_kwargs["n_diffusion_steps"] = 6
-    model = QSM("MlpPolicy", "Pendulum-v1", target_diffusion_steps=2, **small_kwargs)
+@pytest.mark.parametrize(
+    ("target_diffusion_steps", "n_diffusion_steps", "passes"), [(2, 6, 2), ("auto", 6, 3), ("auto", 5, 3), (None, 6, 6)]
+)
+def test_target_diffusion_steps_shortens_the_critic_targets_chain_only(
+    small_kwargs, target_diffusion_steps, n_diffusion_steps, passes
+):
+    """The next action of the critic target runs target_diffusion_steps denoiser passes ("auto": half of T, rounded
+    up; None: all T); acting runs all T."""
+    small_kwargs["n_diffusion_steps"] = n_diffusion_steps
+    model = QSM("MlpPolicy", "Pendulum-v1", target_diffusion_steps=target_diffusion_steps, **small_kwargs)
     model.learn(small_kwargs["learning_starts"] + 1)
     calls = []
     forward_conditioned = model.actor.denoiser.forward_conditioned
@@ -305,13 +311,19 @@ def test_target_diffusion_steps_shortens_the_critic_targets_chain_only(small_kwa
 
     model.actor.denoiser.forward_conditioned = counted  # type: ignore[method-assign]
     model._target_actions(th.zeros(32, 3))
-    assert calls == [32, 32]
+    assert calls == [32] * passes
     calls.clear()
     model.predict(model.observation_space.sample())
-    assert calls == [1] * 6
+    assert calls == [1] * n_diffusion_steps
 
 
-@pytest.mark.parametrize("value", [0, 11, 2.5, "3"])
+def test_target_diffusion_steps_defaults_to_half_the_chain():
+    assert QSM("MlpPolicy", "Pendulum-v1").target_diffusion_steps == "auto"
+
+
+@pytest.mark.parametrize("value", [0, 11, 2.5, "3", "half"])
 def test_bad_target_diffusion_steps(value):
-    with pytest.raises(ValueError, match="target_diffusion_steps must be None or an integer from 1 to n_diffusion_steps=10"):
+    with pytest.raises(
+        ValueError, match=r"target_diffusion_steps must be 'auto', None or an integer from 1 to n_diffusion_steps=10"
+    ):
         QSM("MlpPolicy", "Pendulum-v1", target_diffusion_steps=value)

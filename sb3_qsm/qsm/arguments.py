@@ -129,19 +129,31 @@ def check_off_policy_args(buffer_size: int, learning_starts: int, batch_size: in
     check_real("gamma", gamma, 0.0, 1.0)
 
 
-def check_target_diffusion_steps(target_diffusion_steps: int | None, n_diffusion_steps: int) -> None:
+def check_target_diffusion_steps(target_diffusion_steps: int | str | None, n_diffusion_steps: int) -> None:
     """
-    :param target_diffusion_steps: Reverse steps of the critic target's sample (None: all)
+    :param target_diffusion_steps: Reverse steps of the critic target's sample (``"auto"``: half of ``T``; None: all)
     :param n_diffusion_steps: Number of diffusion steps ``T``
-    :raises ValueError: naming the argument, unless it is None or an integer from 1 to ``n_diffusion_steps``
+    :raises ValueError: naming the argument, unless it is ``"auto"``, None or an integer from 1 to
+        ``n_diffusion_steps``
     """
-    if target_diffusion_steps is None:
+    if target_diffusion_steps is None or (isinstance(target_diffusion_steps, str) and target_diffusion_steps == "auto"):
         return
-    if not is_int_at_least(target_diffusion_steps, 1) or target_diffusion_steps > n_diffusion_steps:
+    if not (is_int_at_least(target_diffusion_steps, 1) and int(target_diffusion_steps) <= n_diffusion_steps):
         raise ValueError(
-            f"target_diffusion_steps must be None or an integer from 1 to n_diffusion_steps={n_diffusion_steps}, "
+            f"target_diffusion_steps must be 'auto', None or an integer from 1 to n_diffusion_steps={n_diffusion_steps}, "
             f"got {target_diffusion_steps!r}"
         )
+
+
+def target_chain_steps(target_diffusion_steps: int | str | None, n_diffusion_steps: int) -> int | None:
+    """
+    :param target_diffusion_steps: The checked argument (see ``check_target_diffusion_steps``)
+    :param n_diffusion_steps: Number of diffusion steps ``T``
+    :return: The reverse steps of the critic target's sample: half of ``T`` rounded up for ``"auto"``, None for all
+    """
+    if isinstance(target_diffusion_steps, str):
+        return -(-n_diffusion_steps // 2)
+    return target_diffusion_steps
 
 
 def check_action_space(action_space: spaces.Space) -> None:
