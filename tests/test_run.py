@@ -221,9 +221,9 @@ def test_target_policy_noise_and_its_clip(small_kwargs, noise, clip, largest):
 
 @pytest.mark.parametrize("deterministic_target", [False, True])
 def test_deterministic_target_values_the_noise_free_chain(small_kwargs, deterministic_target):
-    """deterministic_target: the critic target's next action is the sampler's noise-free chain, the action of
-    predict(deterministic=True); otherwise a fresh sample."""
-    kwargs = dict(target_policy_noise=0.0, deterministic_target=deterministic_target)
+    """deterministic_target: the critic target's next action is the sampler's noise-free chain, with the whole chain
+    the action of predict(deterministic=True); otherwise a fresh sample."""
+    kwargs = dict(target_policy_noise=0.0, deterministic_target=deterministic_target, target_diffusion_steps=None)
     model = QSM("MlpPolicy", "Pendulum-v1", **kwargs, **small_kwargs)
     observations = th.randn(64, 3)
     chain = model.actor.sample(observations, deterministic=True)

@@ -117,9 +117,10 @@ class QSM(OffPolicyAlgorithm):
     :param target_policy_noise: Standard deviation of the Gaussian noise added to the sampled next action in the
         critic target (paper: 0.1)
     :param target_noise_clip: Limit for the absolute value of that noise (``None``: no limit, as in the paper)
-    :param deterministic_target: The critic target's next action is the sampler's noise-free chain (the action of
-        ``predict(deterministic=True)`` with ``best_of_n=1``) instead of a fresh sample (paper: a sample): the critics
-        then value the policy that is evaluated, as TD3's do, and exploration keeps the sampled actions
+    :param deterministic_target: The critic target's next action is the sampler's noise-free chain instead of a fresh
+        sample (paper: a sample): the critics then value the policy that is evaluated, as TD3's do, and exploration
+        keeps the sampled actions. It is the action of ``predict(deterministic=True)`` (with ``best_of_n=1``) when
+        ``target_diffusion_steps=None``; by default, that chain's noise-free counterpart on half the steps
     :param policy_delay: The actor is updated once every ``policy_delay`` critic updates (paper: 1).
         The target critics are updated at every critic update, as in the paper.
     :param actor_lr_decay_steps: If set, the actor's learning rate follows a cosine decay to 0 over this many actor
