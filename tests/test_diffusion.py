@@ -302,30 +302,86 @@ def test_strided_steps_spread_over_the_chain(n_diffusion_steps):
 @pytest.mark.parametrize("n_steps", [1, 3, 7])
 def test_respaced_chain_keeps_the_noise_of_the_schedule(n_steps):
     """Respacing: the kept steps' alphas multiply to the schedule's alpha_bar at the noisiest step, so the chain
-    undoes exactly the noise the forward process put in; with all T steps the constants are the schedule's own."""
+    undoes exactly the noise the forward process put in; each step's constants are those of DDPM between its two
+    indices (the posterior's variance beta_t (1 - alpha_bar_s) / (1 - alpha_bar_t)); with all T steps they are the
+    schedule's own."""
     schedule = DiffusionSchedule(10, "cosine")
+    alpha_bars = schedule.alpha_bars.double().tolist()
     steps = schedule._reverse_steps(n_steps)
-    assert [t for t, *_ in steps] == schedule.strided_steps(n_steps)[::-1]
-    alphas = [1.0 / inv_sqrt_alpha**2 for _, _, inv_sqrt_alpha, _ in steps]
-    assert math.prod(alphas) == pytest.approx(float(schedule.alpha_bars[-1]), rel=1e-5)
-    for t, eps_coef, inv_sqrt_alpha, sigma in steps:
-        beta = 1.0 - 1.0 / inv_sqrt_alpha**2
-        assert sigma == pytest.approx(math.sqrt(beta))
-        assert eps_coef == pytest.approx(beta / math.sqrt(1 - schedule.alpha_bars[t]))
+    kept = schedule.strided_steps(n_steps)
+    assert [step.t for step in steps] == kept[::-1]
+    alphas = [1.0 / step.inv_sqrt_alpha**2 for step in steps]
+    assert math.prod(alphas) == pytest.approx(alpha_bars[-1], rel=1e-5)
+    for step in steps:
+        index = kept.index(step.t)
+        alpha_bar, alpha_bar_next = alpha_bars[step.t], alpha_bars[kept[index - 1]] if index > 0 else 1.0
+        beta = 1.0 - alpha_bar / alpha_bar_next
+        assert step.sigma == pytest.approx(math.sqrt(beta), rel=1e-5)
+        assert step.posterior_sigma == pytest.approx(math.sqrt(beta * (1 - alpha_bar_next) / (1 - alpha_bar)), rel=1e-5)
+        assert step.eps_coef == pytest.approx(beta / math.sqrt(1 - alpha_bar), rel=1e-5)
+    assert steps[-1].posterior_sigma == 0.0
     full = schedule._reverse_steps(None)
-    assert full == [(t, schedule.eps_coefs[t], schedule.inv_sqrt_alphas[t], schedule.sigmas[t]) for t in range(9, -1, -1)]
+    assert full == schedule._reverse_steps(10) and [step.t for step in full] == list(range(9, -1, -1))
+    assert [step.sigma**2 for step in full] == pytest.approx(schedule.betas.double().flip(0).tolist(), rel=1e-5)
 
 
-@pytest.mark.parametrize("n_steps", [2, 5, 20])
-def test_respaced_chain_with_the_exact_denoiser_reaches_the_modes(n_steps):
+def test_the_two_samplers_take_the_same_mean_without_a_clip():
+    """Without a clip, the posterior's mean at the clean action estimated from the noise is DDPM's mean in its noise
+    form: the noise-free chains of the two samplers agree, here on an arbitrary denoiser."""
+    schedule = DiffusionSchedule(10, "cosine")
+    x = th.randn(64, 3, generator=th.Generator().manual_seed(0))
+
+    def denoise(x_t: th.Tensor, t: int) -> th.Tensor:
+        return th.sin(3 * x_t + t)
+
+    for n_steps in (None, 5):
+        chains = [
+            schedule.sample(denoise, x, clip=False, deterministic=True, n_steps=n_steps, sampler=sampler)
+            for sampler in ("reference", "posterior")
+        ]
+        assert th.allclose(chains[0], chains[1], atol=1e-5)
+
+
+def test_posterior_sampler_clips_the_clean_estimate_and_leaves_the_noisy_samples_alone():
+    """The posterior sampler keeps the chain in the box through its estimate of the clean action: with the exact
+    denoiser of a point outside the box, its samples end exactly on the boundary, while the noisy samples on the way
+    leave the box as the forward process's do; the reference sampler clips every sample instead."""
+    schedule = DiffusionSchedule(10, "cosine")
+    target = 3.0
+
+    def exact(x_t: th.Tensor, t: int) -> th.Tensor:
+        alpha_bar = float(schedule.alpha_bars[t])
+        return (x_t - math.sqrt(alpha_bar) * target) / math.sqrt(1 - alpha_bar)
+
+    th.manual_seed(0)
+    trajectory: list[th.Tensor] = []
+    actions = schedule.sample(exact, th.randn(256, 1), trajectory=trajectory, sampler="posterior")
+    assert th.equal(actions, th.ones_like(actions))
+    assert max(float(x.abs().max()) for x in trajectory[1:-1]) > 1.0
+    trajectory = []
+    schedule.sample(exact, th.randn(256, 1), trajectory=trajectory, sampler="reference")
+    assert max(float(x.abs().max()) for x in trajectory[1:]) <= 1.0
+
+
+def test_sampler_is_checked():
+    schedule = DiffusionSchedule(3, "cosine")
+    with pytest.raises(ValueError, match=r"sampler must be one of .* got 'ddim'"):
+        schedule.sample(lambda x, t: x, th.zeros(1, 1), sampler="ddim")
+
+
+@pytest.mark.parametrize(
+    "n_steps, sampler", [(2, "reference"), (5, "reference"), (20, "reference"), (5, "posterior"), (20, "posterior")]
+)
+def test_respaced_chain_with_the_exact_denoiser_reaches_the_modes(n_steps, sampler):
     """With the exact noise prediction of a two-mode mixture, the strided chain still puts its samples on the modes,
-    half on each."""
+    half on each. (With 2 steps, the posterior sampler's one noisy step draws near the mixture's mean with a small
+    variance, and its samples spread between the modes: a median distance of 0.106.)"""
     from sb3_qsm.benchmarks.multimodal import exact_denoiser
 
     schedule = DiffusionSchedule(20, "cosine")
     modes = np.array([[-0.5], [0.5]])
     th.manual_seed(0)
-    samples = schedule.sample(exact_denoiser(schedule, modes, 0.05), th.randn(4000, 1), n_steps=n_steps)
+    samples = schedule.sample(exact_denoiser(schedule, modes, 0.05), th.randn(4000, 1), n_steps=n_steps, sampler=sampler)
     nearest = (samples - th.as_tensor(modes.T, dtype=th.float32)).abs().min(dim=1).values
     assert th.median(nearest) < 0.1
     assert float((samples > 0).float().mean()) == pytest.approx(0.5, abs=0.05)

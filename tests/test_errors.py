@@ -54,6 +54,8 @@ def test_diffusion_args_in_policy_kwargs_refused():
         (dict(score_scale=float("inf")), "score_scale must be a finite number > 0, got inf"),
         (dict(score_scale=float("nan")), "score_scale must be a finite number > 0, got nan"),
         (dict(sampler_temperature=-1.0), "sampler_temperature must be a finite number >= 0, got -1.0"),
+        (dict(sampler="ddim"), "sampler must be one of ('posterior', 'reference'), got 'ddim'"),
+        (dict(sampler=None), "sampler must be one of ('posterior', 'reference'), got None"),
         (dict(policy_delay=0), "policy_delay must be an integer >= 1, got 0"),
         (dict(target_policy_noise=-0.1), "target_policy_noise must be a finite number >= 0, got -0.1"),
         (dict(target_noise_clip=0.0), "target_noise_clip must be a finite number > 0, got 0.0"),

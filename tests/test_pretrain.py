@@ -170,7 +170,9 @@ def test_pretrained_agent_imitates_the_demonstrator_then_learns(datasets_path, z
     )  # fmt: skip
     observations = demonstrations.observations
     expected, _ = zoo_agent.predict(observations, deterministic=True)
-    fresh = QSM("MlpPolicy", env, policy_kwargs=dict(net_arch=[64, 64]), device="cpu", seed=0)
+    # An untrained policy with the same diffusion chain and sampler
+    chain = dict(n_diffusion_steps=model.n_diffusion_steps, beta_schedule=model.beta_schedule, sampler=model.sampler)
+    fresh = QSM("MlpPolicy", env, policy_kwargs=dict(net_arch=[64, 64]), device="cpu", seed=0, **chain)
     error = np.abs(model.predict(observations, deterministic=True)[0] - expected).mean()
     assert error < 0.3 * np.abs(fresh.predict(observations, deterministic=True)[0] - expected).mean()
     # Fine-tuning starts from the demonstrations, with the settings measured for a policy that imitates another

@@ -32,6 +32,10 @@ def test_the_algorithm_reads_and_writes_the_actors_settings(small_kwargs):
     with pytest.raises(ValueError, match=r"sampler_temperature must be a finite number >= 0, got -1\.0"):
         model.sampler_temperature = -1.0
     assert model.actor.sampler_temperature == 0.3
+    assert model.sampler == model.actor.sampler == "posterior"
+    with pytest.raises(ValueError, match=r"sampler must be one of .* got 'ddpm'"):
+        model.sampler = "ddpm"
+    assert model.actor.sampler == "posterior"
     # The settings the denoiser was trained for cannot be changed on a built model
     for name, value in (("n_diffusion_steps", 5), ("beta_schedule", "vp")):
         with pytest.raises(AttributeError):
@@ -46,11 +50,12 @@ def test_a_sampler_setting_changed_after_construction_survives_save_and_load(tmp
     model = QSM("MlpPolicy", "Pendulum-v1", seed=0, **small_kwargs)
     owner = model.actor if through == "actor" else model
     owner.sampler_temperature = 0.2
+    owner.sampler = "reference"
     model.actor.clip_sampler = False
     expected = _stochastic_actions(model)
     model.save(tmp_path / "qsm")
     loaded = QSM.load(tmp_path / "qsm")
-    assert (loaded.actor.sampler_temperature, loaded.actor.clip_sampler) == (0.2, False)
+    assert (loaded.actor.sampler_temperature, loaded.sampler, loaded.actor.clip_sampler) == (0.2, "reference", False)
     np.testing.assert_array_equal(_stochastic_actions(loaded), expected)
     # Back to the built-with values: saved again as such
     model.actor.sampler_temperature, model.actor.clip_sampler = 1.0, True

@@ -47,6 +47,7 @@ from sb3_qsm.qsm.presets import (
     PAPER_HYPERPARAMS,
     PAPER_UPDATE,
     PAPER_UPDATE_POLICY_KWARGS,
+    REFERENCE_SAMPLER,
 )
 
 # The "qsm-gradient" algorithm: the paper's update, with every other argument at QSM's default
@@ -226,6 +227,12 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (pink sampler noise, spread floor 0.1, critic target T=5)",
         {**EXPLORATION_0_2, "target_diffusion_steps": 5},
     ),
+    # The sampler of Diffusion-QL on top of the previous one: each step clips its estimate of the clean action rather
+    # than the noisy sample, and draws with the forward posterior's variance (the defaults of sb3-qsm 0.2)
+    "qsm-posterior-sampler": (
+        "QSM (pink sampler noise, spread floor 0.1, critic target T=5, posterior sampler)",
+        {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior"},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -328,8 +335,8 @@ SCREEN_TASKS = ("HalfCheetah-v5", "Hopper-v5", "MountainCarContinuous-v0", "Inve
 # The goal pays +100 and an episode's action costs add up to less than 100: return > 0 <=> goal reached
 MOUNTAIN_CAR_GOAL_RETURN = 0.0
 # The QSM defaults the committed suites v1, screen and cheaper ran with, where today's differ: the exploration of
-# sb3-qsm 0.1 and the critic target's full chain (rows that set either keep their own)
-DEFAULTS_BEFORE_V2: dict[str, Any] = {**EXPLORATION_0_1, **FULL_TARGET_CHAIN}
+# sb3-qsm 0.1, the critic target's full chain and the reference sampler (rows that set any keep their own)
+DEFAULTS_BEFORE_V2: dict[str, Any] = {**EXPLORATION_0_1, **FULL_TARGET_CHAIN, **REFERENCE_SAMPLER}
 SUITES = {
     "v1": Suite(
         "v1",
@@ -452,6 +459,7 @@ ADDED_ARGUMENTS = {
     "score_proposal": "'forward'",
     "q_spread_floor": "0.0",
     "sampler_noise_color": "0.0",
+    "sampler": "'reference'",
 }
 
 
@@ -474,7 +482,15 @@ def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
     :return: Argument name to the text of its value
     """
     names = [name for name in inspect.signature(type(model)).parameters if name not in NOT_SETTINGS]
-    return {name: describe_value(getattr(model, name)) for name in names if hasattr(model, name)}
+    effective = {name: describe_value(getattr(model, name)) for name in names if hasattr(model, name)}
+    if isinstance(getattr(model, "policy_kwargs", None), dict):
+        # QSM forwards some of its arguments in policy_kwargs: one added since a record, at its earlier value, is left
+        # out there as at the top level, so that the record's policy_kwargs still match
+        policy_kwargs = model.policy_kwargs
+        effective["policy_kwargs"] = describe_value(
+            {key: value for key, value in policy_kwargs.items() if ADDED_ARGUMENTS.get(key) != describe_value(value)}
+        )
+    return effective
 
 
 def make_model(

@@ -8,6 +8,7 @@ Time indices are 0-based: ``t = 0`` is the least noisy step, ``t = T - 1`` the n
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch as th
 from torch import nn
@@ -15,6 +16,8 @@ from torch import nn
 from sb3_qsm.common.utils import check_real, is_int_at_least
 
 BETA_SCHEDULES = ("vp", "linear", "cosine")
+# How a reverse step moves and what noise it injects (see ``DiffusionSchedule.sample``)
+SAMPLERS = ("posterior", "reference")
 
 
 def vp_beta_schedule(n_diffusion_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> th.Tensor:
@@ -84,7 +87,18 @@ def check_sampler_temperature(sampler_temperature: float) -> None:
     check_real("sampler_temperature", sampler_temperature, 0.0)
 
 
-def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float) -> None:
+def check_sampler(sampler: str) -> None:
+    """
+    :param sampler: Name of the reverse sampler
+    :raises ValueError: naming the argument, unless it is one of ``SAMPLERS``
+    """
+    if not (isinstance(sampler, str) and sampler in SAMPLERS):
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+
+
+def check_diffusion_args(
+    n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float, sampler: str = "posterior"
+) -> None:
     """
     Raise a ``ValueError`` naming the argument when a diffusion setting is not usable: the check an algorithm runs
     on its arguments before any work (the schedule and the actor check their own again when they are built).
@@ -92,10 +106,12 @@ def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_tem
     :param n_diffusion_steps: Number of diffusion steps ``T`` (an integer >= 1)
     :param beta_schedule: Name of the noise schedule (one of ``BETA_SCHEDULES``)
     :param sampler_temperature: Scale of the noise injected by the reverse sampler (finite, >= 0)
+    :param sampler: Name of the reverse sampler (one of ``SAMPLERS``)
     """
     check_n_diffusion_steps(n_diffusion_steps)
     check_beta_schedule(beta_schedule)
     check_sampler_temperature(sampler_temperature)
+    check_sampler(sampler)
 
 
 def make_beta_schedule(beta_schedule: str, n_diffusion_steps: int) -> th.Tensor:
@@ -167,6 +183,50 @@ def truncated_normal_log_prob(
     return log_prob.sum(dim=-1)
 
 
+class ReverseStep(NamedTuple):
+    """
+    The constants of one reverse step, from index ``t`` down to the previous kept index ``s`` (``alpha_bar_s = 1``
+    past the last step), with ``alpha_t = alpha_bar_t / alpha_bar_s`` and ``beta_t = 1 - alpha_t``.
+    """
+
+    t: int
+    # beta_t / sqrt(1 - alpha_bar_t) and 1 / sqrt(alpha_t): the step's mean in its noise form
+    eps_coef: float
+    inv_sqrt_alpha: float
+    # 1 / sqrt(alpha_bar_t) and sqrt(1 / alpha_bar_t - 1): the estimate of a_0 from a_t and the predicted noise
+    clean_scale: float
+    clean_noise_scale: float
+    # beta_t sqrt(alpha_bar_s) / (1 - alpha_bar_t) and (1 - alpha_bar_s) sqrt(alpha_t) / (1 - alpha_bar_t): the mean of
+    # q(a_s | a_t, a_0) as a weighted sum of a_0 and a_t
+    clean_coef: float
+    noisy_coef: float
+    # sqrt(beta_t), the reference's noise, and sqrt(beta_t (1 - alpha_bar_s) / (1 - alpha_bar_t)), that of q(a_s | a_t, a_0)
+    sigma: float
+    posterior_sigma: float
+
+
+def _reverse_step(t: int, alpha_bar: float, alpha_bar_next: float) -> ReverseStep:
+    """
+    :param t: Time index of the step
+    :param alpha_bar: ``alpha_bar_t``
+    :param alpha_bar_next: ``alpha_bar_s`` of the index the step goes to (1 past the last step)
+    :return: The step's constants (float64 arithmetic)
+    """
+    alpha = alpha_bar / alpha_bar_next
+    beta = 1.0 - alpha
+    return ReverseStep(
+        t=t,
+        eps_coef=beta / math.sqrt(1.0 - alpha_bar),
+        inv_sqrt_alpha=1.0 / math.sqrt(alpha),
+        clean_scale=1.0 / math.sqrt(alpha_bar),
+        clean_noise_scale=math.sqrt(1.0 / alpha_bar - 1.0),
+        clean_coef=beta * math.sqrt(alpha_bar_next) / (1.0 - alpha_bar),
+        noisy_coef=(1.0 - alpha_bar_next) * math.sqrt(alpha) / (1.0 - alpha_bar),
+        sigma=math.sqrt(beta),
+        posterior_sigma=math.sqrt(beta * (1.0 - alpha_bar_next) / (1.0 - alpha_bar)),
+    )
+
+
 class DiffusionSchedule(nn.Module):
     """
     The constants of a discrete DDPM, held as non-persistent float32 buffers so that they follow
@@ -191,12 +251,10 @@ class DiffusionSchedule(nn.Module):
         self.register_buffer("alphas", alphas.float(), persistent=False)
         alpha_bars = th.cumprod(alphas, dim=0)
         self.register_buffer("alpha_bars", alpha_bars.float(), persistent=False)
+        self._alpha_bars64: list[float] = alpha_bars.tolist()
         # Per-step constants of the reverse process as Python floats: each sampler step then costs a few
         # tensor operations instead of a dozen small ones (this matters for single-observation predict)
-        self.eps_coefs: list[float] = (betas / (1.0 - alpha_bars).sqrt()).tolist()
-        self.inv_sqrt_alphas: list[float] = (1.0 / alphas.sqrt()).tolist()
-        self.sigmas: list[float] = betas.sqrt().tolist()
-        self._alpha_bars64: list[float] = alpha_bars.tolist()
+        self._full_chain = self._respaced_steps(list(range(n_diffusion_steps)))
 
     def strided_steps(self, n_steps: int) -> list[int]:
         """
@@ -211,23 +269,23 @@ class DiffusionSchedule(nn.Module):
             return [last]
         return sorted({round(i * last / (n_steps - 1)) for i in range(n_steps)})
 
-    def _reverse_steps(self, n_steps: int | None) -> list[tuple[int, float, float, float]]:
+    def _reverse_steps(self, n_steps: int | None) -> list[ReverseStep]:
         """
-        The reverse process's steps, noisiest first, as ``(t, beta_t / sqrt(1 - alpha_bar_t), 1 / sqrt(alpha_t),
-        sqrt(beta_t))``. With fewer steps than ``T``, the chain is respaced (Nichol & Dhariwal, 2021): between two
-        kept indices ``s < t``, ``alpha_t`` becomes ``alpha_bar_t / alpha_bar_s``, and the denoiser still sees the
-        original index ``t``.
+        The reverse process's steps, noisiest first. With fewer steps than ``T``, the chain is respaced (Nichol &
+        Dhariwal, 2021): between two kept indices ``s < t``, ``alpha_t`` becomes ``alpha_bar_t / alpha_bar_s``, and the
+        denoiser still sees the original index ``t``.
         """
         if n_steps is None or n_steps == self.n_diffusion_steps:
-            full = range(self.n_diffusion_steps)
-            return [(t, self.eps_coefs[t], self.inv_sqrt_alphas[t], self.sigmas[t]) for t in reversed(full)]
-        steps = self.strided_steps(n_steps)
-        reverse = []
-        for index, t in enumerate(steps):
-            alpha_bar = self._alpha_bars64[t]
-            alpha = alpha_bar / (self._alpha_bars64[steps[index - 1]] if index > 0 else 1.0)
-            beta = 1.0 - alpha
-            reverse.append((t, beta / math.sqrt(1.0 - alpha_bar), 1.0 / math.sqrt(alpha), math.sqrt(beta)))
+            return self._full_chain
+        return self._respaced_steps(self.strided_steps(n_steps))
+
+    def _respaced_steps(self, steps: list[int]) -> list[ReverseStep]:
+        """:return: The reverse steps through the given time indices (increasing), noisiest first"""
+        alpha_bars = self._alpha_bars64
+        reverse = [
+            _reverse_step(t, alpha_bars[t], alpha_bars[steps[index - 1]] if index > 0 else 1.0)
+            for index, t in enumerate(steps)
+        ]
         return reverse[::-1]
 
     def add_noise(self, actions: th.Tensor, noise: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
@@ -354,7 +412,8 @@ class DiffusionSchedule(nn.Module):
         :param t: 0-based time index
         :return: The posterior mean
         """
-        return _reverse_mean(x, eps_pred, self.eps_coefs[t], self.inv_sqrt_alphas[t])
+        step = self._full_chain[self.n_diffusion_steps - 1 - t]
+        return _reverse_mean(x, eps_pred, step.eps_coef, step.inv_sqrt_alpha)
 
     def sample(
         self,
@@ -366,19 +425,31 @@ class DiffusionSchedule(nn.Module):
         trajectory: list[th.Tensor] | None = None,
         n_steps: int | None = None,
         step_noise: th.Tensor | None = None,
+        sampler: str = "reference",
     ) -> th.Tensor:
         """
-        Run the reverse process from ``x_T = x`` down to ``x_0``, as the QSM reference does:
-        at each step take the posterior mean, add ``sqrt(beta_t) * temperature * z`` unless ``t == 0``
-        (or ``deterministic``), and clip to ``[-1, 1]`` after every step when ``clip`` is set.
-        The last sample is always clipped, so the result lies in ``[-1, 1]``. With ``n_steps`` below ``T``, the
-        chain runs on a strided subset of the time indices (``strided_steps``), respaced.
+        Run the reverse process from ``x_T = x`` down to ``x_0``. Each step but the last adds noise scaled by
+        ``temperature`` (none with ``deterministic``); how a step moves depends on ``sampler``:
+
+        - ``"reference"``, as the QSM reference does: the DDPM mean ``(x_t - beta_t / sqrt(1 - alpha_bar_t) eps) /
+          sqrt(alpha_t)``, then noise of std ``sqrt(beta_t)``, and, with ``clip``, the sample clipped to ``[-1, 1]``
+          after every step.
+        - ``"posterior"``, as Diffusion-QL and IDQL do: the step estimates the clean action
+          ``a_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``, clips that estimate to ``[-1, 1]`` (with
+          ``clip``), and draws from the forward process's posterior ``q(x_{t-1} | x_t, a_0)``: its mean, and its std
+          ``sqrt(beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t))``, below ``sqrt(beta_t)``. The noisy samples are
+          left unclipped, as the forward process makes them, so the denoiser sees the inputs it was trained on.
+
+        Without a clip the two give the same mean. The last sample is always clipped, so the result lies in
+        ``[-1, 1]``. With ``n_steps`` below ``T``, the chain runs on a strided subset of the time indices
+        (``strided_steps``), respaced.
 
         :param denoise_fn: ``(x_t, t) -> eps_pred``; ``t`` is a Python int
         :param x: Starting point ``x_T``, shape ``(batch, action_dim)``
         :param temperature: Scale of the injected noise (0 gives a deterministic chain)
-        :param clip: Whether to clip to ``[-1, 1]`` after every step (the reference does; with a large
-            score scale a single step can move far outside the box)
+        :param clip: Whether to keep the chain in ``[-1, 1]``: the sample after every step (``"reference"``: with a
+            large score scale a single step can move far outside the box) or the estimate of the clean action
+            (``"posterior"``)
         :param deterministic: Skip the injected noise, so no random number is drawn
         :param trajectory: If given, ``x_T`` and every following sample are appended to it (``T + 1`` tensors, the
             last one the returned actions), for inspection
@@ -386,24 +457,38 @@ class DiffusionSchedule(nn.Module):
         :param step_noise: The standard normal noise to inject, shape ``(batch, n_steps - 1, action_dim)``, one
             vector per step but the last, in the order of the steps; None draws it from PyTorch's generator. Given,
             the chain is a function of its inputs (what an exported sampler takes as an input)
+        :param sampler: ``"reference"`` or ``"posterior"`` (see above)
         :return: Actions ``x_0`` in ``[-1, 1]``
         """
+        check_sampler(sampler)
         if trajectory is not None:
             trajectory.append(x)
         steps = self._reverse_steps(n_steps)
-        for index, (t, eps_coef, inv_sqrt_alpha, sigma) in enumerate(steps):
+        posterior = sampler == "posterior"
+        for index, step in enumerate(steps):
             last = index == len(steps) - 1
-            x = _reverse_mean(x, denoise_fn(x, t), eps_coef, inv_sqrt_alpha)
+            if posterior:
+                x = _posterior_mean(x, denoise_fn(x, step.t), step, clip)
+            else:
+                x = _reverse_mean(x, denoise_fn(x, step.t), step.eps_coef, step.inv_sqrt_alpha)
             # x is a new tensor of this step: the noise and the clip may write into it, in fewer operations, except
             # where autograd needs the values a clip overwrites
             if not last and not deterministic and temperature > 0:
                 noise = th.randn_like(x) if step_noise is None else step_noise[:, index]
-                x = x.add_(noise, alpha=sigma * temperature)
-            if clip or last:
+                x = x.add_(noise, alpha=(step.posterior_sigma if posterior else step.sigma) * temperature)
+            if (clip and not posterior) or last:
                 x = x.clamp(-1.0, 1.0) if x.requires_grad else x.clamp_(-1.0, 1.0)
             if trajectory is not None:
                 trajectory.append(x)
         return x
+
+
+def _posterior_mean(x: th.Tensor, eps_pred: th.Tensor, step: ReverseStep, clip: bool) -> th.Tensor:
+    """:return: The mean of ``q(x_{t-1} | x_t, a_0)`` at the clean action estimated from ``eps_pred``, clipped if asked"""
+    clean = th.add(x.mul(step.clean_scale), eps_pred, alpha=-step.clean_noise_scale)
+    if clip:
+        clean = clean.clamp(-1.0, 1.0)
+    return th.add(clean.mul_(step.clean_coef), x, alpha=step.noisy_coef)
 
 
 def _reverse_mean(x: th.Tensor, eps_pred: th.Tensor, eps_coef: float, inv_sqrt_alpha: float) -> th.Tensor:

@@ -12,11 +12,11 @@ from sb3_qsm.common.utils import check_real, is_int_at_least, is_real
 # Policy keyword arguments of SAC's Gaussian actor that mean nothing for a diffusion actor
 SAC_ONLY_POLICY_KWARGS = ("use_sde", "log_std_init", "use_expln", "clip_mean", "full_std")
 # QSM constructor arguments that are forwarded to the policy; once it is built, its actor owns them
-DIFFUSION_POLICY_ARGS = ("n_diffusion_steps", "beta_schedule", "sampler_temperature")
+DIFFUSION_POLICY_ARGS = ("n_diffusion_steps", "beta_schedule", "sampler_temperature", "sampler")
 # Of these, the ones the denoiser is trained for, which a loaded model keeps
 FIXED_DIFFUSION_ARGS = ("n_diffusion_steps", "beta_schedule")
 # Actor settings that only change how actions are sampled, and may be changed on a built model
-SAMPLER_SETTINGS = ("sampler_temperature", "clip_sampler")
+SAMPLER_SETTINGS = ("sampler_temperature", "sampler", "clip_sampler")
 # What the denoiser can be regressed onto (``QSM(score_target=...)``)
 SCORE_TARGETS = ("gradient", "posterior")
 # Where the "posterior" target draws its candidates (``QSM(score_proposal=...)``)

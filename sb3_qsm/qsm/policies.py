@@ -23,7 +23,7 @@ from torch import nn
 
 from sb3_qsm.common.checkpoint import atomic_file, read_saved_policy
 from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values
-from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler_temperature
+from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
 from sb3_qsm.common.utils import n_observations, repeat_rows
 from sb3_qsm.qsm.arguments import check_best_of_n
@@ -115,8 +115,8 @@ class DiffusionActor(BoundedActionPolicy):
     Diffusion actor for QSM: a noise-prediction network ``eps_theta(s, a_t, t)`` and its DDPM sampler.
 
     The actor owns the diffusion settings: ``n_diffusion_steps`` and ``beta_schedule`` are those of its ``schedule``
-    (fixed once built: the denoiser is trained for them), ``sampler_temperature`` may be changed at any time (it is
-    checked when set). The algorithm and the policy read them from here.
+    (fixed once built: the denoiser is trained for them), ``sampler_temperature`` and ``sampler`` may be changed at
+    any time (they are checked when set). The algorithm and the policy read them from here.
 
     Sampling extracts the observation features once and then runs ``T`` denoiser calls on the whole batch.
     With ``deterministic=True`` the chain starts at ``x_T = 0`` and injects no noise, so the action is a pure
@@ -132,11 +132,13 @@ class DiffusionActor(BoundedActionPolicy):
     :param n_diffusion_steps: Number of diffusion steps ``T``
     :param beta_schedule: Noise schedule: ``"cosine"``, ``"vp"`` or ``"linear"``
     :param sampler_temperature: Scale of the noise the sampler injects at each step
-    :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (the reference does)
+    :param clip_sampler: Keep the chain in ``[-1, 1]``: clip each step's estimate of the clean action
+        (``sampler="posterior"``) or the sample after every step (``sampler="reference"``, as the reference does)
     :param time_embed_dim: Number of Fourier features of the time index
     :param time_net_arch: Layer sizes of the MLP applied to the Fourier features
     :param action_fan_in_init: Initialise the denoiser's first-layer weights on the noisy action by the action's
         own fan-in (see ``Denoiser``; not in the reference)
+    :param sampler: How each reverse step moves and what noise it adds (see ``DiffusionSchedule.sample``)
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
     """
 
@@ -155,6 +157,7 @@ class DiffusionActor(BoundedActionPolicy):
         time_embed_dim: int,
         time_net_arch: list[int],
         action_fan_in_init: bool,
+        sampler: str,
         normalize_images: bool = True,
     ):
         super().__init__(
@@ -168,6 +171,7 @@ class DiffusionActor(BoundedActionPolicy):
         self.features_dim = features_dim
         self.activation_fn = activation_fn
         self.sampler_temperature = sampler_temperature
+        self.sampler = sampler
         self.clip_sampler = clip_sampler
         self.time_embed_dim = time_embed_dim
         self.time_net_arch = time_net_arch
@@ -205,6 +209,16 @@ class DiffusionActor(BoundedActionPolicy):
         check_sampler_temperature(value)
         self._sampler_temperature = value
 
+    @property
+    def sampler(self) -> str:
+        """How each reverse step moves and what noise it adds (see ``DiffusionSchedule.sample``); may be changed."""
+        return self._sampler
+
+    @sampler.setter
+    def sampler(self, value: str) -> None:
+        check_sampler(value)
+        self._sampler = value
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
@@ -227,6 +241,7 @@ class DiffusionActor(BoundedActionPolicy):
             n_diffusion_steps=self.n_diffusion_steps,
             beta_schedule=self.beta_schedule,
             sampler_temperature=self.sampler_temperature,
+            sampler=self.sampler,
             clip_sampler=self.clip_sampler,
             time_embed_dim=self.time_embed_dim,
             time_net_arch=self.time_net_arch,
@@ -305,6 +320,7 @@ class DiffusionActor(BoundedActionPolicy):
             trajectory=trajectory,
             n_steps=n_steps,
             step_noise=noise,
+            sampler=self.sampler,
         )
 
     def compile_sampler(self, **compile_kwargs: Any) -> None:
@@ -350,7 +366,12 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     :param n_diffusion_steps: Number of diffusion steps ``T`` (paper: 5)
     :param beta_schedule: Noise schedule: ``"cosine"``, ``"vp"`` (paper) or ``"linear"``
     :param sampler_temperature: Scale of the noise injected by the sampler (paper: 1.0)
-    :param clip_sampler: Clip the sample to ``[-1, 1]`` after every reverse step (paper: True)
+    :param sampler: How each reverse step moves and what noise it adds: ``"posterior"`` (the default) draws from the
+        forward process's posterior at the step's (clipped) estimate of the clean action, as Diffusion-QL does;
+        ``"reference"`` takes the DDPM mean and adds noise of std ``sqrt(beta_t)``, as the QSM reference does (see
+        ``DiffusionSchedule.sample``)
+    :param clip_sampler: Keep the chain in ``[-1, 1]``: clip each step's estimate of the clean action
+        (``sampler="posterior"``) or the sample after every step (``sampler="reference"``; paper: True)
     :param denoiser_activation_fn: Activation function of the denoiser. Default SiLU, which has nearly the same
         shape as the paper's mish but is several times faster on CPU in PyTorch; the paper preset uses ``nn.Mish``
     :param time_embed_dim: Number of Fourier features of the time index (paper: 64)
@@ -400,6 +421,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         n_diffusion_steps: int = 10,
         beta_schedule: str = "cosine",
         sampler_temperature: float = 1.0,
+        sampler: str = "posterior",
         clip_sampler: bool = True,
         denoiser_activation_fn: type[nn.Module] = nn.SiLU,
         time_embed_dim: int = 64,
@@ -444,6 +466,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
             "n_diffusion_steps": n_diffusion_steps,
             "beta_schedule": beta_schedule,
             "sampler_temperature": sampler_temperature,
+            "sampler": sampler,
             "clip_sampler": clip_sampler,
             "time_embed_dim": time_embed_dim,
             "time_net_arch": [128, 128] if time_net_arch is None else list(time_net_arch),

@@ -11,11 +11,19 @@ from torch import nn
 
 # Standard deviation of the Gaussian noise the reference adds to the diffusion sample when acting
 PAPER_NOISE_STD = 0.1
-# The paper's actor update: its score target and diffusion chain, and (in policy_kwargs) the denoiser initialisation
-# it trained from. sb3-qsm's defaults use the "posterior" target instead (docs: guide/multimodal), and half the reverse
-# chain for the critic target's next action, where the reference runs all of it
+# The reverse sampler of the QSM reference and of sb3-qsm before the "posterior" sampler became the default, pinned
+# wherever settings were measured with it
+REFERENCE_SAMPLER: dict[str, Any] = dict(sampler="reference")
+# The paper's actor update: its score target, diffusion chain and sampler, and (in policy_kwargs) the denoiser
+# initialisation it trained from. sb3-qsm's defaults use the "posterior" target instead (docs: guide/multimodal), half
+# the reverse chain for the critic target's next action, where the reference runs all of it, and the "posterior" sampler
 PAPER_UPDATE: dict[str, Any] = dict(
-    score_target="gradient", score_scale=50.0, n_diffusion_steps=5, beta_schedule="vp", target_diffusion_steps=None
+    score_target="gradient",
+    score_scale=50.0,
+    n_diffusion_steps=5,
+    beta_schedule="vp",
+    target_diffusion_steps=None,
+    **REFERENCE_SAMPLER,
 )
 PAPER_UPDATE_POLICY_KWARGS: dict[str, Any] = dict(action_fan_in_init=False)
 # The exploration of sb3-qsm 0.1 (white sampler noise, no floor under the posterior target's spread), pinned wherever

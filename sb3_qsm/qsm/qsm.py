@@ -31,7 +31,7 @@ from sb3_qsm.common.checkpoint import (
 )
 from sb3_qsm.common.compilation import check_compile_args, compile_options
 from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values, q_values
-from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler_temperature
+from sb3_qsm.common.diffusion import check_diffusion_args, check_sampler, check_sampler_temperature
 from sb3_qsm.common.utils import check_bool
 from sb3_qsm.qsm.arguments import (
     DIFFUSION_POLICY_ARGS,
@@ -59,6 +59,8 @@ ADDED_ARGUMENTS: dict[str, Any] = {
     "sampler_noise_color": 0.0,
     "target_diffusion_steps": None,
 }
+# Policy arguments that older archives' policy_kwargs may lack, with the value those archives trained with
+ADDED_POLICY_ARGUMENTS: dict[str, Any] = {"sampler": "reference"}
 # Length of the colored noise series of the sampler when the environment has no episode length limit
 DEFAULT_NOISE_HORIZON = 1000
 # Exploration defaults, measured on the screen (docs: guide/parameters): pink sampler noise and a floor of 0.1 under
@@ -115,6 +117,12 @@ class QSM(OffPolicyAlgorithm):
     :param beta_schedule: Noise schedule ``beta_1..beta_T``: ``"cosine"`` (default), ``"vp"`` (paper) or ``"linear"``
     :param sampler_temperature: Scale of the noise the reverse sampler injects (paper: 1.0); 0 makes the stochastic
         sampler deterministic apart from its random start ``x_T``
+    :param sampler: How each reverse step of the policy moves and what noise it adds. ``"posterior"`` (the default,
+        as Diffusion-QL and IDQL sample): the step estimates the clean action, clips the estimate to the box, and
+        draws from the forward process's posterior there, whose noise is smaller than ``sqrt(beta_t)`` at the clean
+        steps; the noisy samples stay unclipped, as the denoiser saw them in training. ``"reference"`` (the paper):
+        the DDPM mean plus noise of std ``sqrt(beta_t)``, the sample clipped to the box after every step. See
+        ``DiffusionSchedule.sample``; ``policy_kwargs=dict(clip_sampler=False)`` turns either clip off
     :param target_policy_noise: Standard deviation of the Gaussian noise added to the sampled next action in the
         critic target (paper: 0.1)
     :param target_noise_clip: Limit for the absolute value of that noise (``None``: no limit, as in the paper)
@@ -221,6 +229,7 @@ class QSM(OffPolicyAlgorithm):
         n_diffusion_steps: int = 10,
         beta_schedule: str = "cosine",
         sampler_temperature: float = 1.0,
+        sampler: str = "posterior",
         target_policy_noise: float = 0.1,
         target_noise_clip: float | None = None,
         deterministic_target: bool = False,
@@ -253,7 +262,7 @@ class QSM(OffPolicyAlgorithm):
             )
         policy_kwargs = dict(policy_kwargs or {})
         check_policy_kwargs(policy_kwargs)
-        check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature)
+        check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature, sampler)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_bool("deterministic_target", deterministic_target)
         check_score_target(score_target, n_score_samples, score_proposal, q_spread_floor)
@@ -265,7 +274,10 @@ class QSM(OffPolicyAlgorithm):
         n_diffusion_steps, n_score_samples = int(n_diffusion_steps), int(n_score_samples)
         # The actor owns these settings once built (see the properties below); policy_kwargs carries them to it
         policy_kwargs.update(
-            n_diffusion_steps=n_diffusion_steps, beta_schedule=beta_schedule, sampler_temperature=sampler_temperature
+            n_diffusion_steps=n_diffusion_steps,
+            beta_schedule=beta_schedule,
+            sampler_temperature=sampler_temperature,
+            sampler=sampler,
         )
         super().__init__(
             policy,
@@ -362,6 +374,15 @@ class QSM(OffPolicyAlgorithm):
     @sampler_temperature.setter
     def sampler_temperature(self, value: float) -> None:
         self.actor.sampler_temperature = value
+
+    @property
+    def sampler(self) -> str:
+        """The actor's reverse sampler; setting it changes the actor's (and what ``save`` keeps)."""
+        return self.actor.sampler
+
+    @sampler.setter
+    def sampler(self, value: str) -> None:
+        self.actor.sampler = value
 
     @classmethod
     def from_paper_config(
@@ -732,9 +753,10 @@ class QSM(OffPolicyAlgorithm):
         code they hold: only for files you trust. Pass ``buffer_size=1`` to avoid allocating the full replay buffer
         when only predicting.
         An archive saved before ``score_target`` existed goes on training with the paper's ``"gradient"`` target it
-        was trained with, not today's default. ``sampler_temperature`` given here replaces the saved one;
-        ``n_diffusion_steps`` and ``beta_schedule`` can only be given with their saved values, since the denoiser
-        was trained for them. See ``BaseAlgorithm.load`` for the parameters.
+        was trained with, not today's default; one saved before ``sampler`` existed samples with the
+        ``"reference"`` sampler it was trained with. ``sampler_temperature`` and ``sampler`` given here replace the
+        saved ones; ``n_diffusion_steps`` and ``beta_schedule`` can only be given with their saved values, since the
+        denoiser was trained for them. See ``BaseAlgorithm.load`` for the parameters.
 
         :param path: path to the file (or a file-like) where to load the agent from
         :param env: the new environment to run the loaded model on (its spaces must match the saved ones)
@@ -752,9 +774,7 @@ class QSM(OffPolicyAlgorithm):
         if "policy_kwargs" in left_out:
             data.update(unpickle_entries(stored, ["policy_kwargs"]))
         kwargs = with_values_of_older_archives(data, kwargs, ADDED_ARGUMENTS)
-        policy_kwargs = _policy_kwargs_to_load(data, kwargs, path)
-        if policy_kwargs is not None:
-            data["policy_kwargs"] = policy_kwargs
+        data["policy_kwargs"] = _policy_kwargs_to_load(data, kwargs, path)
         # Every decoded entry is handed to SB3's load, which then unpickles only what a trusting caller left out;
         # lr_schedule is rebuilt from learning_rate by _setup_model
         return super().load(
@@ -805,7 +825,8 @@ class QSM(OffPolicyAlgorithm):
     ) -> None:
         """
         Save the model to a zip file; ``load`` rebuilds the policy from ``policy_kwargs``, which therefore first
-        records any sampler setting (``sampler_temperature``, ``clip_sampler``) changed on the actor since it was built.
+        records any sampler setting (``sampler_temperature``, ``sampler``, ``clip_sampler``) changed on the actor since
+        it was built.
         A path is written atomically: to a temporary file in the same folder, renamed into place once complete, so a
         process killed during the save leaves the previous file whole.
 
@@ -882,17 +903,19 @@ def _check_saved_policy(
     check_policy_class({"policy_class": policy_class}, DiffusionActorPolicy, algo_name, path)
 
 
-def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: Any) -> dict[str, Any] | None:
+def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: Any) -> dict[str, Any]:
     """
     Take the diffusion settings out of ``load``'s extra arguments, where ``BaseAlgorithm.load`` would set them as
-    attributes that the actor never reads.
+    attributes that the actor never reads, and give an archive saved before ``sampler`` existed the sampler it
+    trained with (every later archive records it in ``policy_kwargs``).
 
     :param data: Decoded ``data`` entry of the checkpoint
     :param kwargs: ``load``'s extra arguments; the diffusion settings are removed from it
     :param path: The checkpoint, for the messages
-    :return: The saved ``policy_kwargs`` with the given ``sampler_temperature``, or None if none is given
+    :return: The ``policy_kwargs`` to build the policy from: the saved ones, with the given ``sampler_temperature``
+        and ``sampler``
     :raises ValueError: for a ``n_diffusion_steps`` or ``beta_schedule`` other than the saved one, or an unusable
-        ``sampler_temperature``
+        ``sampler_temperature`` or ``sampler``
     """
     saved = dict(data.get("policy_kwargs") or {})
     for name in FIXED_DIFFUSION_ARGS:
@@ -904,8 +927,11 @@ def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: A
                 f"Cannot load {path} with {name}={value!r}: its denoiser was trained with {name}={saved.get(name)!r}, "
                 "which a loaded model keeps. Train a new model (or convert this one) to use another value."
             )
-    if "sampler_temperature" not in kwargs:
-        return None
-    temperature = kwargs.pop("sampler_temperature")
-    check_sampler_temperature(temperature)
-    return {**saved, "sampler_temperature": temperature}
+    saved = {**ADDED_POLICY_ARGUMENTS, **saved}
+    if "sampler_temperature" in kwargs:
+        check_sampler_temperature(kwargs["sampler_temperature"])
+        saved["sampler_temperature"] = kwargs.pop("sampler_temperature")
+    if "sampler" in kwargs:
+        check_sampler(kwargs["sampler"])
+        saved["sampler"] = kwargs.pop("sampler")
+    return saved
