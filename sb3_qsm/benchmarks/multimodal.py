@@ -32,6 +32,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 import sb3_qsm.envs
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
+from sb3_qsm.benchmarks.suite import effective_hyperparams
 from sb3_qsm.common.diffusion import DiffusionSchedule
 from sb3_qsm.envs.multimodal import MultiModalBandit
 from sb3_qsm.inspection import mode_coverage, sample_actions
@@ -41,7 +42,6 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"qsm": QSM, "sac": SAC, "td3": TD3
 N_SAMPLES, MIN_FRACTION = 2000, 0.1
 # QSM's settings that decide whether it keeps the peaks, recorded in each result as the model holds them (defaults
 # included), so that a result still says what ran after a default changes
-QSM_SETTINGS = ("score_target", "score_scale", "n_score_samples", "n_diffusion_steps", "beta_schedule")
 
 
 def evaluate_samples(actions: np.ndarray, bandit: MultiModalBandit) -> dict[str, Any]:
@@ -66,7 +66,9 @@ def run(algo: str, seed: int, steps: int, qsm_kwargs: dict[str, Any], out: pathl
     assert isinstance(bandit, MultiModalBandit)
     result: dict[str, Any] = {"algo": algo, "seed": seed, "steps": steps, "kwargs": {k: repr(v) for k, v in kwargs.items()}}
     if isinstance(model, QSM):
-        settings = {name: repr(getattr(model, name)) for name in QSM_SETTINGS}
+        # Every argument as the model holds it (defaults included), so that a record says what ran after a default
+        # changes
+        settings = effective_hyperparams(model)
         result["settings"] = {**settings, "action_fan_in_init": repr(model.policy.actor.action_fan_in_init)}
     result |= {**evaluate_samples(actions, bandit), "actions": actions.tolist()}
     out.mkdir(parents=True, exist_ok=True)
