@@ -65,7 +65,8 @@ ADDED_POLICY_ARGUMENTS: dict[str, Any] = {"sampler": "reference"}
 DEFAULT_NOISE_HORIZON = 1000
 # Exploration defaults, measured on the screen (docs: guide/parameters): pink sampler noise and a floor of 0.1 under
 # the posterior target's spread found MountainCarContinuous-v0's goal on 5 of 5 seeds in a first probe harness (none
-# with white noise; 2 of 5 within 20k steps with the arguments' own draws: benchmarks/probes), kept the bandit's four
+# with white noise; 2 of 5 within 20k steps with the arguments' own draws and the reference sampler, 0 of 5 with the
+# posterior sampler: benchmarks/probes), kept the bandit's four
 # modes, and cost nothing measurable on HalfCheetah and Hopper
 DEFAULT_SAMPLER_NOISE_COLOR = 1.0
 DEFAULT_Q_SPREAD_FLOOR = 0.1
