@@ -233,6 +233,11 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (pink sampler noise, spread floor 0.1, critic target T=5, posterior sampler)",
         {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior"},
     ),
+    # The previous one with the floor of 1 that found MountainCar's goal early with it (benchmarks/probes)
+    "qsm-posterior-sampler-floor1": (
+        "QSM (pink sampler noise, spread floor 1, critic target T=5, posterior sampler)",
+        {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 1.0},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
