@@ -123,7 +123,8 @@ def test_a_critic_with_its_own_forward_is_called():
     observations, candidates = th.randn(8, 17), th.rand(8, 3, 6) * 2 - 1
     for values in (q_values, candidate_q_values):
         arguments = (observations, candidates[:, 0] if values is q_values else candidates)
-        assert th.allclose(values(doubled, *arguments), 2 * values(critic, *arguments))
+        # The same weights through another path: equal up to the rounding of the fused layers
+        assert th.allclose(values(doubled, *arguments), 2 * values(critic, *arguments), atol=1e-5)
 
 
 def test_a_shared_features_extractor_gets_no_gradient_from_the_critic():
