@@ -146,6 +146,21 @@ def test_save_load_policy_and_actor(tmp_path, small_kwargs, policy_str):
         assert actor.n_diffusion_steps == 3 and actor.beta_schedule == "cosine"
 
 
+@pytest.mark.parametrize("safe", [True, False])
+def test_policy_file_older_than_the_sampler_samples_as_it_trained(tmp_path, small_kwargs, safe):
+    """A policy or actor saved alone before the sampler argument existed holds no value for it: it loads with the
+    reference sampler it was trained with, not today's default."""
+    model = QSM("MlpPolicy", "Pendulum-v1", sampler="posterior", **small_kwargs)
+    for network, name in ((model.policy, "policy.pth"), (model.actor, "actor.pth")):
+        network.save(tmp_path / name)
+        saved = th.load(tmp_path / name, weights_only=False)
+        assert saved["data"]["sampler"] == "posterior"
+        del saved["data"]["sampler"]
+        th.save(saved, tmp_path / name)
+        loaded = type(network).load(tmp_path / name, safe=safe)
+        assert (loaded.actor if isinstance(loaded, DiffusionActorPolicy) else loaded).sampler == "reference"
+
+
 def test_paper_preset_save_load(tmp_path):
     model = QSM.from_paper_config(
         "Pendulum-v1", buffer_size=10, batch_size=4, policy_kwargs=dict(net_arch=[8], time_net_arch=[4])

@@ -3,7 +3,7 @@
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
@@ -30,6 +30,9 @@ from sb3_qsm.qsm.arguments import check_best_of_n
 
 # Optimizers whose fused implementation DiffusionActorPolicy selects unless told otherwise
 FUSED_OPTIMIZERS: tuple[type[th.optim.Optimizer], ...] = (th.optim.Adam, th.optim.AdamW)
+# Constructor arguments of the diffusion actor and policy that files saved before they existed lack, with the value
+# those files were trained with
+ARGUMENTS_OF_OLDER_FILES: dict[str, Any] = {"sampler": "reference"}
 SelfBoundedActionPolicy = TypeVar("SelfBoundedActionPolicy", bound="BoundedActionPolicy")
 
 
@@ -40,6 +43,8 @@ class BoundedActionPolicy(BasePolicy):
     """
 
     action_space: spaces.Box
+    # Constructor arguments added since a file may have been saved, with the value such a file was trained with
+    arguments_of_older_files: ClassVar[dict[str, Any]] = {}
 
     def predict(
         self,
@@ -85,13 +90,15 @@ class BoundedActionPolicy(BasePolicy):
         :param path: Path to the saved policy
         :param device: Device on which the policy should be loaded
         :param safe: Run no code from the file
-        :return: The policy
+        :return: The policy; a file saved before a constructor argument existed gets the value it was trained with
+            (``arguments_of_older_files``)
         """
-        if not safe:
-            return super().load(path, device)
         device = get_device(device)
-        saved = read_saved_policy(path, device, extra=(cls,))
-        model = cls(**saved["data"])
+        if safe:
+            saved = read_saved_policy(path, device, extra=(cls,))
+        else:
+            saved = th.load(path, map_location=device, weights_only=False)
+        model = cls(**{**cls.arguments_of_older_files, **saved["data"]})
         model.load_state_dict(saved["state_dict"])
         model.to(device)
         return model
@@ -141,6 +148,8 @@ class DiffusionActor(BoundedActionPolicy):
     :param sampler: How each reverse step moves and what noise it adds (see ``DiffusionSchedule.sample``)
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
     """
+
+    arguments_of_older_files = ARGUMENTS_OF_OLDER_FILES
 
     def __init__(
         self,
@@ -403,6 +412,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     actor: DiffusionActor
     critic: ContinuousCritic
     critic_target: ContinuousCritic
+    arguments_of_older_files = ARGUMENTS_OF_OLDER_FILES
 
     def __init__(
         self,

@@ -47,7 +47,14 @@ from sb3_qsm.qsm.arguments import (
     check_target_diffusion_steps,
     target_chain_steps,
 )
-from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActor, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
+from sb3_qsm.qsm.policies import (
+    ARGUMENTS_OF_OLDER_FILES,
+    CnnPolicy,
+    DiffusionActor,
+    DiffusionActorPolicy,
+    MlpPolicy,
+    MultiInputPolicy,
+)
 from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
 
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
@@ -59,8 +66,6 @@ ADDED_ARGUMENTS: dict[str, Any] = {
     "sampler_noise_color": 0.0,
     "target_diffusion_steps": None,
 }
-# Policy arguments that older archives' policy_kwargs may lack, with the value those archives trained with
-ADDED_POLICY_ARGUMENTS: dict[str, Any] = {"sampler": "reference"}
 # Length of the colored noise series of the sampler when the environment has no episode length limit
 DEFAULT_NOISE_HORIZON = 1000
 # Exploration defaults, measured on the screen (docs: guide/parameters): pink sampler noise and a floor of 0.1 under
@@ -928,7 +933,7 @@ def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: A
                 f"Cannot load {path} with {name}={value!r}: its denoiser was trained with {name}={saved.get(name)!r}, "
                 "which a loaded model keeps. Train a new model (or convert this one) to use another value."
             )
-    saved = {**ADDED_POLICY_ARGUMENTS, **saved}
+    saved = {**ARGUMENTS_OF_OLDER_FILES, **saved}
     if "sampler_temperature" in kwargs:
         check_sampler_temperature(kwargs["sampler_temperature"])
         saved["sampler_temperature"] = kwargs.pop("sampler_temperature")
