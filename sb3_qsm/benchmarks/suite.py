@@ -228,7 +228,7 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         {**EXPLORATION_0_2, "target_diffusion_steps": 5},
     ),
     # The sampler of Diffusion-QL on top of the previous one: each step clips its estimate of the clean action rather
-    # than the noisy sample, and draws with the forward posterior's variance (the defaults of sb3-qsm 0.2)
+    # than the noisy sample, and draws with the forward posterior's variance (QSM's defaults since)
     "qsm-posterior-sampler": (
         "QSM (pink sampler noise, spread floor 0.1, critic target T=5, posterior sampler)",
         {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior"},
