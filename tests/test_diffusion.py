@@ -107,11 +107,11 @@ def test_deterministic_sampling_draws_no_random_numbers():
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((0, "vp", 1.0), "n_diffusion_steps must be an integer >= 1"),
-        ((2.5, "vp", 1.0), "n_diffusion_steps must be an integer >= 1"),
-        ((5, "quadratic", 1.0), "Unknown beta_schedule 'quadratic'"),
-        ((5, "vp", -0.1), "sampler_temperature must be a finite number >= 0"),
-        ((5, "vp", float("nan")), "sampler_temperature must be a finite number >= 0"),
+        ((0, "vp", 1.0, "posterior"), "n_diffusion_steps must be an integer >= 1"),
+        ((2.5, "vp", 1.0, "posterior"), "n_diffusion_steps must be an integer >= 1"),
+        ((5, "quadratic", 1.0, "posterior"), "Unknown beta_schedule 'quadratic'"),
+        ((5, "vp", -0.1, "posterior"), "sampler_temperature must be a finite number >= 0"),
+        ((5, "vp", float("nan"), "posterior"), "sampler_temperature must be a finite number >= 0"),
     ],
 )
 def test_bad_diffusion_args(args, message):

@@ -96,9 +96,7 @@ def check_sampler(sampler: str) -> None:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
 
 
-def check_diffusion_args(
-    n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float, sampler: str = "posterior"
-) -> None:
+def check_diffusion_args(n_diffusion_steps: int, beta_schedule: str, sampler_temperature: float, sampler: str) -> None:
     """
     Raise a ``ValueError`` naming the argument when a diffusion setting is not usable: the check an algorithm runs
     on its arguments before any work (the schedule and the actor check their own again when they are built).
@@ -252,9 +250,10 @@ class DiffusionSchedule(nn.Module):
         alpha_bars = th.cumprod(alphas, dim=0)
         self.register_buffer("alpha_bars", alpha_bars.float(), persistent=False)
         self._alpha_bars64: list[float] = alpha_bars.tolist()
-        # Per-step constants of the reverse process as Python floats: each sampler step then costs a few
-        # tensor operations instead of a dozen small ones (this matters for single-observation predict)
-        self._full_chain = self._respaced_steps(list(range(n_diffusion_steps)))
+        # Per-step constants of the reverse process as Python floats, per number of steps (made once): each sampler
+        # step then costs a few tensor operations instead of a dozen small ones (this matters for single-observation
+        # predict)
+        self._chains: dict[int, list[ReverseStep]] = {}
 
     def strided_steps(self, n_steps: int) -> list[int]:
         """
@@ -275,18 +274,16 @@ class DiffusionSchedule(nn.Module):
         Dhariwal, 2021): between two kept indices ``s < t``, ``alpha_t`` becomes ``alpha_bar_t / alpha_bar_s``, and the
         denoiser still sees the original index ``t``.
         """
-        if n_steps is None or n_steps == self.n_diffusion_steps:
-            return self._full_chain
-        return self._respaced_steps(self.strided_steps(n_steps))
-
-    def _respaced_steps(self, steps: list[int]) -> list[ReverseStep]:
-        """:return: The reverse steps through the given time indices (increasing), noisiest first"""
-        alpha_bars = self._alpha_bars64
-        reverse = [
-            _reverse_step(t, alpha_bars[t], alpha_bars[steps[index - 1]] if index > 0 else 1.0)
-            for index, t in enumerate(steps)
-        ]
-        return reverse[::-1]
+        n_steps = self.n_diffusion_steps if n_steps is None else n_steps
+        chain = self._chains.get(n_steps)
+        if chain is None:
+            steps, alpha_bars = self.strided_steps(n_steps), self._alpha_bars64
+            chain = [
+                _reverse_step(t, alpha_bars[t], alpha_bars[steps[index - 1]] if index > 0 else 1.0)
+                for index, t in enumerate(steps)
+            ][::-1]
+            self._chains[n_steps] = chain
+        return chain
 
     def add_noise(self, actions: th.Tensor, noise: th.Tensor, timesteps: th.Tensor) -> th.Tensor:
         """
@@ -412,7 +409,7 @@ class DiffusionSchedule(nn.Module):
         :param t: 0-based time index
         :return: The posterior mean
         """
-        step = self._full_chain[self.n_diffusion_steps - 1 - t]
+        step = self._reverse_steps(None)[self.n_diffusion_steps - 1 - t]
         return _reverse_mean(x, eps_pred, step.eps_coef, step.inv_sqrt_alpha)
 
     def sample(
