@@ -14,7 +14,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import __main__ as cli
-from sb3_qsm.benchmarks import aggregate, suite
+from sb3_qsm.benchmarks import aggregate, reuse, suite
 from sb3_qsm.benchmarks import runner as run
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -258,16 +258,19 @@ def test_gradient_row_builds_the_earlier_defaults_and_leaves_them_untouched() ->
     assert defaults.policy.actor.action_fan_in_init is True
 
 
-def test_committed_results_match_what_the_runner_builds_today() -> None:
-    """Every committed raw result of suite v1 was run with the settings its algorithm name stands for now: if a default
-    of QSM, SB3 or the RL Zoo changes, the rows labelled with that name must be rerun or renamed, never pooled."""
+@pytest.mark.parametrize("suite_name", ["v1", "v2"])
+def test_committed_results_match_what_the_runner_builds_today(suite_name: str) -> None:
+    """Every committed raw result of suites v1 and v2 was run with the settings its algorithm name stands for now: if
+    a default of QSM, SB3 or the RL Zoo changes, the rows labelled with that name must be rerun or renamed, never
+    pooled."""
     import gymnasium as gym
 
     records: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted((RESULTS / "v1").glob("*/*_seed*.json")):
+    for path in sorted((RESULTS / suite_name).glob("*/*_seed*.json")):
         record = json.loads(path.read_text())
+        assert record["spec"]["suite"] == suite_name, path
         records.setdefault((record["spec"]["env_id"], record["spec"]["algo"]), []).append(record)
-    assert len(records) >= 15, "suite v1's raw results are missing"
+    assert len(records) >= {"v1": 15, "v2": 1}[suite_name], f"suite {suite_name}'s raw results are missing"
     for (env_id, algo), runs in records.items():
         spec = runs[0]["spec"]
         _, settings = suite.make_model(
@@ -278,18 +281,52 @@ def test_committed_results_match_what_the_runner_builds_today() -> None:
             spec["budget"],
             "cpu",
             max_learning_starts=spec["max_learning_starts"],
-            qsm_defaults=suite.SUITES["v1"].qsm_defaults,
+            qsm_defaults=suite.SUITES[suite_name].qsm_defaults,
         )
         for record in runs:
-            recorded = record["settings"]
-            for key in ("hyperparams_source", "runner_overrides"):
-                assert recorded[key] == settings[key], (env_id, algo, record["spec"]["seed"], key)
             # A preset that now pins an argument added since, at the value the record ran with, is the same preset
-            assert suite.same_settings(recorded["hyperparams"], settings["hyperparams"]), (env_id, algo, "hyperparams")
-            # Older records predate the effective hyperparameters; the ones that have them must match
-            if "effective_hyperparams" in recorded:
-                same = suite.same_settings(recorded["effective_hyperparams"], settings["effective_hyperparams"])
-                assert same, (env_id, algo)
+            assert suite.settings_match(record["settings"], settings), (env_id, algo, record["spec"]["seed"])
+
+
+def _reused_from_quick(tmp_path: pathlib.Path, algo: str, settings: dict) -> tuple[run.RunSpec, list[str]]:
+    """A result of the quick suite with these settings, then a later suite that reuses the quick one."""
+    quick = suite.SUITES["quick"]
+    earlier = run.spec_of(quick, quick.tasks[0], algo, seed=0)
+    run.write_json(run.result_path(tmp_path, earlier), {"spec": run.dataclasses.asdict(earlier), "settings": settings})
+    later = run.dataclasses.replace(quick, name="later", reuses=("quick",))
+    spec = run.spec_of(later, later.tasks[0], algo, seed=0)
+    return spec, reuse.reuse(later, [spec], tmp_path)
+
+
+def _quick_settings(algo: str) -> dict:
+    import gymnasium as gym
+
+    quick = suite.SUITES["quick"]
+    task = quick.tasks[0]
+    _, settings = suite.make_model(algo, gym.make(task.env_id), task.env_id, 0, task.budget, "cpu", quick.max_learning_starts)
+    return settings
+
+
+def test_later_suite_reuses_a_result_with_the_same_settings(tmp_path: pathlib.Path) -> None:
+    spec, lines = _reused_from_quick(tmp_path, "sac", _quick_settings("sac"))
+    assert lines == ["Pendulum-v1/sac_seed0: reused quick/Pendulum-v1/sac_seed0.json (same run, same settings)"]
+    copied = json.loads(run.result_path(tmp_path, spec).read_text())
+    assert copied["spec"] == run.dataclasses.asdict(spec) and copied["reused_from"] == "quick/Pendulum-v1/sac_seed0.json"
+    assert run.pending([spec], tmp_path) == []
+    # The earlier file is left as it was, and a second pass copies nothing
+    assert json.loads((tmp_path / "quick" / "Pendulum-v1" / "sac_seed0.json").read_text())["spec"]["suite"] == "quick"
+    assert reuse.reuse(run.dataclasses.replace(suite.SUITES["quick"], name="later", reuses=("quick",)), [spec], tmp_path) == []
+
+
+def test_later_suite_runs_again_what_ran_with_other_settings(tmp_path: pathlib.Path) -> None:
+    settings = _quick_settings("td3")
+    changed = {**settings, "hyperparams": {**settings["hyperparams"], "learning_rate": "0.5"}}
+    spec, lines = _reused_from_quick(tmp_path, "td3", changed)
+    assert lines == [] and run.pending([spec], tmp_path) == [spec]
+    # Other settings in the effective hyperparameters only (a default that changed) count too
+    effective = {**settings["effective_hyperparams"], "gamma": "0.5"}
+    spec, lines = _reused_from_quick(tmp_path, "td3", {**settings, "effective_hyperparams": effective})
+    assert lines == []
 
 
 def test_sb3_default_baselines_ignore_the_zoo() -> None:

@@ -127,6 +127,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "auc_std": float(aucs.std()),
         "hyperparams_source": runs[0]["settings"]["hyperparams_source"],
         "effective_hyperparams": runs[0]["settings"].get("effective_hyperparams", {}),
+        # The earlier suites whose runs these are (sb3_qsm.benchmarks.reuse)
+        "reused_from": sorted({run["reused_from"].split("/")[0] for run in runs if "reused_from" in run}),
     }
     if all("stochastic" in run["final"] for run in runs):
         stochastic = np.array([final_return(run, "stochastic") for run in runs])
@@ -237,10 +239,12 @@ def statement(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def hyperparams_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """Where each algorithm's hyperparameters came from, per task."""
-    lines = ["| Task | Algorithm | Hyperparameters |", "| --- | --- | --- |"]
+    """Where each algorithm's hyperparameters came from, per task, and the earlier suite whose runs a row reuses."""
+    lines = ["| Task | Algorithm | Hyperparameters | Runs |", "| --- | --- | --- | --- |"]
     for env, algos in summaries.items():
-        lines.extend(f"| {env} | {LABELS.get(algo, algo)} | {s['hyperparams_source']} |" for algo, s in algos.items())
+        for algo, s in algos.items():
+            runs = ", ".join(f"suite {name}'s" for name in s.get("reused_from", ())) or "this suite's"
+            lines.append(f"| {env} | {LABELS.get(algo, algo)} | {s['hyperparams_source']} | {runs} |")
     return "\n".join(lines) + "\n"
 
 

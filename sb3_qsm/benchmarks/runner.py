@@ -9,7 +9,9 @@ for the policies that sample actions; for QSM also deterministic with the best o
 The runner is idempotent and resumable: a run whose result file exists is skipped; a run in progress saves a
 checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at every evaluation and when
 ``--stop-after`` runs out, and the next invocation goes on from it. A run that stops between checkpoints restarts
-from the last one (the episode in progress is cut). Lock files keep two invocations from running the same run.
+from the last one (the episode in progress is cut). Lock files keep two invocations from running the same run. A
+suite that reuses an earlier one (``Suite.reuses``) first takes over the earlier results of the same runs made with
+the same settings (``sb3_qsm.benchmarks.reuse``); ``--list`` shows them as reusable.
 
     python -m sb3_qsm.benchmarks run --suite v1 --workers 2              # the whole suite, 2 processes
     python -m sb3_qsm.benchmarks run --suite v1 --envs Hopper-v5 --algos qsm sac --seeds 0
@@ -370,6 +372,19 @@ def execute(specs: list[RunSpec], out: pathlib.Path, workers: int, device: str, 
     return ok
 
 
+def _state(suite: Suite, spec: RunSpec, out: pathlib.Path) -> str:
+    """:return: How far a pending run is, for ``--list``"""
+    if (checkpoint_dir(out, spec) / "progress.json").is_file():
+        return "checkpointed"
+    if suite.reuses:
+        from sb3_qsm.benchmarks.reuse import reusable
+
+        source = reusable(suite, spec, out)
+        if source is not None:
+            return f"reusable ({source.relative_to(out).as_posix()})"
+    return "not started"
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     :param argv: Command-line arguments (default: ``sys.argv[1:]``)
@@ -398,12 +413,18 @@ def main(argv: list[str] | None = None) -> int:
     suite = SUITES["quick" if args.quick else args.suite]
     specs = plan(suite, args.envs, args.algos, args.seeds)
     todo = pending(specs, args.out)
-    print(f"Suite {suite.name}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
     if args.list:
+        print(f"Suite {suite.name}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
         for spec in todo:
-            state = "checkpointed" if (checkpoint_dir(args.out, spec) / "progress.json").is_file() else "not started"
-            print(f"  {spec.name} ({spec.budget} steps): {state}")
+            print(f"  {spec.name} ({spec.budget} steps): {_state(suite, spec, args.out)}")
         return 0
+    if suite.reuses:
+        from sb3_qsm.benchmarks.reuse import reuse
+
+        for line in reuse(suite, todo, args.out):
+            print(line)
+        todo = pending(specs, args.out)
+    print(f"Suite {suite.name}: {len(specs)} runs, {len(specs) - len(todo)} finished, {len(todo)} to run")
     if not todo:
         ok = True
     elif args.ray is not None:

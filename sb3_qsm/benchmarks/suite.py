@@ -312,6 +312,9 @@ class Suite:
     :param max_learning_starts: If set, caps every algorithm's ``learning_starts`` (tiny smoke-test budgets only)
     :param qsm_defaults: QSM arguments that every QSM row of the suite takes unless the row sets them: the defaults
         the suite was run with, where QSM's have changed since (its committed results stay what they were)
+    :param reuses: Earlier suites whose result of the same run (task, budget, evaluations and seed) this suite takes
+        over where it was run with the settings this suite's row has today (``settings_match``), rather than running
+        it again (``sb3_qsm.benchmarks.reuse``)
     """
 
     name: str
@@ -321,6 +324,7 @@ class Suite:
     final_episodes: int = 10
     max_learning_starts: int | None = None
     qsm_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reuses: tuple[str, ...] = ()
 
     def seeds_of(self, task: Task) -> tuple[int, ...]:
         """:return: The seeds a task runs with"""
@@ -373,6 +377,8 @@ SUITES = {
             *(Task(env_id, 100_000, ("qsm", "sac", "td3")) for env_id in LOCOMOTION),
         ),
         seeds=(0, 1, 2),
+        # SAC and TD3 of the five tasks both suites share ran with the same settings in v1
+        reuses=("v1",),
     ),
     # Short single-seed runs of candidate changes (SCREEN_VARIANTS) against the defaults (SCREEN_TASKS); SAC (RL Zoo)
     # at the same budget is the curve of its suite v1 run up to that step
@@ -476,6 +482,23 @@ def same_settings(recorded: dict[str, str], effective: dict[str, str]) -> bool:
     """
     added = {key: value for key, value in ADDED_ARGUMENTS.items() if key in effective and key not in recorded}
     return {**recorded, **added} == effective
+
+
+def settings_match(recorded: dict[str, Any], built: dict[str, Any]) -> bool:
+    """
+    :param recorded: The settings of a raw result (its ``"settings"``)
+    :param built: Those ``make_model`` gives today for the same row
+    :return: Whether the result ran with the settings its row stands for today: the same source and runner
+        overrides, and the same hyperparameters and effective hyperparameters up to arguments added since
+        (``same_settings``; records older than the effective hyperparameters are compared on the rest)
+    """
+    if any(recorded[key] != built[key] for key in ("hyperparams_source", "runner_overrides")):
+        return False
+    if not same_settings(recorded["hyperparams"], built["hyperparams"]):
+        return False
+    return "effective_hyperparams" not in recorded or same_settings(
+        recorded["effective_hyperparams"], built["effective_hyperparams"]
+    )
 
 
 def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
