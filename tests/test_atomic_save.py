@@ -4,7 +4,9 @@ the previous checkpoint whole, loadable, and holding every transition it had; th
 hold every transition up to their step.
 """
 
+import os
 import signal
+import stat
 
 import gymnasium as gym
 import pytest
@@ -51,3 +53,19 @@ def test_failed_save_keeps_the_previous_file(tmp_path):
     with atomic_file(target) as file:
         file.write(b"new")
     assert target.read_bytes() == b"new" and not stale.exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_file_has_the_permissions_of_a_plain_write(tmp_path, small_kwargs):
+    """A temporary file is private to its owner; the file a save leaves must not be (another user or a container
+    loads the model), and a file replaced keeps its own permissions."""
+    umask = os.umask(0o027)
+    try:
+        model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
+        model.save(tmp_path / "model.zip")
+        assert stat.S_IMODE((tmp_path / "model.zip").stat().st_mode) == 0o640
+        (tmp_path / "model.zip").chmod(0o604)
+        model.save(tmp_path / "model.zip")
+        assert stat.S_IMODE((tmp_path / "model.zip").stat().st_mode) == 0o604
+    finally:
+        os.umask(umask)

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import pickle
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -295,7 +296,8 @@ def atomic_file(path: str | pathlib.Path, suffix: str | None = None) -> Iterator
     POSIX and Windows), so a process killed at any moment leaves either the previous file or the new one, never a
     partial one. The folder is created if missing; on an error the temporary file is removed and ``path`` left as it
     was; a killed save leaves its temporary file behind, which the next save of the same path removes (so two
-    processes must not save to the same path at once, which no writer allows anyway).
+    processes must not save to the same path at once, which no writer allows anyway). The file ends with the
+    permissions writing it in place would give it: an existing file's own, a new one's from the umask.
 
     :param path: The file to write
     :param suffix: Appended as ``path.suffix`` when ``path`` has none, as SB3's ``save`` does (``"zip"``, ``"pkl"``)
@@ -311,6 +313,8 @@ def atomic_file(path: str | pathlib.Path, suffix: str | None = None) -> Iterator
             stale.unlink()
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file readable by its owner alone: give it the permissions ``open(path, "wb")`` would
+        os.chmod(temporary, _mode_of_written_file(path))
         with os.fdopen(descriptor, "wb") as file:
             yield file
         _flush_to_disk(temporary)
@@ -320,6 +324,20 @@ def atomic_file(path: str | pathlib.Path, suffix: str | None = None) -> Iterator
             os.remove(temporary)
         raise
     _flush_to_disk(path.parent)
+
+
+def _mode_of_written_file(path: pathlib.Path) -> int:
+    """
+    :param path: A file about to be written
+    :return: The permission bits ``open(path, "wb")`` leaves it with: its own if it exists, otherwise ``0o666``
+        less the process's umask
+    """
+    with contextlib.suppress(FileNotFoundError):
+        return stat.S_IMODE(path.stat().st_mode)
+    # The umask can only be read by setting it: set it back at once
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _flush_to_disk(path: str | pathlib.Path) -> None:
