@@ -130,7 +130,8 @@ for name, table in (
 
 def _benchmark_pages() -> None:
     """The benchmark report (tables and figures) and the cost tables, from benchmarks/results and benchmarks/cost."""
-    write_report(pathlib.Path(ROOT, "benchmarks", "results", "v1"), pathlib.Path(GENERATED, "benchmarks_v1"))
+    for suite in ("v1", "v2"):
+        write_report(pathlib.Path(ROOT, "benchmarks", "results", suite), pathlib.Path(GENERATED, f"benchmarks_{suite}"))
     sections = []
     for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "cost", "*.json"))):
         record = _evaluation(path)
