@@ -5,13 +5,19 @@ Prints one JSON line: the arguments, the seed, the step of the first goal (null 
 training episodes' returns.
 
     python benchmarks/probes/first_goal.py '{"sampler_noise_color": 1.0, "q_spread_floor": 0.1}' 0 20000
+
+The key ``"pink_action_noise"`` (not a QSM argument) adds pink action noise of that standard deviation to the
+policy's actions while collecting data (``action_noise``: pink-noise-rl's ``PinkActionNoise``, one series per episode
+of 999 steps, seeded with the run's seed).
 """
 
 import json
 import sys
 import time
 
+import numpy as np
 import torch as th
+from pink import PinkActionNoise
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_qsm import QSM
@@ -37,7 +43,11 @@ class FirstGoal(BaseCallback):
 def main() -> None:
     kwargs, seed, budget = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     th.set_num_threads(1)
-    model = QSM("MlpPolicy", "MountainCarContinuous-v0", seed=seed, **kwargs)
+    arguments = dict(kwargs)
+    if "pink_action_noise" in arguments:
+        sigma = arguments.pop("pink_action_noise")
+        arguments["action_noise"] = PinkActionNoise(sigma, 999, 1, rng=np.random.default_rng(seed))
+    model = QSM("MlpPolicy", "MountainCarContinuous-v0", seed=seed, **arguments)
     callback, start = FirstGoal(), time.time()
     model.learn(budget, callback=callback)
     minutes = round((time.time() - start) / 60, 1)

@@ -238,6 +238,11 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (pink sampler noise, spread floor 1, critic target T=5, posterior sampler)",
         {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 1.0},
     ),
+    # A floor between the two, which found MountainCar's goal early too (benchmarks/probes)
+    "qsm-posterior-sampler-floor03": (
+        "QSM (pink sampler noise, spread floor 0.3, critic target T=5, posterior sampler)",
+        {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 0.3},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
