@@ -167,9 +167,9 @@ def _qsm_variant(name: str, label: str, hyperparams: dict[str, Any]) -> Algorith
 CHEAPER_CANDIDATES = (4, 2)
 CHEAPER_TARGET_STEPS = (5, 2)
 
-# The exploration defaults of sb3-qsm 0.2 (pink sampler noise, spread floor 0.1), spelled out by the screen's rows that
-# build on them, since the screen's own defaults keep those of 0.1
-EXPLORATION_0_2: dict[str, Any] = {"sampler_noise_color": 1.0, "q_spread_floor": 0.1}
+# The exploration defaults from the adoption of pink noise until the floor became 0.3 (pink sampler noise, spread floor
+# 0.1), spelled out by the screen's rows that build on them, since the screen's own defaults keep those of sb3-qsm 0.1
+PINK_FLOOR_01: dict[str, Any] = {"sampler_noise_color": 1.0, "q_spread_floor": 0.1}
 
 # Candidate changes to the defaults, screened on short budgets (suite "screen") before any is promoted to a full
 # suite: the name in the raw result files -> (label, the QSM arguments that differ from the defaults)
@@ -203,45 +203,46 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "qsm-pink": ("QSM (pink sampler noise)", {"sampler_noise_color": 1.0}),
     "qsm-floor1": ("QSM (spread floor 1)", {"q_spread_floor": 1.0}),
     "qsm-pink-floor1": ("QSM (pink sampler noise, spread floor 1)", {"sampler_noise_color": 1.0, "q_spread_floor": 1.0}),
-    "qsm-pink-floor01": ("QSM (pink sampler noise, spread floor 0.1)", dict(EXPLORATION_0_2)),
-    # From here on, candidates on top of the exploration defaults of sb3-qsm 0.2 (the screen's rows keep those of 0.1
-    # unless they set them), to compare with qsm-pink-floor01. The critic: 3-step returns (SB3's n-step replay)
+    "qsm-pink-floor01": ("QSM (pink sampler noise, spread floor 0.1)", dict(PINK_FLOOR_01)),
+    # From here on, candidates on top of pink noise with a floor of 0.1 (the screen's rows keep the exploration of
+    # sb3-qsm 0.1 unless they set them), to compare with qsm-pink-floor01. The critic: 3-step returns (SB3's n-step
+    # replay)
     "qsm-pink-floor01-n3": (
         "QSM (pink sampler noise, spread floor 0.1, 3-step returns)",
-        {**EXPLORATION_0_2, "n_steps": 3},
+        {**PINK_FLOOR_01, "n_steps": 3},
     ),
     # The exploration of the previous one with the sharper sampler that led on HalfCheetah (qsm-st05)
     "qsm-pink-floor01-st05": (
         "QSM (pink sampler noise, spread floor 0.1, sampler temperature 0.5)",
-        {**EXPLORATION_0_2, "sampler_temperature": 0.5},
+        {**PINK_FLOOR_01, "sampler_temperature": 0.5},
     ),
     # A sharper posterior target (the policy exp(score_scale * Q / spread)), the analogue of a lower entropy
     # coefficient in SAC, with the floor raised in proportion so that the target is as broad as the defaults' while the
     # critic is flat (MountainCar's exploration); the bandit keeps its four modes at 15 and 25 (benchmarks/multimodal)
     "qsm-pink-s25-floor05": (
         "QSM (pink sampler noise, score scale 25, spread floor 0.5)",
-        {**EXPLORATION_0_2, "q_spread_floor": 0.5, "score_scale": 25.0},
+        {**PINK_FLOOR_01, "q_spread_floor": 0.5, "score_scale": 25.0},
     ),
     # Half the reverse steps for the critic target's next action: the step's costliest phase (cost per step)
     "qsm-pink-floor01-tt5": (
         "QSM (pink sampler noise, spread floor 0.1, critic target T=5)",
-        {**EXPLORATION_0_2, "target_diffusion_steps": 5},
+        {**PINK_FLOOR_01, "target_diffusion_steps": 5},
     ),
     # The sampler of Diffusion-QL on top of the previous one: each step clips its estimate of the clean action rather
     # than the noisy sample, and draws with the forward posterior's variance (QSM's defaults since)
     "qsm-posterior-sampler": (
         "QSM (pink sampler noise, spread floor 0.1, critic target T=5, posterior sampler)",
-        {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior"},
+        {**PINK_FLOOR_01, "target_diffusion_steps": 5, "sampler": "posterior"},
     ),
     # The previous one with the floor of 1 that found MountainCar's goal early with it (benchmarks/probes)
     "qsm-posterior-sampler-floor1": (
         "QSM (pink sampler noise, spread floor 1, critic target T=5, posterior sampler)",
-        {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 1.0},
+        {**PINK_FLOOR_01, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 1.0},
     ),
-    # A floor between the two, which found MountainCar's goal early too (benchmarks/probes)
+    # A floor between the two, which found MountainCar's goal early too (benchmarks/probes): QSM's default since
     "qsm-posterior-sampler-floor03": (
         "QSM (pink sampler noise, spread floor 0.3, critic target T=5, posterior sampler)",
-        {**EXPLORATION_0_2, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 0.3},
+        {**PINK_FLOOR_01, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 0.3},
     ),
 }
 
