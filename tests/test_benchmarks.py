@@ -481,8 +481,11 @@ def test_learning_curves_give_each_algorithm_one_colour_and_a_legend_entry() -> 
     grouped = {"A-v0": {"qsm": runs("A-v0", "qsm"), "sac": runs("A-v0", "sac")}, "B-v0": {"sac": runs("B-v0", "sac")}}
     grouped["B-v0"]["td3"] = runs("B-v0", "td3")
     fig = aggregate.learning_curves_figure(grouped)
-    colours = {algo: to_rgba(aggregate.algorithm_colour(algo)) for algo in ("qsm", "sac", "td3")}
+    colours = {algo: to_rgba(colour) for algo, colour in aggregate.algorithm_colours(["qsm", "sac", "td3"]).items()}
     assert len(set(colours.values())) == 3
+    # Every algorithm of the package drawn at once (the screen's variants included): still one colour each
+    every = aggregate.algorithm_colours(aggregate.LABELS)
+    assert len({to_rgba(colour) for colour in every.values()}) == min(len(every), 20)
     for ax, (env, algos) in zip(fig.axes, grouped.items(), strict=False):
         drawn = {line.get_label(): to_rgba(line.get_color()) for line in ax.get_lines()}
         assert drawn == {aggregate.LABELS[algo]: colours[algo] for algo in algos}, env

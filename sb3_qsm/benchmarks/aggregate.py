@@ -14,6 +14,7 @@ over training, trapezoidal rule over the evaluation points).
 import json
 import pathlib
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -308,10 +309,20 @@ def success_table(suite_name: str, grouped: dict[str, dict[str, list[dict[str, A
     return "\n".join(lines) + "\n"
 
 
-def algorithm_colour(algo: str) -> str:
-    """:return: The colour of an algorithm in every panel of every figure (matplotlib's cycle, in the order of LABELS)"""
-    order = list(LABELS)
-    return f"C{order.index(algo) % 10}" if algo in order else "gray"
+def algorithm_colours(algos: Iterable[str]) -> dict[str, Any]:
+    """
+    :param algos: The algorithms a figure draws
+    :return: A colour for each, distinct among them up to 20 algorithms (matplotlib's cycle of 10 colours, or the 20
+        of ``tab20`` beyond that), assigned in the order of ``LABELS``: the same in every panel of the figure
+    """
+    order = {algo: index for index, algo in enumerate(LABELS)}
+    ordered = sorted(set(algos), key=lambda algo: (order.get(algo, len(order)), algo))
+    if len(ordered) <= 10:
+        return {algo: f"C{index}" for index, algo in enumerate(ordered)}
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"]
+    return {algo: palette(index % 20) for index, algo in enumerate(ordered)}
 
 
 def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) -> Any:
@@ -332,13 +343,14 @@ def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) 
     n_rows = -(-len(grouped) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(5 * n_cols, 3.6 * n_rows), squeeze=False)
     legend: dict[str, Any] = {}
+    colours = algorithm_colours(algo for algos in grouped.values() for algo in algos)
     for ax, (env, algos) in zip(axes.flat, grouped.items(), strict=False):
         for algo, runs in algos.items():
             curves = [learning_curve(run) for run in runs]
             n_points = min(len(steps) for steps, _ in curves)
             steps = curves[0][0][:n_points]
             returns = np.stack([r[:n_points] for _, r in curves])
-            colour = algorithm_colour(algo)
+            colour = colours[algo]
             (line,) = ax.plot(steps, returns.mean(axis=0), color=colour, label=LABELS.get(algo, algo))
             legend.setdefault(algo, line)
             low, high = bootstrap_ci(returns, statistic=np.mean)
