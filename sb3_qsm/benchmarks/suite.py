@@ -170,6 +170,13 @@ CHEAPER_TARGET_STEPS = (5, 2)
 # The exploration defaults from the adoption of pink noise until the floor became 0.3 (pink sampler noise, spread floor
 # 0.1), spelled out by the screen's rows that build on them, since the screen's own defaults keep those of sb3-qsm 0.1
 PINK_FLOOR_01: dict[str, Any] = {"sampler_noise_color": 1.0, "q_spread_floor": 0.1}
+# The defaults since the floor became 0.3, spelled out likewise
+POSTERIOR_FLOOR_03: dict[str, Any] = {
+    **PINK_FLOOR_01,
+    "target_diffusion_steps": 5,
+    "sampler": "posterior",
+    "q_spread_floor": 0.3,
+}
 
 # Candidate changes to the defaults, screened on short budgets (suite "screen") before any is promoted to a full
 # suite: the name in the raw result files -> (label, the QSM arguments that differ from the defaults)
@@ -242,7 +249,13 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # A floor between the two, which found MountainCar's goal early too (benchmarks/probes): QSM's default since
     "qsm-posterior-sampler-floor03": (
         "QSM (pink sampler noise, spread floor 0.3, critic target T=5, posterior sampler)",
-        {**PINK_FLOOR_01, "target_diffusion_steps": 5, "sampler": "posterior", "q_spread_floor": 0.3},
+        dict(POSTERIOR_FLOOR_03),
+    ),
+    # From here on, candidates on top of the previous one (sb3-qsm's defaults since). The sharper sampler that led on
+    # HalfCheetah with the paper's sampler (qsm-pink-floor01-st05)
+    "qsm-posterior-floor03-st05": (
+        "QSM (posterior sampler, spread floor 0.3, sampler temperature 0.5)",
+        {**POSTERIOR_FLOOR_03, "sampler_temperature": 0.5},
     ),
 }
 
