@@ -257,6 +257,13 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (posterior sampler, spread floor 0.3, sampler temperature 0.5)",
         {**POSTERIOR_FLOOR_03, "sampler_temperature": 0.5},
     ),
+    # A sharper posterior target whose candidates follow the policy (half of them around its own clean estimate), so
+    # that the sharpness is not bounded by 8 draws from the nearly uniform forward proposal; the floor raised in
+    # proportion to the score scale, so that a flat critic's target stays as broad as the defaults'
+    "qsm-posterior-floor15-pp-s25": (
+        "QSM (posterior sampler, policy proposal, score scale 25, spread floor 1.5)",
+        {**POSTERIOR_FLOOR_03, "score_proposal": "policy", "score_scale": 25.0, "q_spread_floor": 1.5},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
