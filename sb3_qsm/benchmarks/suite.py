@@ -264,6 +264,17 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (posterior sampler, policy proposal, score scale 25, spread floor 1.5)",
         {**POSTERIOR_FLOOR_03, "score_proposal": "policy", "score_scale": 25.0, "q_spread_floor": 1.5},
     ),
+    # Act (explore and evaluate) with the best of 32 sampled actions by the critics (SDAC's choice, which led on
+    # HalfCheetah with the paper's sampler), to see whether the posterior sampler's plateau there is in the acting
+    "qsm-posterior-floor03-bon32": (
+        "QSM (posterior sampler, spread floor 0.3, best of 32)",
+        {**POSTERIOR_FLOOR_03, "policy_kwargs": {"best_of_n": 32}},
+    ),
+    # 10,000 uniformly random warm-up steps before learning, as the RL Zoo's SAC and TD3 gather on MuJoCo
+    "qsm-posterior-floor03-ls10k": (
+        "QSM (posterior sampler, spread floor 0.3, 10k random warm-up steps)",
+        {**POSTERIOR_FLOOR_03, "learning_starts": 10_000},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
