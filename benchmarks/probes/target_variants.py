@@ -1,0 +1,77 @@
+"""
+Variants of the posterior target that need no argument of QSM, for probing before one is added. Trains QSM at its
+defaults (plus the QSM arguments given as JSON) with one torch thread and the target changed as ``variant`` says:
+
+- ``mean``: none (the defaults);
+- ``min``: each candidate valued by the smaller of the two critics rather than their mean. At HalfCheetah-v5's start
+  the critics disagree over uniform actions by as much as those actions' values spread
+  (``critic_scales_halfcheetah_seed0.jsonl``), so the mean rewards the candidates where one critic errs high; SAC's
+  actor and SDAC's target take the smaller value;
+- ``no-anchor``: the replay action is not one of the candidates. At HalfCheetah's noisy steps it carries about 60% of
+  the weight against 8 nearly uniform candidates (``anchor_weight.py``), so the target there is mostly the replay
+  action itself: a Q-weighted copy of the data more than a step towards the critics' preference.
+
+Prints one JSON line per evaluation (5 deterministic episodes every 10,000 steps) and a last one with the final
+evaluation (10 deterministic episodes), as the screen evaluates:
+
+    python benchmarks/probes/target_variants.py HalfCheetah-v5 min 1 50000 '{}'
+"""
+
+import json
+import sys
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+
+import sb3_qsm.common.critics
+import sb3_qsm.qsm.qsm
+from sb3_qsm import QSM
+
+
+def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.Tensor) -> th.Tensor:
+    """``candidate_q_values`` with every critic's value replaced by the smallest of them (its mean is then the min)"""
+    values = sb3_qsm.common.critics.candidate_q_values(critic, observations, candidates)
+    return values.min(dim=-1, keepdim=True).values.expand_as(values)
+
+
+def main() -> None:
+    env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+    if variant == "min":
+        sb3_qsm.qsm.qsm.candidate_q_values = smallest_candidate_q_values  # type: ignore[assignment]
+    elif variant == "no-anchor":
+        posterior_target = QSM._posterior_target
+
+        def without_anchor(self: QSM, observations: Any, noisy: th.Tensor, timesteps: th.Tensor, actions: Any, *args: Any) -> Any:
+            return posterior_target(self, observations, noisy, timesteps, None, *args)
+
+        QSM._posterior_target = without_anchor  # type: ignore[method-assign]
+    elif variant != "mean":
+        raise ValueError(f"variant must be 'mean', 'min' or 'no-anchor', got {variant!r}")
+    th.set_num_threads(1)
+    model = QSM("MlpPolicy", env_id, seed=seed, **kwargs)
+    eval_env = gym.make(env_id)
+    eval_env.reset(seed=seed + 1000)
+    start = time.time()
+
+    class Report(EvalCallback):
+        def _on_step(self) -> bool:
+            result = super()._on_step()
+            if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+                print(json.dumps(dict(t=self.num_timesteps, mean_return=round(float(self.last_mean_reward), 1))), flush=True)
+            return result
+
+    model.learn(budget, callback=Report(eval_env, n_eval_episodes=5, eval_freq=10_000, verbose=0))
+    returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, return_episode_rewards=True)
+    record = dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs)
+    final = dict(mean=round(float(np.mean(returns)), 1), std=round(float(np.std(returns)), 1))
+    print(json.dumps({**record, "final": final, "minutes": round((time.time() - start) / 60, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
