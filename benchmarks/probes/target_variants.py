@@ -9,7 +9,14 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   actor and SDAC's target take the smaller value;
 - ``no-anchor``: the replay action is not one of the candidates. At HalfCheetah's noisy steps it carries about 60% of
   the weight against 8 nearly uniform candidates (``anchor_weight.py``), so the target there is mostly the replay
-  action itself: a Q-weighted copy of the data more than a step towards the critics' preference.
+  action itself: a Q-weighted copy of the data more than a step towards the critics' preference;
+- ``policy-anchor``: the actions noised into ``a_t`` (and kept as the extra candidate) are fresh samples of the
+  policy at the replay observations (the critic target's chain, half of ``T``) rather than the replay actions, so
+  that the estimate leans towards the current policy, not towards the replay's older behaviour; its fixed point is
+  the target policy itself.
+
+With ``bandit`` as the task, trains on the multi-modality guide's bandit instead and writes its result as
+``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``.
 
 Prints one JSON line per evaluation (5 deterministic episodes every 10,000 steps) and a last one with the final
 evaluation (10 deterministic episodes), as the screen evaluates:
@@ -18,6 +25,7 @@ evaluation (10 deterministic episodes), as the screen evaluates:
 """
 
 import json
+import pathlib
 import sys
 import time
 from typing import Any
@@ -31,12 +39,23 @@ from stable_baselines3.common.evaluation import evaluate_policy
 import sb3_qsm.common.critics
 import sb3_qsm.qsm.qsm
 from sb3_qsm import QSM
+from sb3_qsm.benchmarks import multimodal
+from sb3_qsm.qsm.arguments import target_chain_steps
+
+actor_loss = QSM._actor_loss
 
 
 def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.Tensor) -> th.Tensor:
     """``candidate_q_values`` with every critic's value replaced by the smallest of them (its mean is then the min)"""
     values = sb3_qsm.common.critics.candidate_q_values(critic, observations, candidates)
     return values.min(dim=-1, keepdim=True).values.expand_as(values)
+
+
+def actor_loss_on_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> Any:
+    """``QSM._actor_loss`` with the replay actions replaced by fresh samples of the policy (the critic target's chain)"""
+    with th.no_grad():
+        samples = self.actor.sample(observations, n_steps=target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps))
+    return actor_loss(self, observations, samples)
 
 
 def main() -> None:
@@ -51,9 +70,16 @@ def main() -> None:
             return posterior_target(self, observations, noisy, timesteps, None, *args)
 
         QSM._posterior_target = without_anchor  # type: ignore[method-assign]
+    elif variant == "policy-anchor":
+        QSM._actor_loss = actor_loss_on_policy_samples  # type: ignore[method-assign]
     elif variant != "mean":
-        raise ValueError(f"variant must be 'mean', 'min' or 'no-anchor', got {variant!r}")
+        raise ValueError(f"variant must be 'mean', 'min', 'no-anchor' or 'policy-anchor', got {variant!r}")
     th.set_num_threads(1)
+    if env_id == "bandit":
+        out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
+        result = multimodal.run("qsm", seed, budget, kwargs, out)
+        print(json.dumps(dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs, fractions=result["fractions"], n_covered=result["n_covered"], outside=round(result["outside"], 3))))
+        return
     model = QSM("MlpPolicy", env_id, seed=seed, **kwargs)
     eval_env = gym.make(env_id)
     eval_env.reset(seed=seed + 1000)
