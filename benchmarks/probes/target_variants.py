@@ -54,7 +54,8 @@ def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.T
 def actor_loss_on_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> Any:
     """``QSM._actor_loss`` with the replay actions replaced by fresh samples of the policy (the critic target's chain)"""
     with th.no_grad():
-        samples = self.actor.sample(observations, n_steps=target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps))
+        n_steps = target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps)
+        samples = self.actor.sample(observations, n_steps=n_steps)
     return actor_loss(self, observations, samples)
 
 
@@ -66,8 +67,8 @@ def main() -> None:
     elif variant == "no-anchor":
         posterior_target = QSM._posterior_target
 
-        def without_anchor(self: QSM, observations: Any, noisy: th.Tensor, timesteps: th.Tensor, actions: Any, *args: Any) -> Any:
-            return posterior_target(self, observations, noisy, timesteps, None, *args)
+        def without_anchor(self: QSM, observations: Any, noisy: th.Tensor, timesteps: th.Tensor, *args: Any) -> Any:
+            return posterior_target(self, observations, noisy, timesteps, None, *args[1:])
 
         QSM._posterior_target = without_anchor  # type: ignore[method-assign]
     elif variant == "policy-anchor":
@@ -78,7 +79,9 @@ def main() -> None:
     if env_id == "bandit":
         out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
         result = multimodal.run("qsm", seed, budget, kwargs, out)
-        print(json.dumps(dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs, fractions=result["fractions"], n_covered=result["n_covered"], outside=round(result["outside"], 3))))
+        record = dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs)
+        coverage = {key: result[key] for key in ("fractions", "n_covered", "outside")}
+        print(json.dumps({**record, **coverage}))
         return
     model = QSM("MlpPolicy", env_id, seed=seed, **kwargs)
     eval_env = gym.make(env_id)
