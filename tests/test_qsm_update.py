@@ -9,6 +9,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
 from sb3_qsm import QSM
+from sb3_qsm.qsm.arguments import target_chain_steps
 
 TARGET = th.tensor([0.5, -0.3])
 
@@ -266,6 +267,7 @@ def test_policy_proposal_centres_half_the_candidates_on_the_actor_estimate(monke
     [
         (dict(score_target="tweedie"), "score_target must be one of"),
         (dict(score_proposal="prior"), "score_proposal must be one of"),
+        (dict(score_actions="buffer"), "score_actions must be one of"),
         (dict(score_target="posterior", n_score_samples=1), "n_score_samples must be an integer >= 2"),
         (dict(n_score_samples=2.5), "n_score_samples must be an integer >= 2"),
     ],
@@ -327,3 +329,53 @@ def test_bad_target_diffusion_steps(value):
         ValueError, match=r"target_diffusion_steps must be 'auto', None or an integer from 1 to n_diffusion_steps=10"
     ):
         QSM("MlpPolicy", "Pendulum-v1", target_diffusion_steps=value)
+
+
+def test_score_actions_policy_noises_fresh_policy_samples_and_keeps_replay_actions_for_bc(monkeypatch, tmp_path):
+    """score_actions="policy": the actor loss noises samples of the policy drawn on the critic target's chain (and
+    the posterior target keeps them as its extra candidate), while bc_coef's term still denoises the replay actions;
+    the setting trains, is saved, and an archive without it loads as "replay"."""
+    model = QSM("MlpPolicy", "Pendulum-v1", learning_starts=50, score_actions="policy", bc_coef=0.5, seed=0)
+    schedule = model.actor.schedule
+    sampled, noised, anchors = [], [], []
+    sample, sample_noisy_actions, posterior_mean = model.actor.sample, schedule.sample_noisy_actions, schedule.posterior_mean
+
+    def recording_sample(observations, *args, **kwargs):
+        sampled.append((sample(observations, *args, **kwargs), kwargs.get("n_steps")))
+        return sampled[-1][0]
+
+    def recording_noisy(actions):
+        noised.append(actions)
+        return sample_noisy_actions(actions)
+
+    def recording_posterior(noisy, timesteps, log_density, n_samples, anchor=None, **kwargs):
+        anchors.append(anchor)
+        return posterior_mean(noisy, timesteps, log_density, n_samples, anchor=anchor, **kwargs)
+
+    monkeypatch.setattr(model.actor, "sample", recording_sample)
+    monkeypatch.setattr(schedule, "sample_noisy_actions", recording_noisy)
+    monkeypatch.setattr(schedule, "posterior_mean", recording_posterior)
+    observations, actions = th.randn(16, 3), th.rand(16, 1) * 2 - 1
+    model._actor_loss(observations, actions)
+    ((samples, n_steps),) = sampled
+    assert n_steps == target_chain_steps(model.target_diffusion_steps, model.n_diffusion_steps)
+    assert not samples.requires_grad
+    # First the policy's samples (the score's), then the replay actions (the denoising term's)
+    assert len(noised) == 2 and noised[0] is samples and noised[1] is actions
+    assert anchors[0] is samples
+    monkeypatch.undo()
+    model.learn(100)
+    assert np.isfinite(model.logger.name_to_value["train/actor_loss"])
+    model.save(tmp_path / "model.zip")
+    assert QSM.load(tmp_path / "model.zip").score_actions == "policy"
+    assert QSM("MlpPolicy", "Pendulum-v1").score_actions == "replay"
+
+
+def test_score_actions_replay_noises_the_replay_actions_once(monkeypatch):
+    model = QSM("MlpPolicy", "Pendulum-v1", bc_coef=0.5, seed=0)
+    noised = []
+    sample_noisy_actions = model.actor.schedule.sample_noisy_actions
+    monkeypatch.setattr(model.actor.schedule, "sample_noisy_actions", lambda a: noised.append(a) or sample_noisy_actions(a))
+    actions = th.rand(16, 1) * 2 - 1
+    model._actor_loss(th.randn(16, 3), actions)
+    assert len(noised) == 1 and noised[0] is actions

@@ -174,12 +174,15 @@ def test_paper_preset_save_load(tmp_path):
 
 
 def test_archive_older_than_an_argument_goes_on_with_the_value_it_trained_with(tmp_path, small_kwargs):
-    """An archive written before score_target, q_spread_floor, sampler_noise_color, target_diffusion_steps or sampler
-    existed trained with the gradient target, no floor, white noise, the critic target's full chain and the reference
-    sampler: loading it keeps those (unless the caller says otherwise), not today's defaults."""
+    """An archive written before score_target, q_spread_floor, sampler_noise_color, target_diffusion_steps, sampler or
+    score_actions existed trained with the gradient target, no floor, white noise, the critic target's full chain, the
+    reference sampler and the replay actions: loading it keeps those (unless the caller says otherwise), not today's
+    defaults."""
     import zipfile
 
-    kwargs = dict(score_target="gradient", q_spread_floor=0.7, sampler_noise_color=1.0, target_diffusion_steps=3)
+    kwargs = dict(
+        score_target="gradient", q_spread_floor=0.7, sampler_noise_color=1.0, target_diffusion_steps=3, score_actions="policy"
+    )
     QSM("MlpPolicy", "Pendulum-v1", **kwargs, sampler="posterior", **small_kwargs).save(tmp_path / "today")
     with zipfile.ZipFile(tmp_path / "today.zip") as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
@@ -196,6 +199,7 @@ def test_archive_older_than_an_argument_goes_on_with_the_value_it_trained_with(t
     assert (older.score_target, older.q_spread_floor, older.sampler_noise_color) == ("gradient", 0.0, 0.0)
     assert older.target_diffusion_steps is None
     assert older.sampler == "reference"
+    assert older.score_actions == "replay"
     assert QSM.load(tmp_path / "older", score_target="posterior").score_target == "posterior"
     assert QSM.load(tmp_path / "older", sampler="posterior").sampler == "posterior"
     # A current archive keeps its own values
@@ -203,3 +207,4 @@ def test_archive_older_than_an_argument_goes_on_with_the_value_it_trained_with(t
     assert (today.score_target, today.q_spread_floor, today.sampler_noise_color) == ("gradient", 0.7, 1.0)
     assert today.target_diffusion_steps == 3
     assert today.sampler == "posterior"
+    assert today.score_actions == "policy"

@@ -275,6 +275,12 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "QSM (posterior sampler, spread floor 0.3, 10k random warm-up steps)",
         {**POSTERIOR_FLOOR_03, "learning_starts": 10_000},
     ),
+    # The actor loss noises fresh samples of the policy rather than the replay actions, which the posterior target
+    # otherwise leans towards (benchmarks/probes: anchor_weight, target_variants)
+    "qsm-posterior-floor03-policy-actions": (
+        "QSM (posterior sampler, spread floor 0.3, score on policy samples)",
+        {**POSTERIOR_FLOOR_03, "score_actions": "policy"},
+    ),
 }
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -508,6 +514,7 @@ ADDED_ARGUMENTS = {
     "q_spread_floor": "0.0",
     "sampler_noise_color": "0.0",
     "sampler": "'reference'",
+    "score_actions": "'replay'",
 }
 
 

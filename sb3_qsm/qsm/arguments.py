@@ -21,13 +21,21 @@ SAMPLER_SETTINGS = ("sampler_temperature", "sampler", "clip_sampler")
 SCORE_TARGETS = ("gradient", "posterior")
 # Where the "posterior" target draws its candidates (``QSM(score_proposal=...)``)
 SCORE_PROPOSALS = ("forward", "policy")
+# Which clean actions the actor loss noises (``QSM(score_actions=...)``)
+SCORE_ACTIONS = ("replay", "policy")
 
 
 def check_score_target(
-    score_target: str, n_score_samples: int, score_proposal: str = "forward", q_spread_floor: float = 0.0
+    score_target: str,
+    n_score_samples: int,
+    score_proposal: str = "forward",
+    q_spread_floor: float = 0.0,
+    score_actions: str = "replay",
 ) -> None:
     """Raise a ``ValueError`` naming the argument when the score target settings are not usable."""
     check_real("q_spread_floor", q_spread_floor, 0.0)
+    if score_actions not in SCORE_ACTIONS:
+        raise ValueError(f"score_actions must be one of {SCORE_ACTIONS}, got {score_actions!r}")
     if score_target not in SCORE_TARGETS:
         raise ValueError(f"score_target must be one of {SCORE_TARGETS}, got {score_target!r}")
     if not is_int_at_least(n_score_samples, 2):

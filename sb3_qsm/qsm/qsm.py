@@ -65,6 +65,7 @@ ADDED_ARGUMENTS: dict[str, Any] = {
     "q_spread_floor": 0.0,
     "sampler_noise_color": 0.0,
     "target_diffusion_steps": None,
+    "score_actions": "replay",
 }
 # Length of the colored noise series of the sampler when the environment has no episode length limit
 DEFAULT_NOISE_HORIZON = 1000
@@ -160,6 +161,15 @@ class QSM(OffPolicyAlgorithm):
         ``"policy"``: half of them around the actor's own estimate of the clean action (from the noise it predicts
         at ``a_t``), weighted against the mixture of the two proposals, so that the target stays the same while the
         candidates follow the policy (see ``DiffusionSchedule.posterior_mean``)
+    :param score_actions: Which clean actions the actor loss noises into ``a_t`` (and, with the ``"posterior"``
+        target, keeps as the extra candidate). ``"replay"`` (the default, as the paper): the replay batch's actions,
+        so the denoiser is fitted where the data lies and the posterior target leans towards the data's actions,
+        which at the noisy steps outweigh the nearly uniform candidates (on HalfCheetah they carry more than half of
+        the weight): the policy then becomes a Q-weighted copy of its replay, older behaviour included.
+        ``"policy"``: fresh samples of the current policy at the replay observations (drawn without gradient on the
+        critic target's chain, ``target_diffusion_steps``), so that the estimate leans towards the current policy and
+        the target's fixed point is the policy ``exp(score_scale * Q / spread)`` itself; one more sampled chain per
+        actor update. ``bc_coef``'s term keeps the replay actions either way
     :param target_diffusion_steps: Number of reverse steps of the sample of the next action in the critic target,
         on a strided subset of the time indices with the chain respaced: ``"auto"`` (the default), half of ``T``
         rounded up (5 of the default 10); an integer from 1 to ``T``; or None, all ``T`` (archives saved before the
@@ -245,6 +255,7 @@ class QSM(OffPolicyAlgorithm):
         score_target: str = "posterior",
         n_score_samples: int = 8,
         score_proposal: str = "forward",
+        score_actions: str = "replay",
         target_diffusion_steps: int | str | None = "auto",
         q_spread_floor: float = DEFAULT_Q_SPREAD_FLOOR,
         sampler_noise_color: float = DEFAULT_SAMPLER_NOISE_COLOR,
@@ -271,7 +282,7 @@ class QSM(OffPolicyAlgorithm):
         check_diffusion_args(n_diffusion_steps, beta_schedule, sampler_temperature, sampler)
         check_qsm_args(score_scale, policy_delay, target_policy_noise, target_noise_clip, actor_lr_decay_steps, bc_coef)
         check_bool("deterministic_target", deterministic_target)
-        check_score_target(score_target, n_score_samples, score_proposal, q_spread_floor)
+        check_score_target(score_target, n_score_samples, score_proposal, q_spread_floor, score_actions)
         check_sampler_noise_color(sampler_noise_color)
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
         check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma)
@@ -321,6 +332,7 @@ class QSM(OffPolicyAlgorithm):
         self.score_target = score_target
         self.n_score_samples = n_score_samples
         self.score_proposal = score_proposal
+        self.score_actions = score_actions
         self.target_diffusion_steps = target_diffusion_steps
         self.q_spread_floor = q_spread_floor
         self.sampler_noise_color = sampler_noise_color
@@ -636,8 +648,9 @@ class QSM(OffPolicyAlgorithm):
 
     def _actor_loss(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
-        The Q-score matching loss (paper section 4, reference ``update_actor``): noise the replay action,
-        ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with ``t ~ U{0..T-1}``, and regress
+        The Q-score matching loss (paper section 4, reference ``update_actor``): noise the replay action (or a fresh
+        sample of the policy, see ``score_actions``), ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with
+        ``t ~ U{0..T-1}``, and regress
         ``eps_theta(s, a_t, t)`` onto ``-score_scale * grad_{a_t} mean_i Q_i(s, a_t)`` (or onto ``posterior_noise``,
         see ``score_target``), plus ``bc_coef`` times the denoising loss on the replay action.
 
@@ -646,17 +659,50 @@ class QSM(OffPolicyAlgorithm):
         :return: The loss, and the critic's spread over the candidates (posterior target) or the mean L2 norm of
             its action gradient (gradient target)
         """
-        noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(actions)
+        clean = self._score_actions(observations, actions)
+        noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(clean)
         eps_pred = self.actor.predict_noise(observations, noisy_actions, timesteps)
         if self.score_target == "posterior":
-            target, target_statistic = self._posterior_target(observations, noisy_actions, timesteps, actions, eps_pred)
+            target, target_statistic = self._posterior_target(observations, noisy_actions, timesteps, clean, eps_pred)
         else:
             q_grad = self.q_score(observations, noisy_actions)
             target, target_statistic = -self.score_scale * q_grad, q_grad.norm(dim=1).mean()
         actor_loss = F.mse_loss(eps_pred, target)
         if self.bc_coef > 0:
-            actor_loss = actor_loss + self.bc_coef * F.mse_loss(eps_pred, noise)
+            actor_loss = actor_loss + self.bc_coef * self._denoising_loss(observations, actions, clean, eps_pred, noise)
         return actor_loss, target_statistic
+
+    def _score_actions(self, observations: Any, actions: th.Tensor) -> th.Tensor:
+        """
+        :param observations: Observations of a replay batch
+        :param actions: Their actions, in ``[-1, 1]``
+        :return: The clean actions the actor loss noises (see ``score_actions``): the replay actions, or fresh samples
+            of the policy at the observations, on the critic target's chain (no gradient)
+        """
+        if self.score_actions == "replay":
+            return actions
+        with th.no_grad():
+            n_steps = target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps)
+            return self.actor.sample(observations, n_steps=n_steps)
+
+    def _denoising_loss(
+        self, observations: Any, actions: th.Tensor, clean: th.Tensor, eps_pred: th.Tensor, noise: th.Tensor
+    ) -> th.Tensor:
+        """
+        ``bc_coef``'s term: the denoising loss on the replay actions. When the score's actions are the replay
+        actions, the score's noisy actions serve; otherwise the replay actions are noised and denoised anew.
+
+        :param observations: Observations of a replay batch
+        :param actions: Their actions
+        :param clean: The actions the score's loss noised (``_score_actions``)
+        :param eps_pred: The actor's noise prediction at those noisy actions
+        :param noise: The noise that made them
+        :return: The mean squared error of the noise predicted at the noised replay actions
+        """
+        if clean is not actions:
+            noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(actions)
+            eps_pred = self.actor.predict_noise(observations, noisy_actions, timesteps)
+        return F.mse_loss(eps_pred, noise)
 
     def _actor_learning_rate(self) -> float:
         """
