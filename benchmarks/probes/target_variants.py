@@ -13,7 +13,8 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
 - ``policy-anchor``: the actions noised into ``a_t`` (and kept as the extra candidate) are fresh samples of the
   policy at the replay observations (the critic target's chain, half of ``T``) rather than the replay actions, so
   that the estimate leans towards the current policy, not towards the replay's older behaviour; its fixed point is
-  the target policy itself.
+  the target policy itself;
+- ``policy-anchor-half``: half of the batch so, the other half on the replay actions.
 
 With ``bandit`` as the task, trains on the multi-modality guide's bandit instead and writes its result as
 ``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``.
@@ -59,6 +60,15 @@ def actor_loss_on_policy_samples(self: QSM, observations: Any, actions: th.Tenso
     return actor_loss(self, observations, samples)
 
 
+def actor_loss_on_half_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> Any:
+    """``QSM._actor_loss`` with the first half of the replay actions replaced by fresh samples of the policy"""
+    half = len(actions) // 2
+    with th.no_grad():
+        n_steps = target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps)
+        samples = self.actor.sample(observations, n_steps=n_steps)
+    return actor_loss(self, observations, th.cat([samples[:half], actions[half:]]))
+
+
 def main() -> None:
     env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
@@ -73,8 +83,10 @@ def main() -> None:
         QSM._posterior_target = without_anchor  # type: ignore[method-assign]
     elif variant == "policy-anchor":
         QSM._actor_loss = actor_loss_on_policy_samples  # type: ignore[method-assign]
+    elif variant == "policy-anchor-half":
+        QSM._actor_loss = actor_loss_on_half_policy_samples  # type: ignore[method-assign]
     elif variant != "mean":
-        raise ValueError(f"variant must be 'mean', 'min', 'no-anchor' or 'policy-anchor', got {variant!r}")
+        raise ValueError(f"variant must be 'mean', 'min', 'no-anchor', 'policy-anchor' or 'policy-anchor-half', got {variant!r}")
     th.set_num_threads(1)
     if env_id == "bandit":
         out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
@@ -92,7 +104,9 @@ def main() -> None:
         def _on_step(self) -> bool:
             result = super()._on_step()
             if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
-                print(json.dumps(dict(t=self.num_timesteps, mean_return=round(float(self.last_mean_reward), 1))), flush=True)
+                mean_return = round(float(self.last_mean_reward), 1)
+                line = dict(variant=variant, seed=seed, t=self.num_timesteps, mean_return=mean_return)
+                print(json.dumps(line), flush=True)
             return result
 
     model.learn(budget, callback=Report(eval_env, n_eval_episodes=5, eval_freq=10_000, verbose=0))
