@@ -86,7 +86,8 @@ def main() -> None:
     elif variant == "policy-anchor-half":
         QSM._actor_loss = actor_loss_on_half_policy_samples  # type: ignore[method-assign]
     elif variant != "mean":
-        raise ValueError(f"variant must be 'mean', 'min', 'no-anchor', 'policy-anchor' or 'policy-anchor-half', got {variant!r}")
+        variants = ("mean", "min", "no-anchor", "policy-anchor", "policy-anchor-half")
+        raise ValueError(f"variant must be one of {variants}, got {variant!r}")
     th.set_num_threads(1)
     if env_id == "bandit":
         out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
