@@ -669,7 +669,7 @@ class QSM(OffPolicyAlgorithm):
             target, target_statistic = -self.score_scale * q_grad, q_grad.norm(dim=1).mean()
         actor_loss = F.mse_loss(eps_pred, target)
         if self.bc_coef > 0:
-            actor_loss = actor_loss + self.bc_coef * self._denoising_loss(observations, actions, clean, eps_pred, noise)
+            actor_loss = actor_loss + self.bc_coef * self._denoising_loss(observations, actions, eps_pred, noise)
         return actor_loss, target_statistic
 
     def _score_actions(self, observations: Any, actions: th.Tensor) -> th.Tensor:
@@ -685,21 +685,18 @@ class QSM(OffPolicyAlgorithm):
             n_steps = target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps)
             return self.actor.sample(observations, n_steps=n_steps)
 
-    def _denoising_loss(
-        self, observations: Any, actions: th.Tensor, clean: th.Tensor, eps_pred: th.Tensor, noise: th.Tensor
-    ) -> th.Tensor:
+    def _denoising_loss(self, observations: Any, actions: th.Tensor, eps_pred: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """
-        ``bc_coef``'s term: the denoising loss on the replay actions. When the score's actions are the replay
-        actions, the score's noisy actions serve; otherwise the replay actions are noised and denoised anew.
+        ``bc_coef``'s term: the denoising loss on the replay actions. With ``score_actions="replay"`` the score's
+        noisy actions are those, and serve; otherwise the replay actions are noised and denoised anew.
 
         :param observations: Observations of a replay batch
         :param actions: Their actions
-        :param clean: The actions the score's loss noised (``_score_actions``)
-        :param eps_pred: The actor's noise prediction at those noisy actions
+        :param eps_pred: The actor's noise prediction at the score's noisy actions
         :param noise: The noise that made them
         :return: The mean squared error of the noise predicted at the noised replay actions
         """
-        if clean is not actions:
+        if self.score_actions != "replay":
             noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(actions)
             eps_pred = self.actor.predict_noise(observations, noisy_actions, timesteps)
         return F.mse_loss(eps_pred, noise)
