@@ -10,10 +10,10 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
 - ``no-anchor``: the replay action is not one of the candidates. At HalfCheetah's noisy steps it carries about 60% of
   the weight against 8 nearly uniform candidates (``anchor_weight.py``), so the target there is mostly the replay
   action itself: a Q-weighted copy of the data more than a step towards the critics' preference;
-- ``policy-anchor``: the actions noised into ``a_t`` (and kept as the extra candidate) are fresh samples of the
-  policy at the replay observations (the critic target's chain, half of ``T``) rather than the replay actions, so
-  that the estimate leans towards the current policy, not towards the replay's older behaviour; its fixed point is
-  the target policy itself;
+- ``policy-anchor``: ``score_actions="policy"`` (this probe patched the same in before the argument existed): the
+  actions noised into ``a_t`` (and kept as the extra candidate) are fresh samples of the policy at the replay
+  observations (the critic target's chain, half of ``T``) rather than the replay actions, so that the estimate leans
+  towards the current policy, not towards the replay's older behaviour; its fixed point is the target policy itself;
 - ``policy-anchor-half``: half of the batch so, the other half on the replay actions.
 
 With ``bandit`` as the task, trains on the multi-modality guide's bandit instead and writes its result as
@@ -41,9 +41,8 @@ import sb3_qsm.common.critics
 import sb3_qsm.qsm.qsm
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import multimodal
-from sb3_qsm.qsm.arguments import target_chain_steps
 
-actor_loss = QSM._actor_loss
+policy_samples = QSM._score_actions
 
 
 def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.Tensor) -> th.Tensor:
@@ -52,26 +51,16 @@ def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.T
     return values.min(dim=-1, keepdim=True).values.expand_as(values)
 
 
-def actor_loss_on_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> Any:
-    """``QSM._actor_loss`` with the replay actions replaced by fresh samples of the policy (the critic target's chain)"""
-    with th.no_grad():
-        n_steps = target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps)
-        samples = self.actor.sample(observations, n_steps=n_steps)
-    return actor_loss(self, observations, samples)
-
-
-def actor_loss_on_half_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> Any:
-    """``QSM._actor_loss`` with the first half of the replay actions replaced by fresh samples of the policy"""
+def half_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> th.Tensor:
+    """``QSM._score_actions`` of ``score_actions="policy"`` for the first half of the batch, the replay actions after"""
     half = len(actions) // 2
-    with th.no_grad():
-        n_steps = target_chain_steps(self.target_diffusion_steps, self.n_diffusion_steps)
-        samples = self.actor.sample(observations, n_steps=n_steps)
-    return actor_loss(self, observations, th.cat([samples[:half], actions[half:]]))
+    return th.cat([policy_samples(self, observations, actions)[:half], actions[half:]])
 
 
 def main() -> None:
     env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+    arguments = dict(kwargs)
     if variant == "min":
         sb3_qsm.qsm.qsm.candidate_q_values = smallest_candidate_q_values  # type: ignore[assignment]
     elif variant == "no-anchor":
@@ -82,21 +71,22 @@ def main() -> None:
 
         QSM._posterior_target = without_anchor  # type: ignore[method-assign]
     elif variant == "policy-anchor":
-        QSM._actor_loss = actor_loss_on_policy_samples  # type: ignore[method-assign]
+        arguments["score_actions"] = "policy"
     elif variant == "policy-anchor-half":
-        QSM._actor_loss = actor_loss_on_half_policy_samples  # type: ignore[method-assign]
+        arguments["score_actions"] = "policy"
+        QSM._score_actions = half_policy_samples  # type: ignore[method-assign]
     elif variant != "mean":
         variants = ("mean", "min", "no-anchor", "policy-anchor", "policy-anchor-half")
         raise ValueError(f"variant must be one of {variants}, got {variant!r}")
     th.set_num_threads(1)
     if env_id == "bandit":
         out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
-        result = multimodal.run("qsm", seed, budget, kwargs, out)
+        result = multimodal.run("qsm", seed, budget, arguments, out)
         record = dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs)
         coverage = {key: result[key] for key in ("fractions", "n_covered", "outside")}
         print(json.dumps({**record, **coverage}))
         return
-    model = QSM("MlpPolicy", env_id, seed=seed, **kwargs)
+    model = QSM("MlpPolicy", env_id, seed=seed, **arguments)
     eval_env = gym.make(env_id)
     eval_env.reset(seed=seed + 1000)
     start = time.time()
