@@ -243,7 +243,9 @@ def test_gradient_row_builds_the_earlier_defaults_and_leaves_them_untouched() ->
     import gymnasium as gym
 
     env = gym.make("Pendulum-v1")
-    model, settings = suite.make_model("qsm-gradient", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+    model, settings = suite.make_model(
+        "qsm-gradient", env, "Pendulum-v1", seed=0, budget=500, device="cpu", qsm_defaults=suite.SUITES["v1"].qsm_defaults
+    )
     assert (model.score_target, model.score_scale) == ("gradient", 50.0)
     assert (model.n_diffusion_steps, model.beta_schedule) == (5, "vp")
     assert model.policy_kwargs["action_fan_in_init"] is False and model.learning_starts == 100

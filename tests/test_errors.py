@@ -78,7 +78,7 @@ def test_diffusion_args_in_policy_kwargs_refused():
         (dict(buffer_size=-5), "buffer_size must be an integer >= 1, got -5"),
         (dict(tau=0.0), "tau must be a finite number > 0 and <= 1, got 0.0"),
         (dict(tau=1.5), "tau must be a finite number > 0 and <= 1, got 1.5"),
-        (dict(learning_starts=-1), "learning_starts must be an integer >= 0, got -1"),
+        (dict(learning_starts=-1), "learning_starts must be an integer >= 0 or 'auto', got -1"),
         (dict(batch_size=512, buffer_size=100), "batch_size=512 is larger than buffer_size=100"),
     ],
 )

@@ -17,6 +17,25 @@ def test_run_default_pendulum(small_kwargs):
     assert model.logger.name_to_value["train/n_updates"] == 100
 
 
+def test_auto_learning_starts_is_ten_episodes_of_the_time_limit(small_kwargs):
+    """learning_starts="auto" (the default): ten episodes of the environment's time limit, counted over all the
+    environments of a VecEnv, or SB3's 100 steps without a limit; an integer is kept as given. Learning starts there."""
+    del small_kwargs["learning_starts"]
+    assert QSM("MlpPolicy", "Pendulum-v1", **small_kwargs).learning_starts == 2000
+    assert QSM("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2), **small_kwargs).learning_starts == 2000
+    import sb3_qsm.envs
+
+    assert QSM("MlpPolicy", sb3_qsm.envs.MULTIMODAL_ENV_ID, **small_kwargs).learning_starts == 100
+    explicit = QSM("MlpPolicy", "Pendulum-v1", learning_starts=np.int64(7), **small_kwargs)
+    assert explicit.learning_starts == 7 and type(explicit.learning_starts) is int
+    model = QSM("MlpPolicy", gym.make("Pendulum-v1", max_episode_steps=5), seed=0, **small_kwargs)
+    assert model.learning_starts == 50
+    model.learn(50)
+    assert model._n_updates == 0
+    model.learn(10, reset_num_timesteps=False)
+    assert model._n_updates == 10
+
+
 @pytest.mark.parametrize("n_critics", [1, 3])
 def test_n_critics(small_kwargs, n_critics):
     small_kwargs["policy_kwargs"]["n_critics"] = n_critics

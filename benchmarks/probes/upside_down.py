@@ -24,7 +24,6 @@ import sys
 import gymnasium as gym
 import numpy as np
 import torch as th
-
 from stable_baselines3 import SAC
 
 from sb3_qsm import QSM

@@ -41,6 +41,7 @@ from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import ConstantSchedule
 
 from sb3_qsm import QSM
+from sb3_qsm.qsm.arguments import auto_learning_starts, time_limit
 from sb3_qsm.qsm.presets import (
     EXPLORATION_0_1,
     FULL_TARGET_CHAIN,
@@ -387,8 +388,14 @@ SCREEN_TASKS = ("HalfCheetah-v5", "Hopper-v5", "MountainCarContinuous-v0", "Inve
 # The goal pays +100 and an episode's action costs add up to less than 100: return > 0 <=> goal reached
 MOUNTAIN_CAR_GOAL_RETURN = 0.0
 # The QSM defaults the committed suites v1, screen and cheaper ran with, where today's differ: the exploration of
-# sb3-qsm 0.1, the critic target's full chain and the reference sampler (rows that set any keep their own)
-DEFAULTS_BEFORE_V2: dict[str, Any] = {**EXPLORATION_0_1, **FULL_TARGET_CHAIN, **REFERENCE_SAMPLER}
+# sb3-qsm 0.1, the critic target's full chain, the reference sampler and SB3's 100 warm-up steps (rows that set any
+# keep their own)
+DEFAULTS_BEFORE_V2: dict[str, Any] = {
+    **EXPLORATION_0_1,
+    **FULL_TARGET_CHAIN,
+    **REFERENCE_SAMPLER,
+    "learning_starts": 100,
+}
 SUITES = {
     "v1": Suite(
         "v1",
@@ -595,7 +602,11 @@ def make_model(
     # The runner's own overrides: these change no update, only memory (and smoke-test budgets)
     defaults = inspect.signature(algorithm.algo_class).parameters
     overrides: dict[str, Any] = {"buffer_size": min(hyperparams.get("buffer_size", defaults["buffer_size"].default), budget)}
-    learning_starts = hyperparams.get("learning_starts", defaults["learning_starts"].default)
+    suite_defaults = (qsm_defaults or {}) if algorithm.algo_class is QSM else {}
+    settings_with_defaults = {"learning_starts": defaults["learning_starts"].default, **suite_defaults, **hyperparams}
+    learning_starts = settings_with_defaults["learning_starts"]
+    if learning_starts == "auto":
+        learning_starts = auto_learning_starts(time_limit(env))
     if max_learning_starts is not None and learning_starts > max_learning_starts:
         overrides["learning_starts"] = max_learning_starts
     common = dict(seed=seed, device=device, verbose=0, **overrides)
@@ -604,7 +615,6 @@ def make_model(
     else:
         # A copy: SB3 writes into the policy_kwargs it is given, which would then misreport the zoo's entry
         kwargs = {key: copy.deepcopy(value) for key, value in hyperparams.items() if key != "policy"}
-        suite_defaults = (qsm_defaults or {}) if algorithm.algo_class is QSM else {}
         model = algorithm.algo_class(hyperparams.get("policy", "MlpPolicy"), env, **{**suite_defaults, **kwargs, **common})
     settings = {
         "hyperparams_source": source,

@@ -37,6 +37,8 @@ from sb3_qsm.qsm.arguments import (
     DIFFUSION_POLICY_ARGS,
     FIXED_DIFFUSION_ARGS,
     SAMPLER_SETTINGS,
+    WARMUP_WITHOUT_TIME_LIMIT,
+    auto_learning_starts,
     check_action_space,
     check_image_policy,
     check_off_policy_args,
@@ -46,6 +48,7 @@ from sb3_qsm.qsm.arguments import (
     check_score_target,
     check_target_diffusion_steps,
     target_chain_steps,
+    time_limit,
 )
 from sb3_qsm.qsm.policies import (
     ARGUMENTS_OF_OLDER_FILES,
@@ -98,7 +101,11 @@ class QSM(OffPolicyAlgorithm):
     :param learning_rate: learning rate for the Adam optimizers of the actor and the critics,
         it can be a function of the current progress remaining (from 1 to 0)
     :param buffer_size: size of the replay buffer
-    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+    :param learning_starts: how many steps of uniformly random actions to collect before learning starts. ``"auto"``
+        (default): ten episodes of the environment's time limit (10,000 steps on MuJoCo's 1,000-step tasks, as the RL
+        Zoo's SAC and TD3 gather there; 2,000 on Pendulum-v1), or 100 steps (SB3's default) for an environment
+        without one. Set when the model is built, from the environment it is given; ``model.learning_starts`` holds
+        the number
     :param batch_size: Minibatch size for each gradient update
     :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
     :param gamma: the discount factor
@@ -230,7 +237,7 @@ class QSM(OffPolicyAlgorithm):
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-4,
         buffer_size: int = 1_000_000,  # 1e6
-        learning_starts: int = 100,
+        learning_starts: int | str = "auto",
         batch_size: int = 256,
         tau: float = 0.005,
         gamma: float = 0.99,
@@ -301,7 +308,7 @@ class QSM(OffPolicyAlgorithm):
             env,
             learning_rate,
             buffer_size,
-            learning_starts,
+            WARMUP_WITHOUT_TIME_LIMIT if learning_starts == "auto" else int(learning_starts),
             batch_size,
             tau,
             gamma,
@@ -322,6 +329,8 @@ class QSM(OffPolicyAlgorithm):
             supported_action_spaces=None,  # checked in _setup_model, with a ValueError
             support_multi_env=True,
         )
+        if learning_starts == "auto" and self.env is not None:
+            self.learning_starts = auto_learning_starts(time_limit(self.env))
         self.score_scale = score_scale
         self.target_policy_noise = target_policy_noise
         self.target_noise_clip = target_noise_clip
@@ -757,9 +766,7 @@ class QSM(OffPolicyAlgorithm):
     def _episode_horizon(self) -> int:
         """:return: The training environment's episode length limit, or ``DEFAULT_NOISE_HORIZON`` if it has none"""
         assert self.env is not None
-        spec = self.env.get_attr("spec", [0])[0]
-        horizon = getattr(spec, "max_episode_steps", None)
-        return int(horizon) if horizon else DEFAULT_NOISE_HORIZON
+        return time_limit(self.env) or DEFAULT_NOISE_HORIZON
 
     def learn(
         self: SelfQSM,
