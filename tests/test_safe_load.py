@@ -5,6 +5,7 @@ never appears. The payload is live: the trusting path (``safe=False``, SB3's own
 """
 
 import base64
+import gzip
 import json
 import pathlib
 import pickle
@@ -162,9 +163,20 @@ def test_replay_buffer_loads_safely(saved):
     model.learn(5)
 
 
-def test_truncated_replay_buffer_is_named(saved, tmp_path):
+def test_gzip_replay_buffer_loads_safely(saved, tmp_path):
+    """A gzip-compressed buffer (as the benchmark runner keeps them) loads as the plain one does"""
+    compressed = tmp_path / "replay_buffer.pkl.gz"
+    compressed.write_bytes(gzip.compress(saved["buffer"].read_bytes()))
+    model = QSM.load(saved["qsm"], env=gym.make("Pendulum-v1"))
+    model.load_replay_buffer(compressed)
+    assert model.replay_buffer is not None and model.replay_buffer.size() == 110
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_replay_buffer_is_named(saved, tmp_path, compress):
+    data = gzip.compress(saved["buffer"].read_bytes()) if compress else saved["buffer"].read_bytes()
     truncated = tmp_path / "truncated.pkl"
-    truncated.write_bytes(saved["buffer"].read_bytes()[: saved["buffer"].stat().st_size // 2])
+    truncated.write_bytes(data[: len(data) // 2])
     model = QSM.load(saved["qsm"])
     with pytest.raises(ValueError, match=f"replay buffer {truncated}: the file is truncated or corrupt"):
         model.load_replay_buffer(truncated)

@@ -5,6 +5,7 @@ the file and the problem, and the reading of its ``data`` entry without unpickli
 
 import contextlib
 import glob
+import gzip
 import io
 import json
 import os
@@ -14,13 +15,16 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import torch as th
 from stable_baselines3.common.save_util import json_to_data, open_path
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_qsm.common.safe_pickle import UnsafePickleError, decode_entry, safe_load, torch_safe_globals
+
+# The first bytes of a gzip stream (RFC 1952)
+GZIP_MAGIC = b"\x1f\x8b"
 
 # Entries that ``load`` rebuilds from others (``lr_schedule`` from ``learning_rate``): a refused one is left out
 REBUILT_ENTRIES = ("lr_schedule",)
@@ -220,7 +224,8 @@ def with_values_of_older_archives(data: dict[str, Any], kwargs: dict[str, Any], 
 def read_pickle_file(path: str | pathlib.Path | io.BufferedIOBase, what: str) -> Any:
     """
     Read a pickle that SB3 saved (``save_to_pkl``: a replay buffer, say) without running code from it (see
-    :mod:`sb3_qsm.common.safe_pickle`). A path without its ``.pkl`` suffix is found as SB3's ``load_from_pkl`` does.
+    :mod:`sb3_qsm.common.safe_pickle`), gzip-compressed or not. A path without its ``.pkl`` suffix is found as SB3's
+    ``load_from_pkl`` does.
 
     :param path: Path to the file, or an open binary file
     :param what: What the file should hold, for the messages ("replay buffer")
@@ -230,7 +235,7 @@ def read_pickle_file(path: str | pathlib.Path | io.BufferedIOBase, what: str) ->
     name = _describe(path)
     try:
         with open_path(path, "r", suffix="pkl") as file:
-            return safe_load(file)
+            return safe_load(_decompressed(file))
     except UnsafePickleError as error:
         raise ValueError(
             f"Cannot load the {what} {name} safely: it {error}. Only if you trust this file, load it with safe=False "
@@ -238,8 +243,30 @@ def read_pickle_file(path: str | pathlib.Path | io.BufferedIOBase, what: str) ->
         ) from error
     except FileNotFoundError as error:
         raise ValueError(f"Cannot load the {what} {name}: no such file") from error
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+    except (
+        EOFError,
+        gzip.BadGzipFile,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as error:
         raise ValueError(f"Cannot load the {what} {name}: the file is truncated or corrupt ({error!r})") from error
+
+
+def _decompressed(file: IO[bytes]) -> IO[bytes]:
+    """
+    :param file: An open binary file, at the start of a pickle or of a gzip-compressed one (as the benchmark runner
+        keeps its replay buffers, ``replay_buffer.pkl.gz``)
+    :return: The file itself, or its decompressed stream if it starts with gzip's magic number (a seekable file only)
+    """
+    if not file.seekable():
+        return file
+    start = file.read(len(GZIP_MAGIC))
+    file.seek(-len(start), io.SEEK_CUR)
+    return cast(IO[bytes], gzip.GzipFile(fileobj=file, mode="rb")) if start == GZIP_MAGIC else file
 
 
 def load_vec_normalize(path: str | pathlib.Path, venv: VecEnv) -> VecNormalize:

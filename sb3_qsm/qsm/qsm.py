@@ -849,8 +849,9 @@ class QSM(OffPolicyAlgorithm):
         """
         Load a replay buffer from a pickle file (see ``OffPolicyAlgorithm.load_replay_buffer``). By default
         (``safe=True``) no code from the file runs: it is read by the allow-listed unpickler of
-        ``sb3_qsm.common.safe_pickle``, and a truncated or corrupt file is refused with an error naming it.
-        ``safe=False`` unpickles it as SB3 does, which runs any code it holds: only for files you trust.
+        ``sb3_qsm.common.safe_pickle``, plain or gzip-compressed (as the benchmark runner keeps its checkpoints'
+        buffers), and a truncated or corrupt file is refused with an error naming it. ``safe=False`` unpickles it as
+        SB3 does, which runs any code it holds (only for files you trust) and reads plain pickles only.
 
         :param path: Path to the pickled replay buffer
         :param truncate_last_traj: With a ``HerReplayBuffer``: whether the last trajectory in the buffer was finished
