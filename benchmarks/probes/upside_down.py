@@ -5,6 +5,8 @@ optimum (about 1,000-1,500 at 50,000-100,000 steps); once most of the replay is 
 regime and the policy stays in it. Three ways to call it:
 
 - ``buffer PATH``: the replay buffer of a runner checkpoint (``replay_buffer.pkl.gz``), episode by episode;
+- ``policy PATH``: one deterministic episode (seed 0) of a saved QSM model (a runner checkpoint's ``model.zip``): its
+  return and the fraction upside down;
 - ``train ALGO ARGUMENTS STEPS SEEDS``: trains ``ALGO`` (``qsm`` or ``sac``, one torch thread) with the JSON
   ``ARGUMENTS`` for ``STEPS`` steps on each of the comma-separated ``SEEDS`` and prints its replay's episodes, one
   JSON line per seed;
@@ -46,6 +48,21 @@ def from_buffer(path: str) -> None:
     buffer = pickle.load(io.BytesIO(gzip.open(path).read()))
     size = buffer.buffer_size if buffer.full else buffer.pos
     print(json.dumps({"buffer": path, "upside_down_per_episode": upside_down(buffer.observations[:size, 0])}))
+
+
+def from_policy(path: str) -> None:
+    model = QSM.load(path, buffer_size=1, device="cpu")
+    env = gym.make("HalfCheetah-v5")
+    observation, _ = env.reset(seed=0)
+    visited, episode_return, done = [], 0.0, False
+    while not done:
+        action, _ = model.predict(observation, deterministic=True)
+        observation, reward, terminated, truncated, _ = env.step(action)
+        visited.append(observation)
+        episode_return += float(reward)
+        done = terminated or truncated
+    line = {"policy": path, "return": round(episode_return, 1), "upside_down": upside_down(np.array(visited))[0]}
+    print(json.dumps(line))
 
 
 def from_training(algo: str, arguments: dict, steps: int, seeds: list[int]) -> None:
@@ -90,12 +107,14 @@ def main() -> None:
     mode = sys.argv[1]
     if mode == "buffer":
         from_buffer(sys.argv[2])
+    elif mode == "policy":
+        from_policy(sys.argv[2])
     elif mode == "train":
         from_training(sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), [int(seed) for seed in sys.argv[5].split(",")])
     elif mode == "explore":
         from_exploration(sys.argv[2])
     else:
-        raise ValueError(f"mode must be buffer, train or explore, got {mode!r}")
+        raise ValueError(f"mode must be buffer, policy, train or explore, got {mode!r}")
 
 
 if __name__ == "__main__":
