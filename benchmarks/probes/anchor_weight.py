@@ -10,8 +10,6 @@ value the replay action than the other candidates on average (``anchor_lead``).
     python benchmarks/probes/anchor_weight.py CHECKPOINT
 """
 
-import gzip
-import io
 import json
 import sys
 
@@ -27,8 +25,7 @@ def main() -> None:
     th.set_num_threads(1)
     th.manual_seed(0)
     model = QSM.load(f"{folder}/model.zip", device="cpu")
-    with gzip.open(f"{folder}/replay_buffer.pkl.gz") as file:
-        model.load_replay_buffer(io.BytesIO(file.read()))
+    model.load_replay_buffer(f"{folder}/replay_buffer.pkl.gz")
     assert model.replay_buffer is not None
     batch = model.replay_buffer.sample(1024)
     observations, actions = batch.observations, batch.actions

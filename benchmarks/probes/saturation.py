@@ -16,8 +16,6 @@ the runner replaces it) and prints, over the observations of the last 2,000 repl
     python benchmarks/probes/saturation.py /tmp/checkpoint HalfCheetah-v5
 """
 
-import gzip
-import io
 import json
 import sys
 
@@ -99,8 +97,7 @@ def main() -> None:
     folder, env_id = sys.argv[1], sys.argv[2]
     th.set_num_threads(1)
     model = QSM.load(f"{folder}/model.zip", device="cpu")
-    with gzip.open(f"{folder}/replay_buffer.pkl.gz") as file:
-        model.load_replay_buffer(io.BytesIO(file.read()))
+    model.load_replay_buffer(f"{folder}/replay_buffer.pkl.gz")
     print(json.dumps(scales(model)), flush=True)
     for steps, lr in REFINEMENTS:
         print(json.dumps(dict(steps=steps, lr=lr, returns=refined_returns(model, env_id, steps, lr))), flush=True)

@@ -17,10 +17,7 @@ regime and the policy stays in it. Three ways to call it:
     python benchmarks/probes/upside_down.py train qsm '{}' 5000 0,1,2
 """
 
-import gzip
-import io
 import json
-import pickle
 import sys
 
 import gymnasium as gym
@@ -29,14 +26,20 @@ import torch as th
 from stable_baselines3 import SAC
 
 from sb3_qsm import QSM
+from sb3_qsm.common.checkpoint import read_pickle_file
 
 EPISODE = 1000
 
 
+def flipped(observations: np.ndarray) -> np.ndarray:
+    """:return: Whether the torso is upside down at each of ``observations`` (its pitch ``rooty``, entry 1)"""
+    return np.cos(observations[:, 1]) < 0
+
+
 def upside_down(observations: np.ndarray) -> list[float]:
     """:return: The fraction of steps with the torso upside down, per 1,000-step episode of ``observations``"""
-    flipped = np.cos(observations[:, 1]) < 0
-    return [round(float(flipped[start : start + EPISODE].mean()), 2) for start in range(0, len(flipped), EPISODE)]
+    steps = flipped(observations)
+    return [round(float(steps[start : start + EPISODE].mean()), 2) for start in range(0, len(steps), EPISODE)]
 
 
 def lag1_correlation(actions: np.ndarray) -> float:
@@ -45,7 +48,7 @@ def lag1_correlation(actions: np.ndarray) -> float:
 
 
 def from_buffer(path: str) -> None:
-    buffer = pickle.load(io.BytesIO(gzip.open(path).read()))
+    buffer = read_pickle_file(path, "replay buffer")
     size = buffer.buffer_size if buffer.full else buffer.pos
     print(json.dumps({"buffer": path, "upside_down_per_episode": upside_down(buffer.observations[:size, 0])}))
 
@@ -98,7 +101,7 @@ def from_exploration(kind: str, steps: int = 3000) -> None:
                 if terminated or truncated:
                     observation, _ = env.reset()
             observations = np.array(visited)
-        fractions.append(round(float((np.cos(observations[:, 1]) < 0).mean()), 2))
+        fractions.append(round(float(flipped(observations).mean()), 2))
     print(json.dumps({"explore": kind, "seeds": [0, 1, 2], "upside_down": fractions}))
 
 
