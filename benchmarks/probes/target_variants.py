@@ -14,13 +14,21 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   actions noised into ``a_t`` (and kept as the extra candidate) are fresh samples of the policy at the replay
   observations (the critic target's chain, half of ``T``) rather than the replay actions, so that the estimate leans
   towards the current policy, not towards the replay's older behaviour; its fixed point is the target policy itself;
-- ``policy-anchor-half``: half of the batch so, the other half on the replay actions.
+- ``policy-anchor-half``: half of the batch so, the other half on the replay actions;
+- ``local-spread``: each sample's candidates weighted by ``exp(score_scale * Q / spread_i)`` with ``spread_i`` the
+  critics' spread over that sample's own candidates (floored as the defaults' is) rather than its mean over the batch.
+  The batch's mean is dominated by the noisy steps, whose candidates cover the box, so at the clean steps, whose
+  candidates lie close around the noisy action, the target is nearly their unweighted mean: the policy's final steps
+  refine little. Normalised per sample, every step's target is as sharp, relative to the values it compares, as the
+  noisy steps' are.
 
 With ``bandit`` as the task, trains on the multi-modality guide's bandit instead and writes its result as
 ``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``.
 
 Prints one JSON line per evaluation (5 deterministic episodes every 10,000 steps) and a last one with the final
-evaluation (10 deterministic episodes), as the screen evaluates:
+evaluation (10 deterministic episodes), as the screen evaluates. On HalfCheetah-v5 each line also gives the fraction of
+one more deterministic episode that the cheetah runs on its back (``upside_down.py``), and the last the final
+evaluation's:
 
     python benchmarks/probes/target_variants.py HalfCheetah-v5 min 1 50000 '{}'
 """
@@ -36,6 +44,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from upside_down import flipped
 
 import sb3_qsm.common.critics
 import sb3_qsm.qsm.qsm
@@ -57,6 +66,25 @@ def half_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> th.
     return th.cat([policy_samples(self, observations, actions)[:half], actions[half:]])
 
 
+def local_spread_target(
+    self: QSM, observations: Any, noisy: th.Tensor, timesteps: th.Tensor, actions: Any, predicted_noise: Any = None
+) -> tuple[th.Tensor, th.Tensor]:
+    """``QSM._posterior_target`` (forward proposal) with the spread taken per sample (``local-spread``)"""
+    spreads: list[th.Tensor] = []
+    floor = max(self.q_spread_floor, sb3_qsm.common.critics.MIN_Q_SPREAD)
+
+    def log_density(candidates: th.Tensor) -> th.Tensor:
+        values = sb3_qsm.common.critics.candidate_q_values(self.critic, observations, candidates).mean(dim=-1)
+        spread = values.std(dim=1, keepdim=True).clamp_min(floor)
+        spreads.append(spread.mean())
+        return self.score_scale * values / spread
+
+    schedule = self.actor.schedule
+    with th.no_grad():
+        clean = schedule.posterior_mean(noisy, timesteps, log_density, self.n_score_samples, anchor=actions)
+        return schedule.noise_from_clean(noisy, clean, timesteps), spreads[0]
+
+
 def main() -> None:
     env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
@@ -70,13 +98,15 @@ def main() -> None:
             return posterior_target(self, observations, noisy, timesteps, None, *args[1:])
 
         QSM._posterior_target = without_anchor  # type: ignore[method-assign]
+    elif variant == "local-spread":
+        QSM._posterior_target = local_spread_target  # type: ignore[method-assign]
     elif variant == "policy-anchor":
         arguments["score_actions"] = "policy"
     elif variant == "policy-anchor-half":
         arguments["score_actions"] = "policy"
         QSM._score_actions = half_policy_samples  # type: ignore[method-assign]
     elif variant != "mean":
-        variants = ("mean", "min", "no-anchor", "policy-anchor", "policy-anchor-half")
+        variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half")
         raise ValueError(f"variant must be one of {variants}, got {variant!r}")
     th.set_num_threads(1)
     if env_id == "bandit":
@@ -91,12 +121,25 @@ def main() -> None:
     eval_env.reset(seed=seed + 1000)
     start = time.time()
 
+    def posture() -> dict[str, float]:
+        """:return: On HalfCheetah-v5, the fraction of a deterministic episode (seed 0) spent on the cheetah's back"""
+        if env_id != "HalfCheetah-v5":
+            return {}
+        env = gym.make(env_id)
+        observation, _ = env.reset(seed=0)
+        observations, done = [observation], False
+        while not done:
+            observation, _, terminated, truncated, _ = env.step(model.predict(observation, deterministic=True)[0])
+            observations.append(observation)
+            done = terminated or truncated
+        return {"upside_down": round(float(flipped(np.array(observations)).mean()), 3)}
+
     class Report(EvalCallback):
         def _on_step(self) -> bool:
             result = super()._on_step()
             if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
                 mean_return = round(float(self.last_mean_reward), 1)
-                line = dict(variant=variant, seed=seed, t=self.num_timesteps, mean_return=mean_return)
+                line = dict(variant=variant, seed=seed, t=self.num_timesteps, mean_return=mean_return, **posture())
                 print(json.dumps(line), flush=True)
             return result
 
@@ -104,7 +147,8 @@ def main() -> None:
     returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, return_episode_rewards=True)
     record = dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs)
     final = dict(mean=round(float(np.mean(returns)), 1), std=round(float(np.std(returns)), 1))
-    print(json.dumps({**record, "final": final, "minutes": round((time.time() - start) / 60, 1)}), flush=True)
+    minutes = round((time.time() - start) / 60, 1)
+    print(json.dumps({**record, "final": final, **posture(), "minutes": minutes}), flush=True)
 
 
 if __name__ == "__main__":
