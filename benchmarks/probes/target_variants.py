@@ -17,10 +17,10 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
 - ``policy-anchor-half``: half of the batch so, the other half on the replay actions;
 - ``local-spread``: each sample's candidates weighted by ``exp(score_scale * Q / spread_i)`` with ``spread_i`` the
   critics' spread over that sample's own candidates (floored as the defaults' is) rather than its mean over the batch.
-  The batch's mean is dominated by the noisy steps, whose candidates cover the box, so at the clean steps, whose
-  candidates lie close around the noisy action, the target is nearly their unweighted mean: the policy's final steps
-  refine little. Normalised per sample, every step's target is as sharp, relative to the values it compares, as the
-  noisy steps' are.
+  The batch's mean is dominated by the noisy steps, whose candidates cover the box; the variant asks whether the
+  clean steps, whose candidates lie close around the noisy action, weight them too evenly to refine the action.
+  Normalised per sample, every step's target is as sharp, relative to the values it compares, as the noisy steps'
+  are (on HalfCheetah it gained nothing: ``target_variants_warmup.jsonl`` in the README).
 
 With ``bandit`` as the task, trains on the multi-modality guide's bandit instead and writes its result as
 ``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``.
