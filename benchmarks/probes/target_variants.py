@@ -44,7 +44,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from upside_down import flipped
+from upside_down import deterministic_episode, flipped
 
 import sb3_qsm.common.critics
 import sb3_qsm.qsm.qsm
@@ -125,14 +125,8 @@ def main() -> None:
         """:return: On HalfCheetah-v5, the fraction of a deterministic episode (seed 0) spent on the cheetah's back"""
         if env_id != "HalfCheetah-v5":
             return {}
-        env = gym.make(env_id)
-        observation, _ = env.reset(seed=0)
-        observations, done = [observation], False
-        while not done:
-            observation, _, terminated, truncated, _ = env.step(model.predict(observation, deterministic=True)[0])
-            observations.append(observation)
-            done = terminated or truncated
-        return {"upside_down": round(float(flipped(np.array(observations)).mean()), 3)}
+        observations, _ = deterministic_episode(model)
+        return {"upside_down": round(float(flipped(observations).mean()), 3)}
 
     class Report(EvalCallback):
         def _on_step(self) -> bool:

@@ -53,18 +53,26 @@ def from_buffer(path: str) -> None:
     print(json.dumps({"buffer": path, "upside_down_per_episode": upside_down(buffer.observations[:size, 0])}))
 
 
-def from_policy(path: str) -> None:
-    model = QSM.load(path, buffer_size=1, device="cpu")
+def deterministic_episode(model: QSM) -> tuple[np.ndarray, float]:
+    """
+    :param model: A model trained on HalfCheetah-v5
+    :return: The observations of one deterministic episode (seed 0), the reset's first, and its return
+    """
     env = gym.make("HalfCheetah-v5")
     observation, _ = env.reset(seed=0)
-    visited, episode_return, done = [], 0.0, False
+    visited, episode_return, done = [observation], 0.0, False
     while not done:
         action, _ = model.predict(observation, deterministic=True)
         observation, reward, terminated, truncated, _ = env.step(action)
         visited.append(observation)
         episode_return += float(reward)
         done = terminated or truncated
-    line = {"policy": path, "return": round(episode_return, 1), "upside_down": upside_down(np.array(visited))[0]}
+    return np.array(visited), episode_return
+
+
+def from_policy(path: str) -> None:
+    observations, episode_return = deterministic_episode(QSM.load(path, buffer_size=1, device="cpu"))
+    line = {"policy": path, "return": round(episode_return, 1), "upside_down": upside_down(observations[1:])[0]}
     print(json.dumps(line))
 
 
