@@ -379,3 +379,48 @@ def test_score_actions_replay_noises_the_replay_actions_once(monkeypatch):
     actions = th.rand(16, 1) * 2 - 1
     model._actor_loss(th.randn(16, 3), actions)
     assert len(noised) == 1 and noised[0] is actions
+
+
+def _recorded_score_batch(model, monkeypatch):
+    """Record the clean actions the actor loss noises and the observations its denoiser is evaluated at"""
+    noised, evaluated = [], []
+    sample_noisy_actions, predict_noise = model.actor.schedule.sample_noisy_actions, model.actor.predict_noise
+    monkeypatch.setattr(model.actor.schedule, "sample_noisy_actions", lambda a: noised.append(a) or sample_noisy_actions(a))
+    monkeypatch.setattr(model.actor, "predict_noise", lambda obs, *args: evaluated.append(obs) or predict_noise(obs, *args))
+    return noised, evaluated
+
+
+@pytest.mark.parametrize("score_actions", ["policy", "mixed"])
+def test_score_actions_reuse_the_critic_targets_samples(monkeypatch, score_actions):
+    """With the critic target's samples at the next observations given, "policy" noises them (at the next
+    observations) and "mixed" does so for the first half of the batch and noises the replay actions for the rest,
+    drawing no chain of its own."""
+    model = QSM("MlpPolicy", "Pendulum-v1", score_actions=score_actions, seed=0)
+    noised, evaluated = _recorded_score_batch(model, monkeypatch)
+    monkeypatch.setattr(model.actor, "sample", lambda *args, **kwargs: pytest.fail("drew a chain of its own"))
+    observations, next_observations = th.randn(16, 3), th.randn(16, 3)
+    actions, next_samples = th.rand(16, 1) * 2 - 1, th.rand(16, 1) * 2 - 1
+    model._actor_loss(observations, actions, next_observations, next_samples)
+    half = 16 if score_actions == "policy" else 8
+    assert th.equal(noised[0][:half], next_samples[:half]) and th.equal(noised[0][half:], actions[half:])
+    assert th.equal(evaluated[0][:half], next_observations[:half]) and th.equal(evaluated[0][half:], observations[half:])
+
+
+@pytest.mark.parametrize("score_actions", ["replay", "policy", "mixed"])
+@pytest.mark.parametrize("deterministic_target", [False, True])
+def test_a_training_step_draws_one_chain_unless_the_target_is_deterministic(monkeypatch, score_actions, deterministic_target):
+    """The actor update's fresh samples of the policy are the critic target's: a gradient step draws one chain (the
+    critic target's) with any score_actions, and a separate one only where the critic target's chain is noise-free."""
+    model = QSM(
+        "MlpPolicy",
+        "Pendulum-v1",
+        score_actions=score_actions,
+        deterministic_target=deterministic_target,
+        learning_starts=32,
+        seed=0,
+    )
+    model.learn(32)
+    sample, calls = model.actor.sample, []
+    monkeypatch.setattr(model.actor, "sample", lambda *args, **kwargs: calls.append(kwargs) or sample(*args, **kwargs))
+    model.train(gradient_steps=1, batch_size=16)
+    assert len(calls) == (2 if deterministic_target and score_actions != "replay" else 1)

@@ -230,7 +230,8 @@ def test_target_policy_noise_and_its_clip(small_kwargs, noise, clip, largest):
     model = QSM("MlpPolicy", "Pendulum-v1", target_policy_noise=noise, target_noise_clip=clip, **small_kwargs)
     model.actor.sample = lambda obs, **kwargs: th.zeros(len(obs), 1)  # type: ignore[method-assign]
     th.manual_seed(0)
-    actions = model._target_actions(th.zeros(4096, 3))
+    samples, actions = model._target_actions(th.zeros(4096, 3))
+    assert th.equal(samples, th.zeros(4096, 1))
     assert float(actions.abs().max()) == pytest.approx(largest)
     if noise > 0:
         # std 10: almost every draw reaches the clip (or the box), in both directions
@@ -246,8 +247,10 @@ def test_deterministic_target_values_the_noise_free_chain(small_kwargs, determin
     model = QSM("MlpPolicy", "Pendulum-v1", **kwargs, **small_kwargs)
     observations = th.randn(64, 3)
     chain = model.actor.sample(observations, deterministic=True)
-    assert th.equal(model._target_actions(observations), chain) == deterministic_target
-    assert th.equal(model._target_actions(observations), model._target_actions(observations)) == deterministic_target
+    samples, actions = model._target_actions(observations)
+    assert th.equal(samples, actions)  # no target noise
+    assert th.equal(actions, chain) == deterministic_target
+    assert th.equal(actions, model._target_actions(observations)[1]) == deterministic_target
 
 
 def test_actor_lr_cosine_decay(small_kwargs):

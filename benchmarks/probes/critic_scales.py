@@ -51,7 +51,7 @@ def scales(model: QSM, returns: list[float]) -> dict[str, float | int | None]:
         policy = th.stack([model.policy._predict(observations) for _ in range(8)], dim=1).float()
         q_policy = candidate_q_values(model.critic, observations, policy.clamp(-1, 1)).mean(dim=-1)
         q_replay = candidate_q_values(model.critic, observations, actions.unsqueeze(1)).mean(dim=-1).squeeze(1)
-        target = model._critic_target(data.next_observations, data.rewards, data.dones, model.gamma).squeeze(1)
+        target = model._critic_target(data.next_observations, data.rewards, data.dones, model.gamma)[0].squeeze(1)
         values = {
             "spread_u": q_uniform.mean(dim=-1).std(dim=1).mean(),
             "spread_pol": q_policy.std(dim=1).mean(),

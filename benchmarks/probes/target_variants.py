@@ -10,11 +10,15 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
 - ``no-anchor``: the replay action is not one of the candidates. At HalfCheetah's noisy steps it carries about 60% of
   the weight against 8 nearly uniform candidates (``anchor_weight.py``), so the target there is mostly the replay
   action itself: a Q-weighted copy of the data more than a step towards the critics' preference;
-- ``policy-anchor``: ``score_actions="policy"`` (this probe patched the same in before the argument existed): the
-  actions noised into ``a_t`` (and kept as the extra candidate) are fresh samples of the policy at the replay
-  observations (the critic target's chain, half of ``T``) rather than the replay actions, so that the estimate leans
-  towards the current policy, not towards the replay's older behaviour; its fixed point is the target policy itself;
-- ``policy-anchor-half``: half of the batch so, the other half on the replay actions;
+- ``policy-anchor``: ``score_actions="policy"``: the actions noised into ``a_t`` (and kept as the extra candidate)
+  are fresh samples of the policy (the critic target's chain, half of ``T``) rather than the replay actions, so that
+  the estimate leans towards the current policy, not towards the replay's older behaviour; its fixed point is the
+  target policy itself. Until the critic target's samples were reused, they were drawn at the replay observations,
+  one more chain per update (this probe patched that in before the argument existed; the rows of
+  ``target_variants.jsonl`` and the first rows of ``target_variants_warmup.jsonl``);
+- ``policy-anchor-half``: half of the batch so, the other half on the replay actions (``score_actions="mixed"``;
+  this probe patched the same in before the argument existed, its samples then drawn at the replay observations
+  rather than reused from the critic target at the next ones);
 - ``recent-N`` (``N`` a number of steps, e.g. ``recent-20000``): the actor's batch is drawn from the replay buffer's
   last ``N`` transitions, the critics' from all of it. QSM's defaults lead SAC's HalfCheetah-v5 curve to about 50k
   steps and fall behind after; the posterior target leans towards the replay actions it noises, so a policy trained
@@ -56,19 +60,11 @@ import sb3_qsm.qsm.training
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import multimodal
 
-policy_samples = QSM._score_actions
-
 
 def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.Tensor) -> th.Tensor:
     """``candidate_q_values`` with every critic's value replaced by the smallest of them (its mean is then the min)"""
     values = sb3_qsm.common.critics.candidate_q_values(critic, observations, candidates)
     return values.min(dim=-1, keepdim=True).values.expand_as(values)
-
-
-def half_policy_samples(self: QSM, observations: Any, actions: th.Tensor) -> th.Tensor:
-    """``QSM._score_actions`` of ``score_actions="policy"`` for the first half of the batch, the replay actions after"""
-    half = len(actions) // 2
-    return th.cat([policy_samples(self, observations, actions)[:half], actions[half:]])
 
 
 def recent_actor_batches(window: int) -> None:
@@ -123,8 +119,7 @@ def main() -> None:
     elif variant == "policy-anchor":
         arguments["score_actions"] = "policy"
     elif variant == "policy-anchor-half":
-        arguments["score_actions"] = "policy"
-        QSM._score_actions = half_policy_samples  # type: ignore[method-assign]
+        arguments["score_actions"] = "mixed"
     elif variant.startswith("recent-"):
         recent_actor_batches(int(variant.removeprefix("recent-")))
     elif variant != "mean":

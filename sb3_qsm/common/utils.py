@@ -92,3 +92,18 @@ def n_observations(observations: Any) -> int:
     first = next(iter(observations.values())) if isinstance(observations, dict) else observations
     # A tensor's shape, not len(): an exported graph keeps its batch dimension symbolic
     return first.shape[0] if isinstance(first, th.Tensor) else len(first)
+
+
+def join_rows(first: Any, second: Any, n: int) -> Any:
+    """
+    The first ``n`` rows of one batch of observations followed by the rows of another batch of the same size after
+    its first ``n``.
+
+    :param first: A batch of tensors, or a dict of them
+    :param second: A batch of the same kind and shape
+    :param n: Number of rows taken from ``first``
+    :return: The joined batch, of the same kind and shape
+    """
+    if isinstance(first, dict):
+        return {key: th.cat([value[:n], second[key][n:]]) for key, value in first.items()}
+    return th.cat([first[:n], second[n:]])

@@ -138,7 +138,8 @@ def fit_critics(
     regularizer = conservative_penalty(model, conservative_weight) if conservative_weight > 0 else None
     losses = []
     for _ in range(gradient_steps):
-        losses.append(model._update_critic(buffer.sample(batch_size, env=model._vec_normalize_env), regularizer))
+        loss, _ = model._update_critic(buffer.sample(batch_size, env=model._vec_normalize_env), regularizer)
+        losses.append(loss)
         model._update_target_critic(critic_parameters, target_parameters)
     model.policy.set_training_mode(False)
     return float(np.mean(losses[-100:]))

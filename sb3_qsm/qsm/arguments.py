@@ -24,7 +24,7 @@ SCORE_TARGETS = ("gradient", "posterior")
 # Where the "posterior" target draws its candidates (``QSM(score_proposal=...)``)
 SCORE_PROPOSALS = ("forward", "policy")
 # Which clean actions the actor loss noises (``QSM(score_actions=...)``)
-SCORE_ACTIONS = ("replay", "policy")
+SCORE_ACTIONS = ("replay", "policy", "mixed")
 # learning_starts="auto": a warm-up of uniformly random actions as long as this many episodes of the environment's time
 # limit (the RL Zoo's 10,000 steps on MuJoCo's 1,000-step tasks), or SB3's 100 steps where it has none
 WARMUP_EPISODES = 10

@@ -137,10 +137,13 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         so the denoiser is fitted where the data lies and the posterior target leans towards the data's actions,
         which at the noisy steps outweigh the nearly uniform candidates (on HalfCheetah they carry more than half of
         the weight): the policy then becomes a Q-weighted copy of its replay, older behaviour included.
-        ``"policy"``: fresh samples of the current policy at the replay observations (drawn without gradient on the
-        critic target's chain, ``target_diffusion_steps``), so that the estimate leans towards the current policy and
-        the target's fixed point is the policy ``exp(score_scale * Q / spread)`` itself; one more sampled chain per
-        actor update. ``bc_coef``'s term keeps the replay actions either way
+        ``"policy"``: fresh samples of the current policy, those the critic target drew at the batch's next
+        observations (so they cost no extra chain; with ``deterministic_target``, whose chain is noise-free, a chain
+        is drawn at the observations), so that the estimate leans towards the current policy and the target's fixed
+        point is the policy ``exp(score_scale * Q / spread)`` itself. ``"mixed"``: the first half of the batch as
+        ``"policy"``, the rest as ``"replay"``: the replay actions keep drawing the policy back to the modes it
+        once found, which a policy anchored on itself alone can drift away from. ``bc_coef``'s term keeps the replay
+        actions either way
     :param target_diffusion_steps: Number of reverse steps of the sample of the next action in the critic target,
         on a strided subset of the time indices with the chain respaced: ``"auto"`` (the default), half of ``T``
         rounded up (5 of the default 10); an integer from 1 to ``T``; or None, all ``T`` (archives saved before the

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from sb3_qsm.common.compilation import check_compile_args, compile_options
 from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values, q_values
+from sb3_qsm.common.utils import join_rows
 from sb3_qsm.qsm.arguments import target_chain_steps
 from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
 
@@ -57,7 +58,7 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         the check runs here too.
         """
         check_compile_args(self.compile, self.compile_kwargs)
-        self._critic_loss_fn: Callable[..., th.Tensor] = self._critic_loss
+        self._critic_loss_fn: Callable[..., tuple[th.Tensor, th.Tensor]] = self._critic_loss
         self._actor_loss_fn: Callable[..., tuple[th.Tensor, th.Tensor]] = self._actor_loss
         if self.compile:
             options = compile_options(self.device, self.compile_kwargs)
@@ -77,10 +78,11 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         for _ in range(gradient_steps):
             self._n_updates += 1
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            critic_losses.append(self._update_critic(replay_data))
+            critic_loss, next_samples = self._update_critic(replay_data)
+            critic_losses.append(critic_loss)
 
             if self._n_updates % self.policy_delay == 0:
-                actor_loss, target_stats = self._update_actor(replay_data)
+                actor_loss, target_stats = self._update_actor(replay_data, next_samples)
                 actor_losses.append(actor_loss)
                 for key, value in target_stats.items():
                     diagnostics.setdefault(key, []).append(value)
@@ -110,18 +112,19 @@ class QSMTrainingStep(OffPolicyAlgorithm):
 
     def _update_critic(
         self, replay_data: ReplayBufferSamples, regularizer: Callable[[ReplayBufferSamples], th.Tensor] | None = None
-    ) -> float:
+    ) -> tuple[float, th.Tensor]:
         """
         One critic step on ``_critic_loss`` (compiled when ``compile`` is set).
 
         :param replay_data: A batch from the replay buffer
         :param regularizer: A term added to the loss, computed from the same batch (pretraining's conservative
             penalty, ``sb3_qsm.convert.pretrain``); none in QSM's own training
-        :return: The critic loss (the regularizer included)
+        :return: The critic loss (the regularizer included), and the policy's samples at the next observations that
+            its target was built from (see ``_critic_target``)
         """
         # For n-step replay, discount factor is gamma**n_steps (when no early termination)
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
-        critic_loss = self._critic_loss_fn(
+        critic_loss, next_samples = self._critic_loss_fn(
             replay_data.observations,
             replay_data.actions,
             replay_data.next_observations,
@@ -136,7 +139,7 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         self.critic.optimizer.zero_grad()
         critic_loss.backward()
         self.critic.optimizer.step()
-        return loss_value
+        return loss_value, next_samples
 
     def _critic_loss(
         self,
@@ -146,7 +149,7 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         rewards: th.Tensor,
         dones: th.Tensor,
         discounts: th.Tensor | float,
-    ) -> th.Tensor:
+    ) -> tuple[th.Tensor, th.Tensor]:
         """
         The critic loss: every critic regressed onto ``r + discount (1 - d) min_i Q'_i(s', a')``, with ``a'`` from
         ``_target_actions``.
@@ -157,36 +160,39 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         :param rewards: The rewards, shape ``(batch, 1)``
         :param dones: Whether the episode terminated, shape ``(batch, 1)``
         :param discounts: The discount of each transition (``gamma ** n`` with n-step returns), or ``gamma``
-        :return: The mean over critics of the squared TD errors
+        :return: The mean over critics of the squared TD errors, and the policy's samples at the next observations
+            (see ``_critic_target``)
         """
-        target_q_values = self._critic_target(next_observations, rewards, dones, discounts)
+        target_q_values, next_samples = self._critic_target(next_observations, rewards, dones, discounts)
         current_q_values = q_values(self.critic, observations, actions)
         # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
-        return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values))
+        return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values)), next_samples
 
     def _critic_target(
         self, next_observations: Any, rewards: th.Tensor, dones: th.Tensor, discounts: th.Tensor | float
-    ) -> th.Tensor:
+    ) -> tuple[th.Tensor, th.Tensor]:
         """
         :return: The TD target ``r + discount (1 - d) min_i Q'_i(s', a')``, with ``a'`` from ``_target_actions``
-            (no gradient)
+            (no gradient), and the policy's samples that ``a'`` was made from, which the actor update reuses as
+            fresh samples of the policy (``score_actions``)
         """
         with th.no_grad():
-            next_actions = self._target_actions(next_observations)
+            next_samples, next_actions = self._target_actions(next_observations)
             next_q_values = q_values(self.critic_target, next_observations, next_actions)
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
-            return rewards + (1 - dones) * discounts * next_q_values
+            return rewards + (1 - dones) * discounts * next_q_values, next_samples
 
-    def _target_actions(self, next_observations: Any) -> th.Tensor:
+    def _target_actions(self, next_observations: Any) -> tuple[th.Tensor, th.Tensor]:
         """
         The next actions of the critic target: a fresh sample of the current diffusion policy (the reference has no
         target actor), plus Gaussian noise of std ``target_policy_noise`` clipped to ``+-target_noise_clip`` (when
         set), the sum clipped to ``[-1, 1]``.
 
         :param next_observations: A batch of next observations
-        :return: The actions, shape ``(batch, action_dim)``, in ``[-1, 1]``
+        :return: The policy's samples (its noise-free chain with ``deterministic_target``) and the actions made from
+            them, each of shape ``(batch, action_dim)``, in ``[-1, 1]``
         """
-        next_actions = self.actor.sample(
+        samples = next_actions = self.actor.sample(
             next_observations,
             deterministic=self.deterministic_target,
             n_steps=target_chain_steps(self.target_diffusion_steps, self.actor.n_diffusion_steps),
@@ -196,7 +202,7 @@ class QSMTrainingStep(OffPolicyAlgorithm):
             if self.target_noise_clip is not None:
                 noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
             next_actions = (next_actions + noise).clamp(-1.0, 1.0)
-        return next_actions
+        return samples, next_actions
 
     def q_score(self, observations: Any, actions: th.Tensor) -> th.Tensor:
         """
@@ -265,16 +271,21 @@ class QSMTrainingStep(OffPolicyAlgorithm):
             )
             return schedule.noise_from_clean(noisy_actions, clean, timesteps), spreads[0]
 
-    def _update_actor(self, replay_data: ReplayBufferSamples) -> tuple[float, dict[str, float]]:
+    def _update_actor(
+        self, replay_data: ReplayBufferSamples, next_samples: th.Tensor | None = None
+    ) -> tuple[float, dict[str, float]]:
         """
         One actor step on ``_actor_loss`` (compiled when ``compile`` is set).
 
         :param replay_data: A batch from the replay buffer
+        :param next_samples: The policy's samples at its next observations that the critic update drew, if any
         :return: The actor loss, and a statistic of the target to log: the mean L2 norm of the critic's action
             gradient (``q_grad_norm``) or the critic's spread over the candidates (``q_spread``, see
             ``posterior_noise``)
         """
-        actor_loss, target_statistic = self._actor_loss_fn(replay_data.observations, replay_data.actions)
+        actor_loss, target_statistic = self._actor_loss_fn(
+            replay_data.observations, replay_data.actions, replay_data.next_observations, next_samples
+        )
         if self.actor_lr_decay_steps is not None:
             update_learning_rate(self.actor.optimizer, self._actor_learning_rate())
         loss_value = actor_loss.item()
@@ -285,7 +296,13 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         statistic_name = "q_spread" if self.score_target == "posterior" else "q_grad_norm"
         return loss_value, {statistic_name: target_statistic.item()}
 
-    def _actor_loss(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def _actor_loss(
+        self,
+        observations: Any,
+        actions: th.Tensor,
+        next_observations: Any = None,
+        next_samples: th.Tensor | None = None,
+    ) -> tuple[th.Tensor, th.Tensor]:
         """
         The Q-score matching loss (paper section 4, reference ``update_actor``): noise the replay action (or a fresh
         sample of the policy, see ``score_actions``), ``a_t = sqrt(alpha_bar_t) a + sqrt(1 - alpha_bar_t) eps`` with
@@ -295,34 +312,52 @@ class QSMTrainingStep(OffPolicyAlgorithm):
 
         :param observations: Observations of a replay batch
         :param actions: Their actions, in ``[-1, 1]``
+        :param next_observations: Their next observations, or None
+        :param next_samples: The policy's samples at the next observations that the critic target drew, or None
         :return: The loss, and the critic's spread over the candidates (posterior target) or the mean L2 norm of
             its action gradient (gradient target)
         """
-        clean = self._score_actions(observations, actions)
+        score_observations, clean = self._score_batch(observations, actions, next_observations, next_samples)
         noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(clean)
-        eps_pred = self.actor.predict_noise(observations, noisy_actions, timesteps)
+        eps_pred = self.actor.predict_noise(score_observations, noisy_actions, timesteps)
         if self.score_target == "posterior":
-            target, target_statistic = self._posterior_target(observations, noisy_actions, timesteps, clean, eps_pred)
+            target, target_statistic = self._posterior_target(score_observations, noisy_actions, timesteps, clean, eps_pred)
         else:
-            q_grad = self.q_score(observations, noisy_actions)
+            q_grad = self.q_score(score_observations, noisy_actions)
             target, target_statistic = -self.score_scale * q_grad, q_grad.norm(dim=1).mean()
         actor_loss = F.mse_loss(eps_pred, target)
         if self.bc_coef > 0:
             actor_loss = actor_loss + self.bc_coef * self._denoising_loss(observations, actions, eps_pred, noise)
         return actor_loss, target_statistic
 
-    def _score_actions(self, observations: Any, actions: th.Tensor) -> th.Tensor:
+    def _score_batch(
+        self, observations: Any, actions: th.Tensor, next_observations: Any, next_samples: th.Tensor | None
+    ) -> tuple[Any, th.Tensor]:
         """
+        The observations and clean actions the actor loss noises (see ``score_actions``). Fresh samples of the policy
+        are those the critic target drew at the next observations, which cost nothing more; where it drew none
+        (``deterministic_target``, or a caller without them) they are drawn at the observations, on the critic
+        target's chain (no gradient).
+
         :param observations: Observations of a replay batch
         :param actions: Their actions, in ``[-1, 1]``
-        :return: The clean actions the actor loss noises (see ``score_actions``): the replay actions, or fresh samples
-            of the policy at the observations, on the critic target's chain (no gradient)
+        :param next_observations: Their next observations, or None
+        :param next_samples: The policy's samples at the next observations that the critic target drew, or None
+        :return: The replay batch (``"replay"``); fresh samples of the policy and their observations (``"policy"``);
+            or those for the first half of the batch and the replay batch for the rest (``"mixed"``)
         """
         if self.score_actions == "replay":
-            return actions
-        with th.no_grad():
-            n_steps = target_chain_steps(self.target_diffusion_steps, self.actor.n_diffusion_steps)
-            return self.actor.sample(observations, n_steps=n_steps)
+            return observations, actions
+        if next_samples is not None and next_observations is not None and not self.deterministic_target:
+            policy_observations, samples = next_observations, next_samples
+        else:
+            with th.no_grad():
+                n_steps = target_chain_steps(self.target_diffusion_steps, self.actor.n_diffusion_steps)
+                policy_observations, samples = observations, self.actor.sample(observations, n_steps=n_steps)
+        if self.score_actions == "policy":
+            return policy_observations, samples
+        half = len(actions) // 2
+        return join_rows(policy_observations, observations, half), th.cat([samples[:half], actions[half:]])
 
     def _denoising_loss(self, observations: Any, actions: th.Tensor, eps_pred: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """
