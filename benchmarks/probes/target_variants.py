@@ -19,6 +19,11 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
 - ``policy-anchor-half``: half of the batch so, the other half on the replay actions (``score_actions="mixed"``;
   this probe patched the same in before the argument existed, its samples then drawn at the replay observations
   rather than reused from the critic target at the next ones);
+- ``policy-clean`` and ``policy-noisy``: ``score_actions="policy"`` at the clean half of the steps (``t < T / 2``)
+  and the replay actions at the noisy half, or the other way round. The noisy steps choose among the policy's modes,
+  where the replay anchors keep the four-peak bandit's (``"policy"`` alone settles on one peak on one seed of three);
+  the clean steps place the action, where the policy's own samples may be what refines it. The two variants ask
+  which half carries HalfCheetah's gain with ``"policy"``;
 - ``recent-N`` (``N`` a number of steps, e.g. ``recent-20000``): the actor's batch is drawn from the replay buffer's
   last ``N`` transitions, the critics' from all of it. QSM's defaults lead SAC's HalfCheetah-v5 curve to about 50k
   steps and fall behind after; the posterior target leans towards the replay actions it noises, so a policy trained
@@ -65,6 +70,28 @@ def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.T
     """``candidate_q_values`` with every critic's value replaced by the smallest of them (its mean is then the min)"""
     values = sb3_qsm.common.critics.candidate_q_values(critic, observations, candidates)
     return values.min(dim=-1, keepdim=True).values.expand_as(values)
+
+
+def split_anchors_actor_loss(policy_at_clean_steps: bool) -> Any:
+    """
+    ``QSM._actor_loss`` (posterior target, no ``bc_coef``) with the policy's samples anchoring the clean half of the
+    steps and the replay actions the noisy half (``policy-clean``), or the other way round (``policy-noisy``)
+    """
+
+    def actor_loss(
+        self: QSM, observations: th.Tensor, actions: th.Tensor, next_observations: Any = None, next_samples: Any = None
+    ) -> tuple[th.Tensor, th.Tensor]:
+        schedule = self.actor.schedule
+        timesteps = th.randint(0, schedule.n_diffusion_steps, (actions.shape[0],))
+        on_policy = (timesteps < schedule.n_diffusion_steps // 2) == policy_at_clean_steps
+        score_observations = th.where(on_policy.unsqueeze(1), next_observations, observations)
+        clean = th.where(on_policy.unsqueeze(1), next_samples, actions)
+        noisy = schedule.add_noise(clean, th.randn_like(clean), timesteps)
+        predicted_noise = self.actor.predict_noise(score_observations, noisy, timesteps)
+        target, spread = self._posterior_target(score_observations, noisy, timesteps, clean, predicted_noise)
+        return th.nn.functional.mse_loss(predicted_noise, target), spread
+
+    return actor_loss
 
 
 def recent_actor_batches(window: int) -> None:
@@ -120,10 +147,14 @@ def main() -> None:
         arguments["score_actions"] = "policy"
     elif variant == "policy-anchor-half":
         arguments["score_actions"] = "mixed"
+    elif variant in ("policy-clean", "policy-noisy"):
+        arguments["score_actions"] = "policy"
+        QSM._actor_loss = split_anchors_actor_loss(variant == "policy-clean")  # type: ignore[method-assign]
     elif variant.startswith("recent-"):
         recent_actor_batches(int(variant.removeprefix("recent-")))
     elif variant != "mean":
-        variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half", "recent-N")
+        variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half")
+        variants += ("policy-clean", "policy-noisy", "recent-N")
         raise ValueError(f"variant must be one of {variants}, got {variant!r}")
     th.set_num_threads(1)
     if env_id == "bandit":
