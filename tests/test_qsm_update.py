@@ -344,9 +344,9 @@ def test_score_actions_policy_noises_fresh_policy_samples_and_keeps_replay_actio
         sampled.append((sample(observations, *args, **kwargs), kwargs.get("n_steps")))
         return sampled[-1][0]
 
-    def recording_noisy(actions):
+    def recording_noisy(actions, timesteps=None):
         noised.append(actions)
-        return sample_noisy_actions(actions)
+        return sample_noisy_actions(actions, timesteps)
 
     def recording_posterior(noisy, timesteps, log_density, n_samples, anchor=None, **kwargs):
         anchors.append(anchor)
@@ -375,17 +375,24 @@ def test_score_actions_replay_noises_the_replay_actions_once(monkeypatch):
     model = QSM("MlpPolicy", "Pendulum-v1", bc_coef=0.5, seed=0)
     noised = []
     sample_noisy_actions = model.actor.schedule.sample_noisy_actions
-    monkeypatch.setattr(model.actor.schedule, "sample_noisy_actions", lambda a: noised.append(a) or sample_noisy_actions(a))
+    monkeypatch.setattr(
+        model.actor.schedule, "sample_noisy_actions", lambda a, t=None: noised.append(a) or sample_noisy_actions(a, t)
+    )
     actions = th.rand(16, 1) * 2 - 1
     model._actor_loss(th.randn(16, 3), actions)
     assert len(noised) == 1 and noised[0] is actions
 
 
 def _recorded_score_batch(model, monkeypatch):
-    """Record the clean actions the actor loss noises and the observations its denoiser is evaluated at"""
+    """Record the clean actions the actor loss noises, their steps, and the observations the denoiser sees"""
     noised, evaluated = [], []
     sample_noisy_actions, predict_noise = model.actor.schedule.sample_noisy_actions, model.actor.predict_noise
-    monkeypatch.setattr(model.actor.schedule, "sample_noisy_actions", lambda a: noised.append(a) or sample_noisy_actions(a))
+
+    def recording_noisy(actions, timesteps=None):
+        noised.append((actions, timesteps))
+        return sample_noisy_actions(actions, timesteps)
+
+    monkeypatch.setattr(model.actor.schedule, "sample_noisy_actions", recording_noisy)
     monkeypatch.setattr(model.actor, "predict_noise", lambda obs, *args: evaluated.append(obs) or predict_noise(obs, *args))
     return noised, evaluated
 
@@ -393,17 +400,20 @@ def _recorded_score_batch(model, monkeypatch):
 @pytest.mark.parametrize("score_actions", ["policy", "mixed"])
 def test_score_actions_reuse_the_critic_targets_samples(monkeypatch, score_actions):
     """With the critic target's samples at the next observations given, "policy" noises them (at the next
-    observations) and "mixed" does so for the first half of the batch and noises the replay actions for the rest,
-    drawing no chain of its own."""
+    observations); "mixed" does so for the rows noised to the clean half of the steps (t < T // 2) and noises the
+    replay actions (at the observations) at the others; neither draws a chain of its own."""
     model = QSM("MlpPolicy", "Pendulum-v1", score_actions=score_actions, seed=0)
     noised, evaluated = _recorded_score_batch(model, monkeypatch)
     monkeypatch.setattr(model.actor, "sample", lambda *args, **kwargs: pytest.fail("drew a chain of its own"))
-    observations, next_observations = th.randn(16, 3), th.randn(16, 3)
-    actions, next_samples = th.rand(16, 1) * 2 - 1, th.rand(16, 1) * 2 - 1
+    observations, next_observations = th.randn(256, 3), th.randn(256, 3)
+    actions, next_samples = th.rand(256, 1) * 2 - 1, th.rand(256, 1) * 2 - 1
     model._actor_loss(observations, actions, next_observations, next_samples)
-    half = 16 if score_actions == "policy" else 8
-    assert th.equal(noised[0][:half], next_samples[:half]) and th.equal(noised[0][half:], actions[half:])
-    assert th.equal(evaluated[0][:half], next_observations[:half]) and th.equal(evaluated[0][half:], observations[half:])
+    ((clean, timesteps),) = noised
+    on_policy = timesteps < 5 if score_actions == "mixed" else th.ones(256, dtype=th.bool)
+    assert 0 < int(on_policy.sum()) and (score_actions == "policy" or int(on_policy.sum()) < 256)
+    assert th.equal(clean[on_policy], next_samples[on_policy]) and th.equal(clean[~on_policy], actions[~on_policy])
+    assert th.equal(evaluated[0][on_policy], next_observations[on_policy])
+    assert th.equal(evaluated[0][~on_policy], observations[~on_policy])
 
 
 @pytest.mark.parametrize("score_actions", ["replay", "policy", "mixed"])

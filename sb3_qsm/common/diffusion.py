@@ -297,15 +297,27 @@ class DiffusionSchedule(nn.Module):
         alpha_bars = self.alpha_bars[timesteps].unsqueeze(-1)
         return alpha_bars.sqrt() * actions + (1.0 - alpha_bars).sqrt() * noise
 
-    def sample_noisy_actions(self, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def sample_timesteps(self, n: int, device: th.device | str) -> th.Tensor:
+        """
+        :param n: Number of time indices
+        :param device: Their device
+        :return: ``n`` time indices ``t ~ U{0..T-1}``, as denoising score matching trains on, shape ``(n,)``
+        """
+        return th.randint(0, self.n_diffusion_steps, (n,), device=device)
+
+    def sample_noisy_actions(
+        self, actions: th.Tensor, timesteps: th.Tensor | None = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """
         Noise clean actions at one random step each, as denoising score matching trains on: draw ``t ~ U{0..T-1}``
-        and ``eps ~ N(0, I)``, then apply the forward process (``add_noise``).
+        (unless given) and ``eps ~ N(0, I)``, then apply the forward process (``add_noise``).
 
         :param actions: Clean actions ``a_0``, shape ``(batch, action_dim)``
+        :param timesteps: Their time indices, if already drawn (``sample_timesteps``)
         :return: The noisy actions ``a_t``, their time indices ``t`` (shape ``(batch,)``) and the noise ``eps``
         """
-        timesteps = th.randint(0, self.n_diffusion_steps, (actions.shape[0],), device=actions.device)
+        if timesteps is None:
+            timesteps = self.sample_timesteps(actions.shape[0], actions.device)
         noise = th.randn_like(actions)
         return self.add_noise(actions, noise, timesteps), timesteps, noise
 

@@ -94,16 +94,15 @@ def n_observations(observations: Any) -> int:
     return first.shape[0] if isinstance(first, th.Tensor) else len(first)
 
 
-def join_rows(first: Any, second: Any, n: int) -> Any:
+def where_rows(mask: th.Tensor, first: Any, second: Any) -> Any:
     """
-    The first ``n`` rows of one batch of observations followed by the rows of another batch of the same size after
-    its first ``n``.
+    Rows of one batch where ``mask`` holds, of another batch of the same size elsewhere.
 
+    :param mask: One boolean per row, shape ``(batch,)``
     :param first: A batch of tensors, or a dict of them
     :param second: A batch of the same kind and shape
-    :param n: Number of rows taken from ``first``
-    :return: The joined batch, of the same kind and shape
+    :return: The merged batch, of the same kind and shape
     """
     if isinstance(first, dict):
-        return {key: th.cat([value[:n], second[key][n:]]) for key, value in first.items()}
-    return th.cat([first[:n], second[n:]])
+        return {key: where_rows(mask, value, second[key]) for key, value in first.items()}
+    return th.where(mask.view(-1, *([1] * (first.dim() - 1))), first, second)

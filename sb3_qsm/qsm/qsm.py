@@ -140,10 +140,11 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         ``"policy"``: fresh samples of the current policy, those the critic target drew at the batch's next
         observations (so they cost no extra chain; with ``deterministic_target``, whose chain is noise-free, a chain
         is drawn at the observations), so that the estimate leans towards the current policy and the target's fixed
-        point is the policy ``exp(score_scale * Q / spread)`` itself. ``"mixed"``: the first half of the batch as
-        ``"policy"``, the rest as ``"replay"``: the replay actions keep drawing the policy back to the modes it
-        once found, which a policy anchored on itself alone can drift away from. ``bc_coef``'s term keeps the replay
-        actions either way
+        point is the policy ``exp(score_scale * Q / spread)`` itself. ``"mixed"``: ``"policy"`` for the rows noised
+        to the clean half of the steps (``t < T // 2``), ``"replay"`` for the others: at the noisy steps, which
+        choose among the policy's modes, the replay actions keep drawing it back to the modes it once found, which a
+        policy anchored on itself alone can drift away from; at the clean steps, which place the action, the
+        policy's own samples lead. ``bc_coef``'s term keeps the replay actions either way
     :param target_diffusion_steps: Number of reverse steps of the sample of the next action in the critic target,
         on a strided subset of the time indices with the chain respaced: ``"auto"`` (the default), half of ``T``
         rounded up (5 of the default 10); an integer from 1 to ``T``; or None, all ``T`` (archives saved before the

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from sb3_qsm.common.compilation import check_compile_args, compile_options
 from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values, q_values
-from sb3_qsm.common.utils import join_rows
+from sb3_qsm.common.utils import where_rows
 from sb3_qsm.qsm.arguments import target_chain_steps
 from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
 
@@ -317,8 +317,9 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         :return: The loss, and the critic's spread over the candidates (posterior target) or the mean L2 norm of
             its action gradient (gradient target)
         """
-        score_observations, clean = self._score_batch(observations, actions, next_observations, next_samples)
-        noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(clean)
+        timesteps = self.actor.schedule.sample_timesteps(actions.shape[0], actions.device)
+        score_observations, clean = self._score_batch(observations, actions, next_observations, next_samples, timesteps)
+        noisy_actions, timesteps, noise = self.actor.schedule.sample_noisy_actions(clean, timesteps)
         eps_pred = self.actor.predict_noise(score_observations, noisy_actions, timesteps)
         if self.score_target == "posterior":
             target, target_statistic = self._posterior_target(score_observations, noisy_actions, timesteps, clean, eps_pred)
@@ -331,7 +332,12 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         return actor_loss, target_statistic
 
     def _score_batch(
-        self, observations: Any, actions: th.Tensor, next_observations: Any, next_samples: th.Tensor | None
+        self,
+        observations: Any,
+        actions: th.Tensor,
+        next_observations: Any,
+        next_samples: th.Tensor | None,
+        timesteps: th.Tensor,
     ) -> tuple[Any, th.Tensor]:
         """
         The observations and clean actions the actor loss noises (see ``score_actions``). Fresh samples of the policy
@@ -343,8 +349,10 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         :param actions: Their actions, in ``[-1, 1]``
         :param next_observations: Their next observations, or None
         :param next_samples: The policy's samples at the next observations that the critic target drew, or None
+        :param timesteps: The diffusion step each row will be noised to
         :return: The replay batch (``"replay"``); fresh samples of the policy and their observations (``"policy"``);
-            or those for the first half of the batch and the replay batch for the rest (``"mixed"``)
+            or those for the rows noised to the clean half of the steps (``t < T // 2``) and the replay batch for the
+            others (``"mixed"``)
         """
         if self.score_actions == "replay":
             return observations, actions
@@ -356,8 +364,8 @@ class QSMTrainingStep(OffPolicyAlgorithm):
                 policy_observations, samples = observations, self.actor.sample(observations, n_steps=n_steps)
         if self.score_actions == "policy":
             return policy_observations, samples
-        half = len(actions) // 2
-        return join_rows(policy_observations, observations, half), th.cat([samples[:half], actions[half:]])
+        on_policy = timesteps < self.actor.n_diffusion_steps // 2
+        return where_rows(on_policy, policy_observations, observations), where_rows(on_policy, samples, actions)
 
     def _denoising_loss(self, observations: Any, actions: th.Tensor, eps_pred: th.Tensor, noise: th.Tensor) -> th.Tensor:
         """
