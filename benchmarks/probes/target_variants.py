@@ -98,13 +98,14 @@ def recent_actor_batches(window: int) -> None:
     """Make ``QSM._update_actor`` train on a batch of the replay buffer's last ``window`` transitions (``recent-N``)"""
     update_actor = QSM._update_actor
 
-    def recent(self: QSM, replay_data: Any) -> Any:
+    def recent(self: QSM, replay_data: Any, *args: Any) -> Any:
         buffer = self.replay_buffer
         assert buffer is not None
         stored = buffer.buffer_size if buffer.full else buffer.pos
         offsets = np.random.randint(1, min(window, stored) + 1, size=self.batch_size)
         indices = (buffer.pos - offsets) % buffer.buffer_size
-        return update_actor(self, buffer._get_samples(indices, env=self._vec_normalize_env))
+        # The critic target's samples belong to the critics' batch: with the default replay anchors they are unused
+        return update_actor(self, buffer._get_samples(indices, env=self._vec_normalize_env), *args)
 
     QSM._update_actor = recent  # type: ignore[method-assign]
 
