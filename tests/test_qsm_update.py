@@ -332,9 +332,10 @@ def test_bad_target_diffusion_steps(value):
 
 
 def test_score_actions_policy_noises_fresh_policy_samples_and_keeps_replay_actions_for_bc(monkeypatch, tmp_path):
-    """score_actions="policy": the actor loss noises samples of the policy drawn on the critic target's chain (and
-    the posterior target keeps them as its extra candidate), while bc_coef's term still denoises the replay actions;
-    the setting trains, is saved, and an archive without it loads as "replay"."""
+    """score_actions="policy" without the critic target's samples at hand: the actor loss noises samples of the
+    policy it draws on the critic target's chain (and the posterior target keeps them as its extra candidate), while
+    bc_coef's term still denoises the replay actions; the setting trains, is saved, and an archive without it loads
+    as "replay"."""
     model = QSM("MlpPolicy", "Pendulum-v1", learning_starts=50, score_actions="policy", bc_coef=0.5, seed=0)
     schedule = model.actor.schedule
     sampled, noised, anchors = [], [], []
