@@ -16,14 +16,14 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   target policy itself. Until the critic target's samples were reused, they were drawn at the replay observations,
   one more chain per update (this probe patched that in before the argument existed; the rows of
   ``target_variants.jsonl`` and the first rows of ``target_variants_warmup.jsonl``);
-- ``policy-anchor-half``: half of the batch so, the other half on the replay actions (``score_actions="mixed"``;
-  this probe patched the same in before the argument existed, its samples then drawn at the replay observations
-  rather than reused from the critic target at the next ones);
+- ``policy-anchor-half``: half of the batch so, the other half on the replay actions (the first rows of the batch
+  on the policy's samples; its line in ``target_variants_warmup.jsonl`` ran before the critic target's samples were
+  reused, with the samples drawn at the replay observations);
 - ``policy-clean`` and ``policy-noisy``: ``score_actions="policy"`` at the clean half of the steps (``t < T / 2``)
-  and the replay actions at the noisy half, or the other way round. The noisy steps choose among the policy's modes,
-  where the replay anchors keep the four-peak bandit's (``"policy"`` alone settles on one peak on one seed of three);
-  the clean steps place the action, where the policy's own samples may be what refines it. The two variants ask
-  which half carries HalfCheetah's gain with ``"policy"``;
+  and the replay actions at the noisy half (``score_actions="mixed"`` itself), or the other way round. The noisy
+  steps choose among the policy's modes, where the replay anchors keep the four-peak bandit's (``"policy"`` alone
+  settles on one peak on one seed of three); the clean steps place the action, where the policy's own samples may be
+  what refines it. The two variants ask which half carries HalfCheetah's gain with ``"policy"``;
 - ``recent-N`` (``N`` a number of steps, e.g. ``recent-20000``): the actor's batch is drawn from the replay buffer's
   last ``N`` transitions, the critics' from all of it. QSM's defaults lead SAC's HalfCheetah-v5 curve to about 50k
   steps and fall behind after; the posterior target leans towards the replay actions it noises, so a policy trained
@@ -51,6 +51,7 @@ import json
 import pathlib
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -72,26 +73,21 @@ def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.T
     return values.min(dim=-1, keepdim=True).values.expand_as(values)
 
 
-def split_anchors_actor_loss(policy_at_clean_steps: bool) -> Any:
+def policy_rows(select: Callable[[th.Tensor, int], th.Tensor]) -> None:
     """
-    ``QSM._actor_loss`` (posterior target, no ``bc_coef``) with the policy's samples anchoring the clean half of the
-    steps and the replay actions the noisy half (``policy-clean``), or the other way round (``policy-noisy``)
+    Make ``score_actions="mixed"`` anchor on the policy's samples the rows that ``select(timesteps, T)`` marks
+    (``policy-noisy``, ``policy-anchor-half``) instead of those noised to the clean half of the steps (``"mixed"``
+    itself, ``policy-clean``). ``QSM._score_batch`` picks the policy's rows of ``"mixed"`` by its ``timesteps``
+    argument alone (below ``T // 2``); the rows are still noised to their own steps, which the actor loss keeps.
     """
+    score_batch = QSM._score_batch
 
-    def actor_loss(
-        self: QSM, observations: th.Tensor, actions: th.Tensor, next_observations: Any = None, next_samples: Any = None
-    ) -> tuple[th.Tensor, th.Tensor]:
-        schedule = self.actor.schedule
-        timesteps = th.randint(0, schedule.n_diffusion_steps, (actions.shape[0],))
-        on_policy = (timesteps < schedule.n_diffusion_steps // 2) == policy_at_clean_steps
-        score_observations = th.where(on_policy.unsqueeze(1), next_observations, observations)
-        clean = th.where(on_policy.unsqueeze(1), next_samples, actions)
-        noisy = schedule.add_noise(clean, th.randn_like(clean), timesteps)
-        predicted_noise = self.actor.predict_noise(score_observations, noisy, timesteps)
-        target, spread = self._posterior_target(score_observations, noisy, timesteps, clean, predicted_noise)
-        return th.nn.functional.mse_loss(predicted_noise, target), spread
+    def patched(self: QSM, observations: Any, actions: Any, next_observations: Any, next_samples: Any, timesteps: Any) -> Any:
+        n_steps = self.actor.n_diffusion_steps
+        selector = th.where(select(timesteps, n_steps), 0, n_steps - 1)
+        return score_batch(self, observations, actions, next_observations, next_samples, selector)
 
-    return actor_loss
+    QSM._score_batch = patched  # type: ignore[method-assign]
 
 
 def recent_actor_batches(window: int) -> None:
@@ -129,10 +125,14 @@ def local_spread_target(
         return schedule.noise_from_clean(noisy, clean, timesteps), spreads[0]
 
 
-def main() -> None:
-    env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-    arguments = dict(kwargs)
+def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """
+    Patch QSM as ``variant`` says (module docstring)
+
+    :param variant: The variant's name
+    :param arguments: The QSM arguments given
+    :return: The QSM arguments to train with: those given, and the variant's own
+    """
     if variant == "min":
         sb3_qsm.qsm.training.candidate_q_values = smallest_candidate_q_values  # type: ignore[assignment]
     elif variant == "no-anchor":
@@ -146,17 +146,25 @@ def main() -> None:
         QSM._posterior_target = local_spread_target  # type: ignore[method-assign]
     elif variant == "policy-anchor":
         arguments["score_actions"] = "policy"
-    elif variant == "policy-anchor-half":
+    elif variant in ("policy-anchor-half", "policy-clean", "policy-noisy"):
         arguments["score_actions"] = "mixed"
-    elif variant in ("policy-clean", "policy-noisy"):
-        arguments["score_actions"] = "policy"
-        QSM._actor_loss = split_anchors_actor_loss(variant == "policy-clean")  # type: ignore[method-assign]
+        if variant == "policy-anchor-half":
+            policy_rows(lambda timesteps, _: th.arange(len(timesteps)) < len(timesteps) // 2)
+        elif variant == "policy-noisy":
+            policy_rows(lambda timesteps, n_steps: timesteps >= n_steps // 2)
     elif variant.startswith("recent-"):
         recent_actor_batches(int(variant.removeprefix("recent-")))
     elif variant != "mean":
         variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half")
         variants += ("policy-clean", "policy-noisy", "recent-N")
         raise ValueError(f"variant must be one of {variants}, got {variant!r}")
+    return arguments
+
+
+def main() -> None:
+    env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+    arguments = with_variant(variant, dict(kwargs))
     th.set_num_threads(1)
     if env_id == "bandit":
         out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
