@@ -56,6 +56,19 @@ def test_recorded_minari_dataset_holds_the_agents_transitions(datasets_path, zoo
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_seeded_recording_repeats_across_episodes(datasets_path, zoo_agent):
+    # Three episodes: the resets after the first take their seeds from the recording's seed too
+    for name in ("first", "second"):
+        record_demonstrations(zoo_agent, "Pendulum-v1", f"test/pendulum-{name}-v0", 450, noise_std=0.1, seed=5)
+    first, second = (Demonstrations.from_minari(f"test/pendulum-{name}-v0") for name in ("first", "second"))
+    np.testing.assert_array_equal(first.observations, second.observations)
+    np.testing.assert_array_equal(first.actions, second.actions)
+    # Each episode starts from its own state
+    starts = first.observations[[0, 200, 400]]
+    assert len(np.unique(starts, axis=0)) == 3
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_recording_noise_stays_within_the_action_bounds(datasets_path, zoo_agent):
     record_demonstrations(zoo_agent, "Pendulum-v1", "test/pendulum-noisy-v0", 200, noise_std=2.0)
     demonstrations = Demonstrations.from_minari("test/pendulum-noisy-v0")
@@ -165,7 +178,7 @@ def test_pretrained_agent_imitates_the_demonstrator_then_learns(datasets_path, z
     demonstrations = Demonstrations.from_minari("test/pendulum-zoo-v0")
     env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
     model = pretrain_qsm(
-        demonstrations, env, actor_steps=1500, critic_steps=300, batch_size=128, device="cpu", seed=0,
+        demonstrations, env, actor_steps=3000, critic_steps=300, batch_size=128, device="cpu", seed=0,
         policy_kwargs=dict(net_arch=[64, 64]),
     )  # fmt: skip
     observations = demonstrations.observations

@@ -182,7 +182,9 @@ def record_demonstrations(
     :param n_steps: Number of environment steps to record (the last episode is cut, and marked truncated)
     :param noise_std: Std of Gaussian noise added to the agent's actions, as a fraction of the half-width of the
         action bounds (so that the data covers states around the agent's trajectories); the action is then clipped
-    :param seed: Seed of the first reset and of the noise
+    :param seed: Seed of the recording: of the first reset, of each later reset's seed (recorded with its episode)
+        and of the noise, so that the same seed records the same dataset. Minari's collector would otherwise seed
+        each later episode from the operating system's entropy
     :param dataset_kwargs: Passed to ``DataCollector.create_dataset`` (``description``, ``author``, ...)
     :return: The dataset
     """
@@ -207,7 +209,7 @@ def record_demonstrations(
             action = np.clip(action, action_space.low, action_space.high)
         observation, _, terminated, truncated, _ = collector.step(action.astype(action_space.dtype))
         if terminated or truncated:
-            observation, _ = collector.reset()
+            observation, _ = collector.reset(seed=int(rng.integers(2**31)))
     dataset_kwargs.setdefault("algorithm_name", type(agent).__name__)
     try:
         return collector.create_dataset(dataset_id=dataset_id, **dataset_kwargs)
