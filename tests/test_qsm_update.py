@@ -369,11 +369,11 @@ def test_score_actions_policy_noises_fresh_policy_samples_and_keeps_replay_actio
     assert np.isfinite(model.logger.name_to_value["train/actor_loss"])
     model.save(tmp_path / "model.zip")
     assert QSM.load(tmp_path / "model.zip").score_actions == "policy"
-    assert QSM("MlpPolicy", "Pendulum-v1").score_actions == "replay"
+    assert QSM("MlpPolicy", "Pendulum-v1").score_actions == "mixed"
 
 
 def test_score_actions_replay_noises_the_replay_actions_once(monkeypatch):
-    model = QSM("MlpPolicy", "Pendulum-v1", bc_coef=0.5, seed=0)
+    model = QSM("MlpPolicy", "Pendulum-v1", score_actions="replay", bc_coef=0.5, seed=0)
     noised = []
     sample_noisy_actions = model.actor.schedule.sample_noisy_actions
     monkeypatch.setattr(

@@ -388,13 +388,14 @@ SCREEN_TASKS = ("HalfCheetah-v5", "Hopper-v5", "MountainCarContinuous-v0", "Inve
 # The goal pays +100 and an episode's action costs add up to less than 100: return > 0 <=> goal reached
 MOUNTAIN_CAR_GOAL_RETURN = 0.0
 # The QSM defaults the committed suites v1, screen and cheaper ran with, where today's differ: the exploration of
-# sb3-qsm 0.1, the critic target's full chain, the reference sampler and SB3's 100 warm-up steps (rows that set any
-# keep their own)
+# sb3-qsm 0.1, the critic target's full chain, the reference sampler, SB3's 100 warm-up steps and the replay actions
+# as the actor loss's clean actions (rows that set any keep their own)
 DEFAULTS_BEFORE_V2: dict[str, Any] = {
     **EXPLORATION_0_1,
     **FULL_TARGET_CHAIN,
     **REFERENCE_SAMPLER,
     "learning_starts": 100,
+    "score_actions": "replay",
 }
 SUITES = {
     "v1": Suite(

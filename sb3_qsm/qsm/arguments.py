@@ -36,7 +36,7 @@ def check_score_target(
     n_score_samples: int,
     score_proposal: str = "forward",
     q_spread_floor: float = 0.0,
-    score_actions: str = "replay",
+    score_actions: str = "mixed",
 ) -> None:
     """Raise a ``ValueError`` naming the argument when the score target settings are not usable."""
     check_real("q_spread_floor", q_spread_floor, 0.0)

@@ -15,14 +15,17 @@ PAPER_NOISE_STD = 0.1
 # wherever settings were measured with it
 REFERENCE_SAMPLER: dict[str, Any] = dict(sampler="reference")
 # The paper's actor update: its score target, diffusion chain and sampler, and (in policy_kwargs) the denoiser
-# initialisation it trained from. sb3-qsm's defaults use the "posterior" target instead (docs: guide/multimodal), half
-# the reverse chain for the critic target's next action, where the reference runs all of it, and the "posterior" sampler
+# initialisation it trained from: it noises the replay actions. sb3-qsm's defaults use the "posterior" target instead
+# (docs: guide/multimodal), anchored on the policy's own samples at the clean half of the steps (score_actions="mixed"),
+# half the reverse chain for the critic target's next action, where the reference runs all of it, and the "posterior"
+# sampler
 PAPER_UPDATE: dict[str, Any] = dict(
     score_target="gradient",
     score_scale=50.0,
     n_diffusion_steps=5,
     beta_schedule="vp",
     target_diffusion_steps=None,
+    score_actions="replay",
     **REFERENCE_SAMPLER,
 )
 PAPER_UPDATE_POLICY_KWARGS: dict[str, Any] = dict(action_fan_in_init=False)

@@ -133,18 +133,18 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         at ``a_t``), weighted against the mixture of the two proposals, so that the target stays the same while the
         candidates follow the policy (see ``DiffusionSchedule.posterior_mean``)
     :param score_actions: Which clean actions the actor loss noises into ``a_t`` (and, with the ``"posterior"``
-        target, keeps as the extra candidate). ``"replay"`` (the default, as the paper): the replay batch's actions,
-        so the denoiser is fitted where the data lies and the posterior target leans towards the data's actions,
-        which at the noisy steps outweigh the nearly uniform candidates (on HalfCheetah they carry more than half of
-        the weight): the policy then becomes a Q-weighted copy of its replay, older behaviour included.
-        ``"policy"``: fresh samples of the current policy, those the critic target drew at the batch's next
-        observations (so they cost no extra chain; with ``deterministic_target``, whose chain is noise-free, a chain
-        is drawn at the observations), so that the estimate leans towards the current policy and the target's fixed
-        point is the policy ``exp(score_scale * Q / spread)`` itself. ``"mixed"``: ``"policy"`` for the rows noised
-        to the clean half of the steps (``t < T // 2``), ``"replay"`` for the others: at the noisy steps, which
-        choose among the policy's modes, the replay actions keep drawing it back to the modes it once found, which a
-        policy anchored on itself alone can drift away from; at the clean steps, which place the action, the
-        policy's own samples lead. ``bc_coef``'s term keeps the replay actions either way
+        target, keeps as the extra candidate). ``"mixed"`` (the default): the policy's own samples for the rows
+        noised to the clean half of the steps (``t < T // 2``), which place the action, and the replay actions for
+        the others, which choose among the policy's modes and are drawn back by the replay to the modes the policy
+        once found. ``"replay"`` (the paper's): the replay actions at every step, so the posterior target leans
+        towards the data's actions, which at the noisy steps outweigh the nearly uniform candidates (on HalfCheetah
+        they carry more than half of the weight): the policy then becomes a Q-weighted copy of its replay, older
+        behaviour included. ``"policy"``: the policy's samples at every step, so that the target's fixed point is
+        the policy ``exp(score_scale * Q / spread)`` itself, but a policy anchored on itself alone can drift away
+        from a mode it found (the four-peak bandit settles on one peak on one seed of three). The policy's samples
+        are those the critic target drew at the batch's next observations, so they cost no extra chain (with
+        ``deterministic_target``, whose chain is noise-free, a chain is drawn at the observations); ``bc_coef``'s
+        term keeps the replay actions either way
     :param target_diffusion_steps: Number of reverse steps of the sample of the next action in the critic target,
         on a strided subset of the time indices with the chain respaced: ``"auto"`` (the default), half of ``T``
         rounded up (5 of the default 10); an integer from 1 to ``T``; or None, all ``T`` (archives saved before the
@@ -226,7 +226,7 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         score_target: str = "posterior",
         n_score_samples: int = 8,
         score_proposal: str = "forward",
-        score_actions: str = "replay",
+        score_actions: str = "mixed",
         target_diffusion_steps: int | str | None = "auto",
         q_spread_floor: float = DEFAULT_Q_SPREAD_FLOOR,
         sampler_noise_color: float = DEFAULT_SAMPLER_NOISE_COLOR,
