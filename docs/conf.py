@@ -7,7 +7,7 @@ import pathlib
 
 import yaml
 
-from sb3_qsm.benchmarks.ablation import REFERENCE_SUITE, screen_table
+from sb3_qsm.benchmarks.ablation import REFERENCE_SUITE, load_probe_references, load_probes, probe_table, screen_table
 from sb3_qsm.benchmarks.aggregate import group, load_runs, summarize, write_report
 from sb3_qsm.benchmarks.cost import cheaper_table, cost_table
 from sb3_qsm.benchmarks.evaluation import describe_result, mean_return
@@ -173,6 +173,9 @@ def _benchmark_pages() -> None:
     screen = load_runs(pathlib.Path(ROOT, "benchmarks", "results", "screen"))
     with open(os.path.join(GENERATED, "ablation_table.md"), "w") as file:
         file.write(screen_table(screen, load_runs(pathlib.Path(ROOT, "benchmarks", "results", REFERENCE_SUITE))))
+    probes = load_probes(pathlib.Path(ROOT, "benchmarks", "probes"))
+    with open(os.path.join(GENERATED, "probe_table.md"), "w") as file:
+        file.write(probe_table(probes, load_probe_references(pathlib.Path(ROOT, "benchmarks", "results"))))
 
 
 _benchmark_pages()

@@ -544,3 +544,35 @@ def test_ablation_table_puts_each_screened_run_beside_sacs_curve() -> None:
     # SAC's mean over its seeds at the screen's steps only: (4 + 5) / 2 at 50, 8 at 100
     assert "| Task-v0 | SAC (RL Zoo), suite v1 (2 seeds, mean) | 4 | 8 | - | - | - |" in lines
     assert ablation.screen_table([], sac) == "No screen results committed yet.\n"
+
+
+def test_probe_table_puts_each_probe_beside_the_defaults_and_sac(tmp_path) -> None:
+    from sb3_qsm.benchmarks import ablation
+
+    def probe(variant: str, seed: int, final: float, budget: int = 100_000, **kwargs: float) -> dict:
+        final_line = {"budget": budget, "kwargs": kwargs, "final": {"mean": final}}
+        return {"env": "Task-v0", "variant": variant, "seed": seed, **final_line}
+
+    lines = [
+        {"variant": "policy-clean", "seed": 0, "t": 50000, "mean_return": 10.0},
+        probe("policy-clean", 0, 30.0),
+        probe("policy-clean", 2, 50.0),
+        probe("mean", 1, 7.0, n_score_samples=4),
+        probe("mean", 0, 1.0, budget=50_000),  # another budget: another protocol, left out
+    ]
+    (tmp_path / ablation.PROBE_FILES[0]).write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    probes = ablation.load_probes(tmp_path)
+    assert len(probes) == 3
+    references = {
+        "qsm": [_fake_run("qsm", 0, [0.0], [20.0])],
+        "sac": [_fake_run("sac", seed, [0.0], [float(seed)]) for seed in (0, 1)],
+    }
+    table = ablation.probe_table(probes, references).splitlines()
+    assert table[0] == "| Task | Run | Seed 0 | Seed 1 | Seed 2 | Mean |"
+    # The references first, then the probes in the files' order; a seed not run is "-"
+    assert table[2] == '| Task-v0 | QSM (defaults then: `score_actions="replay"`), suite v2 | 20 | - | - | 20 (1) |'
+    assert table[3] == "| Task-v0 | SAC (RL Zoo), suite v2 | 0 | 1 | - | 0 (2) |"
+    assert table[4] == '| Task-v0 | `score_actions="mixed"` | 30 | - | 50 | 40 (2) |'
+    assert table[5] == "| Task-v0 | `n_score_samples=4` | - | 7 | - | 7 (1) |"
+    assert len(table) == 8  # the note after a blank line
+    assert ablation.probe_table([], references) == "No probe results committed yet.\n"

@@ -10,9 +10,17 @@ Each cell is the mean return of one deterministic evaluation (5 episodes during 
 stochastic column is the final evaluation of the sampled policy, and the last one the final deterministic
 evaluation of the same model acting with the best of 32 sampled actions ("-" for runs from before it was recorded).
 The documentation build writes this table into the benchmarks page.
+
+The second table, ``probe_table``, gathers the longer probes (``benchmarks/probes/``: 100k steps with the warm-up
+default, one line per run with its final evaluation) beside the references they were measured against: QSM's suite
+v2 rows run with ``score_actions="replay"`` (the defaults while the probes ran) and SAC (RL Zoo)'s suite v2 rows.
+The probes evaluate on other episode seeds than the runner, so a probe and a suite row of the same seed differ.
+
+    python -m sb3_qsm.benchmarks ablation --probes   # prints the probes' table instead
 """
 
 import argparse
+import json
 import pathlib
 from typing import Any
 
@@ -24,6 +32,24 @@ from sb3_qsm.benchmarks.runner import PAIRED_BEST_OF_N, PAIRED_KEY
 
 # The suite whose runs are the reference curve, and the algorithm that draws it
 REFERENCE_SUITE, REFERENCE_ALGO = "v1", "sac"
+# The probes' files whose runs share the protocol of the probe table (100k steps, the warm-up default), its budget,
+# its seeds, and the folders of its reference rows under benchmarks/results (QSM's defaults while the probes ran,
+# SAC (RL Zoo) at the same budget)
+PROBE_FILES = ("target_variants_warmup.jsonl", "target_variants_hopper.jsonl", "target_variants_walker2d.jsonl")
+PROBE_BUDGET, PROBE_SEEDS = 100_000, (0, 1, 2)
+PROBE_REFERENCES = {
+    "qsm": ("superseded/v2-score-actions-replay", 'QSM (defaults then: `score_actions="replay"`), suite v2'),
+    "sac": ("v2", "SAC (RL Zoo), suite v2"),
+}
+# What each probe variant changes (benchmarks/probes/target_variants.py says how)
+PROBE_VARIANTS = {
+    "mean": "",
+    "policy-clean": '`score_actions="mixed"`',
+    "policy-anchor": '`score_actions="policy"`',
+    "policy-anchor-half": "half the batch on the policy's samples",
+    "no-anchor": "the replay action not a candidate",
+    "local-spread": "each sample's own spread",
+}
 
 
 def _curve_cells(steps: np.ndarray, returns: np.ndarray, columns: list[int]) -> list[str]:
@@ -71,11 +97,76 @@ def screen_table(screen: list[dict[str, Any]], reference: list[dict[str, Any]]) 
     return "\n".join(lines) + "\n" + note
 
 
+def probe_label(line: dict[str, Any]) -> str:
+    """:return: What a probe changed from the defaults of its time: its variant and its QSM arguments"""
+    changes = [PROBE_VARIANTS.get(line["variant"], line["variant"])]
+    changes += [f"`{name}={value!r}`" for name, value in line["kwargs"].items()]
+    return ", ".join(change for change in changes if change) or "defaults"
+
+
+def load_probes(probes_dir: pathlib.Path) -> list[dict[str, Any]]:
+    """
+    :param probes_dir: Folder of the probes' files
+    :return: The last line of each finished run of ``PROBE_FILES`` at ``PROBE_BUDGET``, in the files' order
+    """
+    lines = []
+    for name in PROBE_FILES:
+        path = probes_dir / name
+        if path.is_file():
+            lines += [json.loads(text) for text in path.read_text().splitlines() if text.strip()]
+    return [line for line in lines if "final" in line and line.get("budget") == PROBE_BUDGET]
+
+
+def probe_table(probes: list[dict[str, Any]], references: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :param probes: Finished probe runs (``load_probes``)
+    :param references: Finished suite runs by the keys of ``PROBE_REFERENCES``
+    :return: The Markdown table: per task, the reference rows, then one row per probe, the final deterministic
+        return of each seed and their mean
+    """
+    if not probes:
+        return "No probe results committed yet.\n"
+    rows: dict[str, dict[str, dict[int, float]]] = {}
+    for line in probes:
+        rows.setdefault(line["env"], {}).setdefault(probe_label(line), {})[line["seed"]] = line["final"]["mean"]
+    for key, (_, label) in PROBE_REFERENCES.items():
+        for run in references.get(key, []):
+            if run["spec"]["env_id"] in rows and run["spec"]["algo"] == key:
+                finals = rows[run["spec"]["env_id"]].setdefault(label, {})
+                finals[run["spec"]["seed"]] = final_return(run)
+    reference_labels = [label for _, label in PROBE_REFERENCES.values()]
+    seeds = " | ".join(f"Seed {seed}" for seed in PROBE_SEEDS)
+    lines = [f"| Task | Run | {seeds} | Mean |", "| --- | --- |" + " --- |" * (len(PROBE_SEEDS) + 1)]
+    for env, by_label in rows.items():
+        ordered = [label for label in reference_labels if label in by_label]
+        ordered += [label for label in by_label if label not in reference_labels]
+        for label in ordered:
+            finals = by_label[label]
+            cells = " | ".join(number(finals[seed], 0) if seed in finals else "-" for seed in PROBE_SEEDS)
+            mean = number(float(np.mean(list(finals.values()))), 0)
+            lines.append(f"| {env} | {label} | {cells} | {mean} ({len(finals)}) |")
+    note = (
+        f"\nFinal deterministic return at {PROBE_BUDGET:,} steps (10 episodes); the mean is over the seeds run (their"
+        " number in brackets).\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def load_probe_references(results: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
+    """:return: The finished runs of each reference folder of ``PROBE_REFERENCES`` under ``results``"""
+    return {key: load_runs(results / folder) for key, (folder, _) in PROBE_REFERENCES.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser: argparse.ArgumentParser = command_parser("ablation", __doc__)
     parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("benchmarks/results"))
+    parser.add_argument("--probes", action="store_true", help="print the table of the probes instead of the screen's")
+    parser.add_argument("--probes-dir", type=pathlib.Path, default=pathlib.Path("benchmarks/probes"))
     args = parser.parse_args(argv)
-    print(screen_table(load_runs(args.results / "screen"), load_runs(args.results / REFERENCE_SUITE)), end="")
+    if args.probes:
+        print(probe_table(load_probes(args.probes_dir), load_probe_references(args.results)), end="")
+    else:
+        print(screen_table(load_runs(args.results / "screen"), load_runs(args.results / REFERENCE_SUITE)), end="")
     return 0
 
 
