@@ -435,3 +435,22 @@ def test_a_training_step_draws_one_chain_unless_the_target_is_deterministic(monk
     monkeypatch.setattr(model.actor, "sample", lambda *args, **kwargs: calls.append(kwargs) or sample(*args, **kwargs))
     model.train(gradient_steps=1, batch_size=16)
     assert len(calls) == (2 if deterministic_target and score_actions != "replay" else 1)
+
+
+def test_n_step_returns_discount_each_transition_by_its_own_horizon(monkeypatch):
+    """With SB3's n-step replay (``n_steps``), the critic target discounts each transition by ``gamma ** k``, k the
+    steps its return sums (fewer where an episode ended within n), not by ``gamma``."""
+    model = QSM("MlpPolicy", "Pendulum-v1", n_steps=3, gamma=0.9, learning_starts=250, seed=0)
+    assert type(model.replay_buffer).__name__ == "NStepReplayBuffer"
+    seen = []
+    critic_target = model._critic_target
+
+    def recording(next_observations, rewards, dones, discounts):
+        seen.append(discounts)
+        return critic_target(next_observations, rewards, dones, discounts)
+
+    monkeypatch.setattr(model, "_critic_target", recording)
+    model.learn(260)  # the 200-step episode's end lies in the buffer: horizons cut short there
+    discounts = th.cat(seen).flatten()
+    assert th.all(th.isclose(discounts[:, None], th.tensor([0.9, 0.81, 0.729]), atol=1e-6).any(dim=1))
+    assert th.isclose(discounts, th.tensor(0.729), atol=1e-6).float().mean() > 0.9
