@@ -25,7 +25,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from sb3_qsm import QSM, add_safe_globals
 from sb3_qsm.common import safe_pickle
 from sb3_qsm.convert import convert_to_qsm, load_critic_from_checkpoint
-from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
+from sb3_qsm.qsm.actor import DiffusionActor
+from sb3_qsm.qsm.policies import DiffusionActorPolicy
 from sb3_qsm.zoo import PredictOnlyQSM
 from sb3_qsm.zoo.__main__ import load_statistics_safely
 

@@ -11,7 +11,8 @@ from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_qsm import QSM
-from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
+from sb3_qsm.qsm.actor import DiffusionActor
+from sb3_qsm.qsm.policies import DiffusionActorPolicy
 
 
 def _observations(env, n: int = 10) -> np.ndarray:

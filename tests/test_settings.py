@@ -12,7 +12,8 @@ import torch as th
 from sb3_qsm import QSM
 from sb3_qsm.common.diffusion import DiffusionSchedule
 from sb3_qsm.common.torch_layers import Denoiser
-from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
+from sb3_qsm.qsm.actor import DiffusionActor
+from sb3_qsm.qsm.policies import DiffusionActorPolicy
 
 OBS = np.random.default_rng(0).uniform(-1, 1, size=(64, 3)).astype(np.float32)
 

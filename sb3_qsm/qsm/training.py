@@ -19,8 +19,9 @@ from torch.nn import functional as F
 from sb3_qsm.common.compilation import check_compile_args, compile_options
 from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values, q_values
 from sb3_qsm.common.utils import where_rows
+from sb3_qsm.qsm.actor import DiffusionActor
 from sb3_qsm.qsm.arguments import target_chain_steps
-from sb3_qsm.qsm.policies import DiffusionActor, DiffusionActorPolicy
+from sb3_qsm.qsm.policies import DiffusionActorPolicy
 
 
 class QSMTrainingStep(OffPolicyAlgorithm):
