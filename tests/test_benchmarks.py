@@ -14,8 +14,9 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import __main__ as cli
-from sb3_qsm.benchmarks import aggregate, reuse, suite
+from sb3_qsm.benchmarks import aggregate, algorithms, reuse, suite
 from sb3_qsm.benchmarks import runner as run
+from sb3_qsm.benchmarks.settings import describe, make_model, settings_match
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -52,10 +53,10 @@ def test_quick_suite_end_to_end(tmp_path: pathlib.Path) -> None:
         assert steps == [0, 200, 400]
         assert all(len(evaluation["returns"]) == quick.eval_episodes for evaluation in record["evaluations"])
         assert len(record["final"]["deterministic"]["returns"]) == quick.final_episodes
-        assert ("stochastic" in record["final"]) == suite.ALGORITHMS[algo].samples
+        assert ("stochastic" in record["final"]) == algorithms.ALGORITHMS[algo].samples
         # QSM's final evaluation is repeated with the best of 32 sampled actions, on the same model
         paired = record["final"].get(run.PAIRED_KEY)
-        assert (paired is not None) == (suite.ALGORITHMS[algo].algo_class is QSM)
+        assert (paired is not None) == (algorithms.ALGORITHMS[algo].algo_class is QSM)
         assert paired is None or len(paired["returns"]) == quick.final_episodes
         assert record["settings"]["runner_overrides"]["buffer_size"] == "400"
         # Pendulum's episodes last 200 steps: two training episodes, ending at steps 200 and 400
@@ -182,31 +183,31 @@ def test_zoo_hyperparameters_are_read_by_the_zoo_itself(tmp_path: pathlib.Path) 
     from stable_baselines3.common.utils import ConstantSchedule
 
     pendulum, mountain_car = gym.make("Pendulum-v1"), gym.make("MountainCarContinuous-v0")
-    assert suite.zoo_entry_id("td3", "Pendulum-v1") == "Pendulum-v1"
-    hyperparams = suite.zoo_hyperparams("td3", "Pendulum-v1", pendulum, budget=500)
+    assert algorithms.zoo_entry_id("td3", "Pendulum-v1") == "Pendulum-v1"
+    hyperparams = algorithms.zoo_hyperparams("td3", "Pendulum-v1", pendulum, budget=500)
     assert hyperparams["policy_kwargs"] == {"net_arch": [400, 300]}
     assert isinstance(hyperparams["action_noise"], NormalActionNoise)
     np.testing.assert_allclose(hyperparams["action_noise"]._sigma, [0.1])
     assert "n_timesteps" not in hyperparams and "noise_type" not in hyperparams
     # The zoo turns a number into a constant schedule; the records describe it as the number
     assert isinstance(hyperparams["learning_rate"], ConstantSchedule)
-    assert suite.describe(hyperparams)["learning_rate"] == "0.001"
+    assert describe(hyperparams)["learning_rate"] == "0.001"
     # MountainCarContinuous: Ornstein-Uhlenbeck noise for TD3, gSDE for SAC
-    td3 = suite.zoo_hyperparams("td3", "MountainCarContinuous-v0", mountain_car, budget=500)
+    td3 = algorithms.zoo_hyperparams("td3", "MountainCarContinuous-v0", mountain_car, budget=500)
     assert isinstance(td3["action_noise"], OrnsteinUhlenbeckActionNoise)
-    assert suite.zoo_hyperparams("sac", "MountainCarContinuous-v0", mountain_car, budget=500)["use_sde"]
+    assert algorithms.zoo_hyperparams("sac", "MountainCarContinuous-v0", mountain_car, budget=500)["use_sde"]
     # The zoo tunes MuJoCo tasks under their -v4 ids; InvertedDoublePendulum has no MuJoCo entry at all (the zoo's
     # "default" entry is not a tuning for it)
-    assert suite.zoo_entry_id("sac", "Hopper-v5") == "Hopper-v4"
-    assert suite.zoo_entry_id("sac", "InvertedDoublePendulum-v5") is None
+    assert algorithms.zoo_entry_id("sac", "Hopper-v5") == "Hopper-v4"
+    assert algorithms.zoo_entry_id("sac", "InvertedDoublePendulum-v5") is None
     # A zoo schedule string ("lin_<value>") becomes the zoo's own linear schedule
     config = tmp_path / "sac.yml"
     config.write_text("Pendulum-v1:\n  n_timesteps: 100\n  policy: MlpPolicy\n  learning_rate: lin_7.3e-4\n")
-    schedule = suite.zoo_hyperparams("sac", "Pendulum-v1", pendulum, 500, config=config)["learning_rate"]
+    schedule = algorithms.zoo_hyperparams("sac", "Pendulum-v1", pendulum, 500, config=config)["learning_rate"]
     assert schedule(1.0) == pytest.approx(7.3e-4) and schedule(0.5) == pytest.approx(3.65e-4)
     config.write_text("Pendulum-v1:\n  n_timesteps: 100\n  policy: MlpPolicy\n  normalize: true\n")
     with pytest.raises(NotImplementedError, match="normalize"):
-        suite.zoo_hyperparams("sac", "Pendulum-v1", pendulum, 500, config=config)
+        algorithms.zoo_hyperparams("sac", "Pendulum-v1", pendulum, 500, config=config)
 
 
 def test_one_table_of_algorithms() -> None:
@@ -214,27 +215,27 @@ def test_one_table_of_algorithms() -> None:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     planned = {algo for s in suite.SUITES.values() for task in s.tasks for algo in task.algorithms}
-    assert planned <= set(suite.ALGORITHMS)
-    labels = [algorithm.label for algorithm in suite.ALGORITHMS.values()]
-    assert len(set(labels)) == len(labels) and aggregate.LABELS == {a.name: a.label for a in suite.ALGORITHMS.values()}
-    assert all(issubclass(algorithm.algo_class, BaseAlgorithm) for algorithm in suite.ALGORITHMS.values())
-    assert {name for name, algorithm in suite.ALGORITHMS.items() if not algorithm.samples} == {"td3", "td3-sb3"}
+    assert planned <= set(algorithms.ALGORITHMS)
+    labels = [algorithm.label for algorithm in algorithms.ALGORITHMS.values()]
+    assert len(set(labels)) == len(labels) and aggregate.LABELS == {a.name: a.label for a in algorithms.ALGORITHMS.values()}
+    assert all(issubclass(algorithm.algo_class, BaseAlgorithm) for algorithm in algorithms.ALGORITHMS.values())
+    assert {name for name, algorithm in algorithms.ALGORITHMS.items() if not algorithm.samples} == {"td3", "td3-sb3"}
 
 
 def test_make_model_caps_buffer_and_keeps_settings() -> None:
     import gymnasium as gym
 
     env = gym.make("Pendulum-v1")
-    model, settings = suite.make_model("td3", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+    model, settings = make_model("td3", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
     assert model.buffer_size == 500 and model.learning_starts == 10_000 and model.gamma == 0.98
     assert settings["hyperparams_source"] == "rl_zoo3 td3.yml: Pendulum-v1"
     effective = settings["effective_hyperparams"]
     assert effective["gamma"] == "0.98" and effective["buffer_size"] == "500"
     assert "NormalActionNoise" in effective["action_noise"]
-    paper, _ = suite.make_model("qsm-paper", env, "Pendulum-v1", seed=0, budget=500, device="cpu", max_learning_starts=50)
+    paper, _ = make_model("qsm-paper", env, "Pendulum-v1", seed=0, budget=500, device="cpu", max_learning_starts=50)
     assert paper.learning_starts == 50 and paper.score_scale == 50.0 and paper.action_noise is not None
     with pytest.raises(ValueError, match="Unknown algorithm"):
-        suite.make_model("ppo", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+        make_model("ppo", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
 
 
 def test_gradient_row_builds_the_earlier_defaults_and_leaves_them_untouched() -> None:
@@ -243,18 +244,18 @@ def test_gradient_row_builds_the_earlier_defaults_and_leaves_them_untouched() ->
     import gymnasium as gym
 
     env = gym.make("Pendulum-v1")
-    model, settings = suite.make_model(
+    model, settings = make_model(
         "qsm-gradient", env, "Pendulum-v1", seed=0, budget=500, device="cpu", qsm_defaults=suite.SUITES["v1"].qsm_defaults
     )
     assert (model.score_target, model.score_scale) == ("gradient", 50.0)
     assert (model.n_diffusion_steps, model.beta_schedule) == (5, "vp")
     assert model.policy_kwargs["action_fan_in_init"] is False and model.learning_starts == 100
     assert settings["hyperparams_source"].startswith("suite.GRADIENT_HYPERPARAMS")
-    assert suite.GRADIENT_HYPERPARAMS["policy_kwargs"] == {"action_fan_in_init": False}
-    assert suite.ALGORITHMS["qsm-gradient"].samples
+    assert algorithms.GRADIENT_HYPERPARAMS["policy_kwargs"] == {"action_fan_in_init": False}
+    assert algorithms.ALGORITHMS["qsm-gradient"].samples
     # Every argument it sets differs from the current default, or the row would measure nothing new
-    defaults, _ = suite.make_model("qsm", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
-    for name, value in suite.GRADIENT_HYPERPARAMS.items():
+    defaults, _ = make_model("qsm", env, "Pendulum-v1", seed=0, budget=500, device="cpu")
+    for name, value in algorithms.GRADIENT_HYPERPARAMS.items():
         if name != "policy_kwargs":
             assert getattr(defaults, name) != value, name
     assert defaults.policy.actor.action_fan_in_init is True
@@ -275,7 +276,7 @@ def test_committed_results_match_what_the_runner_builds_today(suite_name: str) -
     assert len(records) >= {"v1": 15, "v2": 1}[suite_name], f"suite {suite_name}'s raw results are missing"
     for (env_id, algo), runs in records.items():
         spec = runs[0]["spec"]
-        _, settings = suite.make_model(
+        _, settings = make_model(
             algo,
             gym.make(env_id),
             env_id,
@@ -287,7 +288,7 @@ def test_committed_results_match_what_the_runner_builds_today(suite_name: str) -
         )
         for record in runs:
             # A preset that now pins an argument added since, at the value the record ran with, is the same preset
-            assert suite.settings_match(record["settings"], settings), (env_id, algo, record["spec"]["seed"])
+            assert settings_match(record["settings"], settings), (env_id, algo, record["spec"]["seed"])
 
 
 def _reused_from_quick(tmp_path: pathlib.Path, algo: str, settings: dict) -> tuple[run.RunSpec, list[str]]:
@@ -305,7 +306,7 @@ def _quick_settings(algo: str) -> dict:
 
     quick = suite.SUITES["quick"]
     task = quick.tasks[0]
-    _, settings = suite.make_model(algo, gym.make(task.env_id), task.env_id, 0, task.budget, "cpu", quick.max_learning_starts)
+    _, settings = make_model(algo, gym.make(task.env_id), task.env_id, 0, task.budget, "cpu", quick.max_learning_starts)
     return settings
 
 
@@ -335,16 +336,16 @@ def test_sb3_default_baselines_ignore_the_zoo() -> None:
     import gymnasium as gym
 
     env = gym.make("MountainCarContinuous-v0")
-    td3, settings = suite.make_model("td3-sb3", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
+    td3, settings = make_model("td3-sb3", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
     assert settings["hyperparams_source"] == "SB3 defaults" and settings["hyperparams"] == {}
     assert td3.action_noise is None and td3.learning_rate == 1e-3 and td3.buffer_size == 500
-    sac, _ = suite.make_model("sac-sb3", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
+    sac, _ = make_model("sac-sb3", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
     assert not sac.use_sde and sac.gamma == 0.99
     # The zoo's entry is reported as the zoo has it, not as SB3 rewrites the policy_kwargs it is given
-    _, zoo = suite.make_model("sac", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
+    _, zoo = make_model("sac", env, "MountainCarContinuous-v0", seed=0, budget=500, device="cpu")
     assert "use_sde" not in zoo["hyperparams"]["policy_kwargs"]
     # A zoo algorithm on a task the zoo has no entry for runs with SB3's defaults, and the results table says so
-    _, no_entry = suite.make_model("sac", gym.make("Pendulum-v1"), "NoZooEntry-v0", seed=0, budget=500, device="cpu")
+    _, no_entry = make_model("sac", gym.make("Pendulum-v1"), "NoZooEntry-v0", seed=0, budget=500, device="cpu")
     assert aggregate.row_label("sac", no_entry) == "SAC (SB3 defaults: no RL Zoo entry)"
     assert aggregate.row_label("sac", zoo) == "SAC (RL Zoo)"
 

@@ -11,6 +11,7 @@ import yaml
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import suite
+from sb3_qsm.benchmarks.settings import make_model
 from sb3_qsm.zoo import default_hyperparams_file
 
 pytest.importorskip("shimmy")
@@ -34,9 +35,9 @@ def test_suite_flattens_the_observations_of_a_dm_control_task():
     # walker: height (1), orientations (14), velocity (9)
     assert observation.shape == (24,) and env.observation_space.shape == (24,)
     assert env.action_space.shape == (6,)
-    model, settings = suite.make_model("qsm-paper", env, "dm_control/walker-walk-v0", seed=0, budget=1000, device="cpu")
+    model, settings = make_model("qsm-paper", env, "dm_control/walker-walk-v0", seed=0, budget=1000, device="cpu")
     assert settings["effective_hyperparams"]["score_target"] == "'gradient'" and model.buffer_size == 1000
-    _, sac = suite.make_model("sac", env, "dm_control/walker-walk-v0", seed=0, budget=1000, device="cpu")
+    _, sac = make_model("sac", env, "dm_control/walker-walk-v0", seed=0, budget=1000, device="cpu")
     assert sac["hyperparams_source"].startswith("SB3 defaults")
 
 

@@ -21,8 +21,9 @@ import numpy as np
 from scipy import stats
 
 from sb3_qsm.benchmarks import command_parser
+from sb3_qsm.benchmarks.algorithms import ALGORITHMS
 from sb3_qsm.benchmarks.evaluation import mean_return
-from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES
+from sb3_qsm.benchmarks.suite import SUITES
 
 # Display order and names of the algorithms
 LABELS = {name: algorithm.label for name, algorithm in ALGORITHMS.items()}

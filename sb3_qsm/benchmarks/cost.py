@@ -2,7 +2,7 @@
 Cost figures: the training throughput, ``predict`` latency, peak memory and floating-point work of QSM's step, as
 ratios to SB3's SAC measured in the same run, on the same task, with the same network sizes. Rows: QSM at its
 defaults (eager and with ``compile=True``), with the paper's update (the gradient score target, T=5 with the vp
-schedule; ``suite.GRADIENT_HYPERPARAMS``), at its defaults with T = 1, 2, 5, 20 diffusion steps, and with the cheaper
+schedule; ``algorithms.GRADIENT_HYPERPARAMS``), at its defaults with T = 1, 2, 5, 20 diffusion steps, and with the cheaper
 arithmetic of the suite "cheaper" (fewer candidates for the posterior target, fewer reverse steps for the critic
 target's next action).
 
@@ -40,8 +40,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.aggregate import iqm_cell, mean_std
+from sb3_qsm.benchmarks.algorithms import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, GRADIENT_HYPERPARAMS
 from sb3_qsm.benchmarks.evaluation import environment, write_json
-from sb3_qsm.benchmarks.suite import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, GRADIENT_HYPERPARAMS
 from sb3_qsm.benchmarks.work import median_seconds, work_figures
 
 # The diffusion steps of the T scan, besides the defaults' own

@@ -32,7 +32,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 import sb3_qsm.envs
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
-from sb3_qsm.benchmarks.suite import effective_hyperparams
+from sb3_qsm.benchmarks.settings import effective_hyperparams
 from sb3_qsm.common.diffusion import DiffusionSchedule
 from sb3_qsm.envs.multimodal import MultiModalBandit
 from sb3_qsm.inspection import mode_coverage, sample_actions

@@ -5,7 +5,7 @@ result file is copied into the later suite's folder, with the spec renamed to th
 naming the file it came from. The earlier file stays as it is, and a result file of the later suite is never
 overwritten.
 
-Whether the settings are the same is decided as for the committed results (``suite.settings_match``), against the
+Whether the settings are the same is decided as for the committed results (``settings.settings_match``), against the
 model the runner builds for the later suite's row (its ``qsm_defaults`` included), so a QSM row whose defaults have
 changed since is run again.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 from sb3_qsm.benchmarks.evaluation import write_json
 from sb3_qsm.benchmarks.runner import RunSpec, result_path
-from sb3_qsm.benchmarks.suite import Suite, make_env, make_model, settings_match
+from sb3_qsm.benchmarks.settings import make_model, settings_match
+from sb3_qsm.benchmarks.suite import Suite, make_env
 
 
 def reusable(suite: Suite, spec: RunSpec, out: pathlib.Path) -> pathlib.Path | None:

@@ -46,8 +46,10 @@ from tqdm import tqdm
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
+from sb3_qsm.benchmarks.algorithms import ALGORITHMS
 from sb3_qsm.benchmarks.evaluation import environment, evaluate, write_json
-from sb3_qsm.benchmarks.suite import ALGORITHMS, SUITES, Suite, Task, make_env, make_model
+from sb3_qsm.benchmarks.settings import make_model
+from sb3_qsm.benchmarks.suite import SUITES, Suite, Task, make_env
 
 # Evaluation environments are seeded apart from the training environment
 EVAL_SEED_OFFSET = 10_000
