@@ -29,6 +29,12 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   steps and fall behind after; the posterior target leans towards the replay actions it noises, so a policy trained
   on the whole buffer stays a Q-weighted copy of all its past behaviour. The recent window asks whether that copy
   is what slows the late phase (at no cost: one more index draw per update);
+- ``crossq-W`` (``W`` a layer width, e.g. ``crossq-256``): the critics are sb3-contrib's CrossQ critics (two hidden
+  layers of width ``W``, batch renormalisation before each) without target networks: the TD target's values come
+  from the same critics, evaluated on the batch's observations and next observations in one pass whose batch
+  statistics cover both (CrossQ, Bhatt et al., ICLR 2024). Every other evaluation of the critics (the posterior
+  target's candidates) uses their running statistics. The CrossQ algorithm's other settings (learning rate 1e-3,
+  Adam's beta1 0.5, policy delay 3) are QSM arguments, given as JSON;
 - ``local-spread``: each sample's candidates weighted by ``exp(score_scale * Q / spread_i)`` with ``spread_i`` the
   critics' spread over that sample's own candidates (floored as the defaults' is) rather than its mean over the batch.
   The batch's mean is dominated by the noisy steps, whose candidates cover the box; the variant asks whether the
@@ -125,6 +131,54 @@ def local_spread_target(
         return schedule.noise_from_clean(noisy, clean, timesteps), spreads[0]
 
 
+def crossq_critics(width: int) -> None:
+    """
+    Make QSM train sb3-contrib's CrossQ critics of two hidden layers of ``width`` units, without target networks
+    (``crossq-W``): the model is built as usual, then its critics replaced.
+    """
+    from sb3_contrib.crossq.policies import CrossQCritic
+
+    setup_model = QSM._setup_model
+
+    def with_crossq_critics(self: QSM) -> None:
+        setup_model(self)
+        policy = self.policy
+        extractor = policy.make_features_extractor()
+        critic = CrossQCritic(
+            policy.observation_space,
+            policy.action_space,
+            [width, width],
+            extractor,
+            extractor.features_dim,
+            n_critics=policy.critic_kwargs["n_critics"],
+            share_features_extractor=False,
+        ).to(self.device)
+        # Running statistics everywhere but in the critic loss's joint pass, which switches them on itself
+        critic.set_training_mode = lambda mode: critic.train(False)  # type: ignore[method-assign]
+        critic.optimizer = policy.optimizer_class(critic.parameters(), lr=self.lr_schedule(1), **policy._optimizer_arguments())
+        policy.critic = critic
+        self._create_aliases()
+        self.critic_batch_norm_stats, self.critic_batch_norm_stats_target = [], []
+        self._setup_losses()
+
+    def joint_critic_loss(
+        self: QSM, observations: Any, actions: Any, next_observations: Any, rewards: Any, dones: Any, discounts: Any
+    ) -> tuple[th.Tensor, th.Tensor]:
+        with th.no_grad():
+            next_samples, next_actions = self._target_actions(next_observations)
+        self.critic.set_bn_training_mode(True)
+        all_obs, all_actions = th.cat([observations, next_observations]), th.cat([actions, next_actions])
+        values = sb3_qsm.common.critics.q_values(self.critic, all_obs, all_actions)
+        self.critic.set_bn_training_mode(False)
+        current, following = th.split(values, actions.shape[0], dim=0)
+        target = rewards + (1 - dones) * discounts * following.detach().min(dim=1, keepdim=True).values
+        return th.nn.functional.mse_loss(current, target.expand_as(current)), next_samples
+
+    QSM._setup_model = with_crossq_critics  # type: ignore[method-assign]
+    QSM._critic_loss = joint_critic_loss  # type: ignore[method-assign]
+    QSM._update_target_critic = lambda self, *args: None  # type: ignore[method-assign]
+
+
 def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """
     Patch QSM as ``variant`` says (module docstring)
@@ -154,9 +208,11 @@ def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
             policy_rows(lambda timesteps, n_steps: timesteps >= n_steps // 2)
     elif variant.startswith("recent-"):
         recent_actor_batches(int(variant.removeprefix("recent-")))
+    elif variant.startswith("crossq-"):
+        crossq_critics(int(variant.removeprefix("crossq-")))
     elif variant != "mean":
         variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half")
-        variants += ("policy-clean", "policy-noisy", "recent-N")
+        variants += ("policy-clean", "policy-noisy", "recent-N", "crossq-W")
         raise ValueError(f"variant must be one of {variants}, got {variant!r}")
     return arguments
 
