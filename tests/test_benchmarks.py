@@ -565,15 +565,17 @@ def test_probe_table_puts_each_probe_beside_the_defaults_and_sac(tmp_path) -> No
     probes = ablation.load_probes(tmp_path)
     assert len(probes) == 3
     references = {
-        "qsm": [_fake_run("qsm", 0, [0.0], [20.0])],
+        "qsm-replay": [_fake_run("qsm", 0, [0.0], [20.0])],
+        "qsm": [_fake_run("qsm", 1, [0.0], [25.0])],
         "sac": [_fake_run("sac", seed, [0.0], [float(seed)]) for seed in (0, 1)],
     }
     table = ablation.probe_table(probes, references).splitlines()
     assert table[0] == "| Task | Run | Seed 0 | Seed 1 | Seed 2 | Mean |"
     # The references first, then the probes in the files' order; a seed not run is "-"
     assert table[2] == '| Task-v0 | QSM (defaults then: `score_actions="replay"`), suite v2 | 20 | - | - | 20 (1) |'
-    assert table[3] == "| Task-v0 | SAC (RL Zoo), suite v2 | 0 | 1 | - | 0 (2) |"
-    assert table[4] == '| Task-v0 | `score_actions="mixed"` | 30 | - | 50 | 40 (2) |'
-    assert table[5] == "| Task-v0 | `n_score_samples=4` | - | 7 | - | 7 (1) |"
-    assert len(table) == 8  # the note after a blank line
+    assert table[3] == "| Task-v0 | QSM (defaults), suite v2 | - | 25 | - | 25 (1) |"
+    assert table[4] == "| Task-v0 | SAC (RL Zoo), suite v2 | 0 | 1 | - | 0 (2) |"
+    assert table[5] == '| Task-v0 | `score_actions="mixed"` | 30 | - | 50 | 40 (2) |'
+    assert table[6] == "| Task-v0 | `n_score_samples=4` | - | 7 | - | 7 (1) |"
+    assert len(table) == 9  # the note after a blank line
     assert ablation.probe_table([], references) == "No probe results committed yet.\n"

@@ -37,9 +37,11 @@ REFERENCE_SUITE, REFERENCE_ALGO = "v1", "sac"
 # SAC (RL Zoo) at the same budget)
 PROBE_FILES = ("target_variants_warmup.jsonl", "target_variants_hopper.jsonl", "target_variants_walker2d.jsonl")
 PROBE_BUDGET, PROBE_SEEDS = 100_000, (0, 1, 2)
+# The suite rows beside the probes: name -> (folder under the results, algorithm, label)
 PROBE_REFERENCES = {
-    "qsm": ("superseded/v2-score-actions-replay", 'QSM (defaults then: `score_actions="replay"`), suite v2'),
-    "sac": ("v2", "SAC (RL Zoo), suite v2"),
+    "qsm-replay": ("superseded/v2-score-actions-replay", "qsm", 'QSM (defaults then: `score_actions="replay"`), suite v2'),
+    "qsm": ("v2", "qsm", "QSM (defaults), suite v2"),
+    "sac": ("v2", "sac", "SAC (RL Zoo), suite v2"),
 }
 # What each probe variant changes (benchmarks/probes/target_variants.py says how)
 PROBE_VARIANTS = {
@@ -49,6 +51,7 @@ PROBE_VARIANTS = {
     "policy-anchor-half": "half the batch on the policy's samples",
     "no-anchor": "the replay action not a candidate",
     "local-spread": "each sample's own spread",
+    "crossq-256": "CrossQ critics (256 units, no target networks)",
 }
 
 
@@ -129,12 +132,12 @@ def probe_table(probes: list[dict[str, Any]], references: dict[str, list[dict[st
     rows: dict[str, dict[str, dict[int, float]]] = {}
     for line in probes:
         rows.setdefault(line["env"], {}).setdefault(probe_label(line), {})[line["seed"]] = line["final"]["mean"]
-    for key, (_, label) in PROBE_REFERENCES.items():
+    for key, (_, algo, label) in PROBE_REFERENCES.items():
         for run in references.get(key, []):
-            if run["spec"]["env_id"] in rows and run["spec"]["algo"] == key:
+            if run["spec"]["env_id"] in rows and run["spec"]["algo"] == algo:
                 finals = rows[run["spec"]["env_id"]].setdefault(label, {})
                 finals[run["spec"]["seed"]] = final_return(run)
-    reference_labels = [label for _, label in PROBE_REFERENCES.values()]
+    reference_labels = [label for _, _, label in PROBE_REFERENCES.values()]
     seeds = " | ".join(f"Seed {seed}" for seed in PROBE_SEEDS)
     lines = [f"| Task | Run | {seeds} | Mean |", "| --- | --- |" + " --- |" * (len(PROBE_SEEDS) + 1)]
     for env, by_label in rows.items():
@@ -154,7 +157,7 @@ def probe_table(probes: list[dict[str, Any]], references: dict[str, list[dict[st
 
 def load_probe_references(results: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
     """:return: The finished runs of each reference folder of ``PROBE_REFERENCES`` under ``results``"""
-    return {key: load_runs(results / folder) for key, (folder, _) in PROBE_REFERENCES.items()}
+    return {key: load_runs(results / folder) for key, (folder, _, _) in PROBE_REFERENCES.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
