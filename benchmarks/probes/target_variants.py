@@ -35,6 +35,11 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   statistics cover both (CrossQ, Bhatt et al., ICLR 2024). Every other evaluation of the critics (the posterior
   target's candidates) uses their running statistics. The CrossQ algorithm's other settings (learning rate 1e-3,
   Adam's beta1 0.5, policy delay 3) are QSM arguments, given as JSON;
+- ``tqc-D`` (``D`` a number of quantiles, e.g. ``tqc-2``): the critics are sb3-contrib's TQC critics (each network
+  25 quantiles of the return, the layers of QSM's critics) trained by quantile regression onto the TD targets of
+  the target networks' pooled quantiles less the ``D`` largest per network (truncation, Kuznetsov et al., ICML 2020),
+  in place of the minimum of two values; the actor's candidates are valued by each network's mean quantile, as TQC's
+  actor values its actions;
 - ``local-spread``: each sample's candidates weighted by ``exp(score_scale * Q / spread_i)`` with ``spread_i`` the
   critics' spread over that sample's own candidates (floored as the defaults' is) rather than its mean over the batch.
   The batch's mean is dominated by the noisy steps, whose candidates cover the box; the variant asks whether the
@@ -179,6 +184,67 @@ def crossq_critics(width: int) -> None:
     QSM._update_target_critic = lambda self, *args: None  # type: ignore[method-assign]
 
 
+class QuantileMeans(th.nn.Module):
+    """A TQC critic as QSM evaluates critics: one value per network, the mean of its quantiles"""
+
+    def __init__(self, quantile_critic: th.nn.Module):
+        super().__init__()
+        self.quantile_critic = quantile_critic
+
+    def forward(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, ...]:
+        return self.quantile_critic(observations, actions).mean(dim=2, keepdim=True).unbind(1)
+
+    def set_training_mode(self, mode: bool) -> None:
+        self.train(mode)
+
+
+def tqc_critics(dropped: int) -> None:
+    """
+    Make QSM train sb3-contrib's TQC critics, dropping the ``dropped`` largest quantiles per network from the TD
+    target (``tqc-D``): the model is built as usual, then its critics and their targets replaced.
+    """
+    from sb3_contrib.common.utils import quantile_huber_loss
+    from sb3_contrib.tqc.policies import Critic
+
+    setup_model = QSM._setup_model
+
+    def with_tqc_critics(self: QSM) -> None:
+        setup_model(self)
+        policy = self.policy
+
+        def build() -> QuantileMeans:
+            extractor = policy.make_features_extractor()
+            arch, n_critics = policy.critic_kwargs["net_arch"], policy.critic_kwargs["n_critics"]
+            critic = Critic(
+                policy.observation_space, policy.action_space, arch, extractor, extractor.features_dim, n_critics=n_critics
+            )
+            return QuantileMeans(critic).to(self.device)
+
+        policy.critic, policy.critic_target = build(), build()
+        policy.critic_target.load_state_dict(policy.critic.state_dict())
+        policy.critic.optimizer = policy.optimizer_class(
+            policy.critic.parameters(), lr=self.lr_schedule(1), **policy._optimizer_arguments()
+        )
+        self._create_aliases()
+        self.critic_batch_norm_stats, self.critic_batch_norm_stats_target = [], []
+        self._setup_losses()
+
+    def truncated_quantile_loss(
+        self: QSM, observations: Any, actions: Any, next_observations: Any, rewards: Any, dones: Any, discounts: Any
+    ) -> tuple[th.Tensor, th.Tensor]:
+        with th.no_grad():
+            next_samples, next_actions = self._target_actions(next_observations)
+            quantiles = self.critic_target.quantile_critic(next_observations, next_actions)
+            n_kept = quantiles.shape[1] * (quantiles.shape[2] - dropped)
+            kept = th.sort(quantiles.reshape(len(quantiles), -1)).values[:, :n_kept]
+            target = rewards + (1 - dones) * discounts * kept
+        current = self.critic.quantile_critic(observations, actions)
+        return quantile_huber_loss(current, target.unsqueeze(1), sum_over_quantiles=False), next_samples
+
+    QSM._setup_model = with_tqc_critics  # type: ignore[method-assign]
+    QSM._critic_loss = truncated_quantile_loss  # type: ignore[method-assign]
+
+
 def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """
     Patch QSM as ``variant`` says (module docstring)
@@ -210,9 +276,11 @@ def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
         recent_actor_batches(int(variant.removeprefix("recent-")))
     elif variant.startswith("crossq-"):
         crossq_critics(int(variant.removeprefix("crossq-")))
+    elif variant.startswith("tqc-"):
+        tqc_critics(int(variant.removeprefix("tqc-")))
     elif variant != "mean":
         variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half")
-        variants += ("policy-clean", "policy-noisy", "recent-N", "crossq-W")
+        variants += ("policy-clean", "policy-noisy", "recent-N", "crossq-W", "tqc-D")
         raise ValueError(f"variant must be one of {variants}, got {variant!r}")
     return arguments
 
