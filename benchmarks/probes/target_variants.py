@@ -136,6 +136,24 @@ def local_spread_target(
         return schedule.noise_from_clean(noisy, clean, timesteps), spreads[0]
 
 
+def install_critics(model: QSM, critic: th.nn.Module, critic_target: th.nn.Module | None = None) -> None:
+    """
+    Put critics of another kind in a built QSM model: their optimizer (the policy's, with its arguments), the model's
+    aliases, and its losses set up anew. The batch norm statistics QSM copies to the target are left out.
+
+    :param critic: The critics
+    :param critic_target: Their target networks, or None to keep the model's (unused without a target network)
+    """
+    policy = model.policy
+    critic.optimizer = policy.optimizer_class(critic.parameters(), lr=model.lr_schedule(1), **policy._optimizer_arguments())
+    policy.critic = critic
+    if critic_target is not None:
+        policy.critic_target = critic_target
+    model._create_aliases()
+    model.critic_batch_norm_stats, model.critic_batch_norm_stats_target = [], []
+    model._setup_losses()
+
+
 def crossq_critics(width: int) -> None:
     """
     Make QSM train sb3-contrib's CrossQ critics of two hidden layers of ``width`` units, without target networks
@@ -160,11 +178,7 @@ def crossq_critics(width: int) -> None:
         ).to(self.device)
         # Running statistics everywhere but in the critic loss's joint pass, which switches them on itself
         critic.set_training_mode = lambda mode: critic.train(False)  # type: ignore[method-assign]
-        critic.optimizer = policy.optimizer_class(critic.parameters(), lr=self.lr_schedule(1), **policy._optimizer_arguments())
-        policy.critic = critic
-        self._create_aliases()
-        self.critic_batch_norm_stats, self.critic_batch_norm_stats_target = [], []
-        self._setup_losses()
+        install_critics(self, critic)
 
     def joint_critic_loss(
         self: QSM, observations: Any, actions: Any, next_observations: Any, rewards: Any, dones: Any, discounts: Any
@@ -220,14 +234,9 @@ def tqc_critics(dropped: int) -> None:
             )
             return QuantileMeans(critic).to(self.device)
 
-        policy.critic, policy.critic_target = build(), build()
-        policy.critic_target.load_state_dict(policy.critic.state_dict())
-        policy.critic.optimizer = policy.optimizer_class(
-            policy.critic.parameters(), lr=self.lr_schedule(1), **policy._optimizer_arguments()
-        )
-        self._create_aliases()
-        self.critic_batch_norm_stats, self.critic_batch_norm_stats_target = [], []
-        self._setup_losses()
+        critic, critic_target = build(), build()
+        critic_target.load_state_dict(critic.state_dict())
+        install_critics(self, critic, critic_target)
 
     def truncated_quantile_loss(
         self: QSM, observations: Any, actions: Any, next_observations: Any, rewards: Any, dones: Any, discounts: Any
