@@ -156,8 +156,9 @@ def probe_table(probes: list[dict[str, Any]], references: dict[str, list[dict[st
 
 
 def load_probe_references(results: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
-    """:return: The finished runs of each reference folder of ``PROBE_REFERENCES`` under ``results``"""
-    return {key: load_runs(results / folder) for key, (folder, _, _) in PROBE_REFERENCES.items()}
+    """:return: The finished runs of each reference folder of ``PROBE_REFERENCES`` under ``results``, each folder read once"""
+    runs = {folder: load_runs(results / folder) for folder, _, _ in PROBE_REFERENCES.values()}
+    return {key: runs[folder] for key, (folder, _, _) in PROBE_REFERENCES.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
