@@ -33,8 +33,10 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   layers of width ``W``, batch renormalisation before each) without target networks: the TD target's values come
   from the same critics, evaluated on the batch's observations and next observations in one pass whose batch
   statistics cover both (CrossQ, Bhatt et al., ICLR 2024). Every other evaluation of the critics (the posterior
-  target's candidates) uses their running statistics. The CrossQ algorithm's other settings (learning rate 1e-3,
-  Adam's beta1 0.5, policy delay 3) are QSM arguments, given as JSON;
+  target's candidates) uses their running statistics. Now the policy argument ``critic_batch_norm=True`` with the
+  critics' layers ``[W, W]`` (the first HalfCheetah-v5 line ran a patch of this probe that computed the same values
+  without folding the renormalisation into the linear layers). The CrossQ algorithm's other settings (learning
+  rate 1e-3, Adam's beta1 0.5, policy delay 3) are QSM arguments, given as JSON;
 - ``tqc-D`` (``D`` a number of quantiles, e.g. ``tqc-2``): the critics are sb3-contrib's TQC critics (each network
   25 quantiles of the return, the layers of QSM's critics) trained by quantile regression onto the TD targets of
   the target networks' pooled quantiles less the ``D`` largest per network (truncation, Kuznetsov et al., ICML 2020),
@@ -154,50 +156,6 @@ def install_critics(model: QSM, critic: th.nn.Module, critic_target: th.nn.Modul
     model._setup_losses()
 
 
-def crossq_critics(width: int) -> None:
-    """
-    Make QSM train sb3-contrib's CrossQ critics of two hidden layers of ``width`` units, without target networks
-    (``crossq-W``): the model is built as usual, then its critics replaced.
-    """
-    from sb3_contrib.crossq.policies import CrossQCritic
-
-    setup_model = QSM._setup_model
-
-    def with_crossq_critics(self: QSM) -> None:
-        setup_model(self)
-        policy = self.policy
-        extractor = policy.make_features_extractor()
-        critic = CrossQCritic(
-            policy.observation_space,
-            policy.action_space,
-            [width, width],
-            extractor,
-            extractor.features_dim,
-            n_critics=policy.critic_kwargs["n_critics"],
-            share_features_extractor=False,
-        ).to(self.device)
-        # Running statistics everywhere but in the critic loss's joint pass, which switches them on itself
-        critic.set_training_mode = lambda mode: critic.train(False)  # type: ignore[method-assign]
-        install_critics(self, critic)
-
-    def joint_critic_loss(
-        self: QSM, observations: Any, actions: Any, next_observations: Any, rewards: Any, dones: Any, discounts: Any
-    ) -> tuple[th.Tensor, th.Tensor]:
-        with th.no_grad():
-            next_samples, next_actions = self._target_actions(next_observations)
-        self.critic.set_bn_training_mode(True)
-        all_obs, all_actions = th.cat([observations, next_observations]), th.cat([actions, next_actions])
-        values = sb3_qsm.common.critics.q_values(self.critic, all_obs, all_actions)
-        self.critic.set_bn_training_mode(False)
-        current, following = th.split(values, actions.shape[0], dim=0)
-        target = rewards + (1 - dones) * discounts * following.detach().min(dim=1, keepdim=True).values
-        return th.nn.functional.mse_loss(current, target.expand_as(current)), next_samples
-
-    QSM._setup_model = with_crossq_critics  # type: ignore[method-assign]
-    QSM._critic_loss = joint_critic_loss  # type: ignore[method-assign]
-    QSM._update_target_critic = lambda self, *args: None  # type: ignore[method-assign]
-
-
 class QuantileMeans(th.nn.Module):
     """A TQC critic as QSM evaluates critics: one value per network, the mean of its quantiles"""
 
@@ -284,7 +242,9 @@ def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
     elif variant.startswith("recent-"):
         recent_actor_batches(int(variant.removeprefix("recent-")))
     elif variant.startswith("crossq-"):
-        crossq_critics(int(variant.removeprefix("crossq-")))
+        width = int(variant.removeprefix("crossq-"))
+        policy_kwargs = arguments.setdefault("policy_kwargs", {})
+        policy_kwargs.update(critic_batch_norm=True, net_arch={"pi": [256, 256], "qf": [width, width]})
     elif variant.startswith("tqc-"):
         tqc_critics(int(variant.removeprefix("tqc-")))
     elif variant != "mean":

@@ -87,12 +87,14 @@ class Config:
 
 
 # Options of a row that are policy keyword arguments rather than QSM's
-POLICY_OPTIONS = ("best_of_n",)
+POLICY_OPTIONS = ("best_of_n", "critic_batch_norm")
 # Screened candidate defaults whose cost differs from the defaults' (acting with the best of 32 sampled actions, the
-# policy-centred candidates of the posterior target)
+# policy-centred candidates of the posterior target, CrossQ's critics, and those with CrossQ's actor delay of 3)
 SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
     (("best_of_n", 32),),
     (("score_proposal", "policy"),),
+    (("critic_batch_norm", True),),
+    (("critic_batch_norm", True), ("policy_delay", 3)),
 )
 
 CONFIGS = (

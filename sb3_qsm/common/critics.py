@@ -1,37 +1,54 @@
 """
-Q-values of SB3's ``ContinuousCritic`` as the training step needs them: every critic's value in one tensor, and the
-values of several candidate actions per observation with the observation's share of the first layer computed once.
+Q-values of SB3's ``ContinuousCritic`` and sb3-contrib's ``CrossQCritic`` as the training step needs them: every
+critic's value in one tensor, and the values of several candidate actions per observation with the observation's
+share of the first layer computed once.
 
-The parameters stay those of ``ContinuousCritic`` (``qf0``, ``qf1``, ..., each an MLP on ``[features, action]``), so
+The parameters stay those of the critic classes (``qf0``, ``qf1``, ..., each an MLP on ``[features, action]``), so
 saving, loading and the conversion from SAC or TD3 see the same modules; only the arithmetic is arranged differently
-(and its large products run through ``sb3_qsm.common.linear``). A critic of another class, or a subclass with a
-``forward`` of its own, is evaluated by calling it.
+(and its large products run through ``sb3_qsm.common.linear``). The batch renormalisation layers of a ``CrossQCritic``
+are, outside their training mode, an affine map of each feature (by their running statistics), which is folded into
+the linear layer that follows them. A critic of another class, or a subclass with a ``forward`` of its own, is
+evaluated by calling it.
 """
 
-from typing import Any, TypeGuard, cast
+from typing import Any, TypeAlias, TypeGuard, cast
 
 import torch as th
+from sb3_contrib.common.torch_layers import BatchRenorm1d
+from sb3_contrib.crossq.policies import CrossQCritic
 from stable_baselines3.common.policies import ContinuousCritic
 from torch import nn
 
-from sb3_qsm.common.linear import apply_mlp, linear, skip_first
+from sb3_qsm.common.linear import Layer, apply_mlp, linear
 from sb3_qsm.common.utils import repeat_rows
 
 # Floor of the critics' spread over candidate actions wherever values are divided by it (a flat critic then gives
 # uniform weights rather than a division by zero)
 MIN_Q_SPREAD = 1e-6
 
+# The critic classes whose values are computed from their layers here
+LayeredCritic: TypeAlias = ContinuousCritic | CrossQCritic
 
-def has_standard_layout(critic: nn.Module) -> TypeGuard[ContinuousCritic]:
+
+def has_standard_layout(critic: nn.Module) -> TypeGuard[LayeredCritic]:
     """
     :param critic: A critic module
-    :return: Whether it computes its values as SB3's ``ContinuousCritic`` does (its class or a subclass that keeps
-        its ``forward``), so that the values can be computed from its layers here
+    :return: Whether it computes its values as SB3's ``ContinuousCritic`` or sb3-contrib's ``CrossQCritic`` does
+        (their class or a subclass that keeps its ``forward``), so that the values can be computed from its layers here
     """
-    return isinstance(critic, ContinuousCritic) and type(critic).forward is ContinuousCritic.forward
+    return any(isinstance(critic, kind) and type(critic).forward is kind.forward for kind in (ContinuousCritic, CrossQCritic))
 
 
-def critic_features(critic: ContinuousCritic, observations: Any) -> th.Tensor:
+def has_batch_norm(critic: nn.Module) -> bool:
+    """
+    :param critic: A critic module
+    :return: Whether it has batch renormalisation layers (a ``CrossQCritic``'s), which are trained on the critic
+        loss's batch statistics and stand for their running statistics everywhere else
+    """
+    return any(isinstance(module, BatchRenorm1d) for module in critic.modules())
+
+
+def critic_features(critic: LayeredCritic, observations: Any) -> th.Tensor:
     """
     The critic's observation features. As in ``ContinuousCritic.forward``, a features extractor shared with the
     actor gets no gradient from the critic.
@@ -56,7 +73,10 @@ def q_values(critic: nn.Module, observations: Any, actions: th.Tensor) -> th.Ten
     if not has_standard_layout(critic):
         return th.cat(critic(observations, actions), dim=1)
     inputs = th.cat([critic_features(critic, observations), actions], dim=1)
-    return th.cat([apply_mlp(q_net, inputs) for q_net in _q_networks(critic)], dim=1)
+    if _renormalises_batches(critic):
+        # Training mode: the layers normalise by this batch's statistics (and update their running statistics)
+        return th.cat([apply_mlp(q_net, inputs) for q_net in _q_networks(critic)], dim=1)
+    return th.cat([apply_mlp(fold_batch_norm(q_net), inputs) for q_net in _q_networks(critic)], dim=1)
 
 
 def candidate_q_values(critic: nn.Module, observations: Any, candidates: th.Tensor) -> th.Tensor:
@@ -72,23 +92,67 @@ def candidate_q_values(critic: nn.Module, observations: Any, candidates: th.Tens
     :return: Q-values, shape ``(batch, n_candidates, n_critics)``
     """
     batch, n_candidates, action_dim = candidates.shape
-    if not has_standard_layout(critic):
+    if not has_standard_layout(critic) or _renormalises_batches(critic):
+        # Batch statistics over the candidates would change every value: such a critic is evaluated as it is
         flat = q_values(critic, repeat_rows(observations, n_candidates), candidates.reshape(-1, action_dim))
         return flat.view(batch, n_candidates, -1)
     features = critic_features(critic, observations)
     features_dim = features.shape[1]
     per_critic = []
     for q_net in _q_networks(critic):
-        first = q_net[0]
-        assert isinstance(first, nn.Linear)
-        observation_part = linear(features, first.weight[:, :features_dim], first.bias).unsqueeze(1)
-        action_part = linear(candidates, first.weight[:, features_dim:])
+        first, *following = fold_batch_norm(q_net)
+        weight: th.Tensor
+        bias: th.Tensor | None
+        if isinstance(first, nn.Linear):
+            weight, bias = first.weight, first.bias
+        else:
+            assert isinstance(first, tuple), "create_mlp's networks start with a linear layer"
+            weight, bias = first
+        observation_part = linear(features, weight[:, :features_dim], bias).unsqueeze(1)
+        action_part = linear(candidates, weight[:, features_dim:])
         # Without autograd, the sum is written into the action part: one pass less over the largest tensors
         pre_activation = action_part + observation_part if th.is_grad_enabled() else action_part.add_(observation_part)
-        per_critic.append(apply_mlp(skip_first(q_net), pre_activation))
+        per_critic.append(apply_mlp(following, pre_activation))
     return th.cat(per_critic, dim=-1)
 
 
-def _q_networks(critic: ContinuousCritic) -> list[nn.Sequential]:
-    """:return: The critic's Q-networks, the ``nn.Sequential`` of ``create_mlp`` that ``ContinuousCritic`` builds"""
+def fold_batch_norm(q_net: nn.Sequential) -> list[Layer]:
+    """
+    A Q-network's layers with its batch renormalisation layers folded into the linear layers after them. Outside
+    its training mode such a layer maps each feature ``x`` to ``scale (x - mean) / sqrt(var + eps) + bias`` by its
+    running statistics: an affine map, which becomes a scaling of the next weight's columns and a shift of its bias.
+    One product per layer fewer passes over the activations, and the first layer's weight stays split between the
+    features and the action (``candidate_q_values``).
+
+    :param q_net: An MLP of ``create_mlp`` (batch renormalisation layers, if any, before linear layers)
+    :return: Its modules, where each folded pair is a linear layer given as ``(weight, bias)`` (see ``apply_mlp``);
+        the modules themselves for a network without batch renormalisation
+    """
+    layers: list[Layer] = []
+    folded: tuple[th.Tensor, th.Tensor] | None = None
+    for module in q_net:
+        if isinstance(module, BatchRenorm1d):
+            assert not module.training, "in training mode, batch renormalisation normalises by batch statistics"
+            mean, var = cast(th.Tensor, module.ra_mean), cast(th.Tensor, module.ra_var)
+            scale = th.rsqrt(var + module.eps)
+            shift = -mean * scale
+            folded = (module.scale * scale, module.scale * shift + module.bias) if module.affine else (scale, shift)
+        elif folded is not None:
+            assert isinstance(module, nn.Linear), "create_mlp puts batch renormalisation before linear layers"
+            scale, shift = folded
+            shifted = module.weight @ shift
+            layers.append((module.weight * scale, shifted if module.bias is None else module.bias + shifted))
+            folded = None
+        else:
+            layers.append(module)
+    return layers
+
+
+def _renormalises_batches(critic: LayeredCritic) -> bool:
+    """:return: Whether the critic has batch renormalisation layers in training mode"""
+    return any(isinstance(module, BatchRenorm1d) and module.training for module in critic.modules())
+
+
+def _q_networks(critic: LayeredCritic) -> list[nn.Sequential]:
+    """:return: The critic's Q-networks, the ``nn.Sequential`` of ``create_mlp`` that the critic classes build"""
     return cast(list[nn.Sequential], critic.q_networks)

@@ -19,7 +19,7 @@ Both compute the same product in float32; only the order of the additions, and s
 import itertools
 import platform
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch as th
 from torch import nn
@@ -31,6 +31,8 @@ ONEDNN_MIN_WORK = 1 << 20
 # Activations oneDNN can apply to the product, by the name of its post-operation. ReLU keeps its gradient (its
 # output tells where it passes the gradient through); the others are fused only where no gradient is needed.
 FUSED_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Tanh: "tanh"}
+# A layer of an MLP as ``apply_mlp`` runs it: a module, or a linear layer given as its weight and bias
+Layer: TypeAlias = nn.Module | tuple[th.Tensor, th.Tensor | None]
 _PLAIN_ACTIVATIONS: dict[str, Callable[[th.Tensor], th.Tensor]] = {
     "relu": F.relu,
     "swish": F.silu,
@@ -143,27 +145,28 @@ def linear(input: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None, a
     return output if activation == "none" else _PLAIN_ACTIVATIONS[activation](output)
 
 
-def apply_mlp(layers: Iterable[nn.Module], input: th.Tensor) -> th.Tensor:
+def apply_mlp(layers: Iterable[Layer], input: th.Tensor) -> th.Tensor:
     """
-    Run a sequence of modules (an MLP as SB3's ``create_mlp`` builds it), with every ``nn.Linear`` through ``linear``,
-    together with the activation module that follows it when that is one of ``FUSED_ACTIVATIONS``; every other module
-    is called as it is.
+    Run a sequence of modules (an MLP as SB3's ``create_mlp`` builds it), with every ``nn.Linear``, and every linear
+    layer given as a ``(weight, bias)`` pair, through ``linear``, together with the activation module that follows it
+    when that is one of ``FUSED_ACTIVATIONS``; every other module is called as it is.
 
-    :param layers: The modules
-    :param input: Input of the first module
-    :return: Output of the last module
+    :param layers: The modules and ``(weight, bias)`` pairs
+    :param input: Input of the first layer
+    :return: Output of the last layer
     """
-    modules: Sequence[nn.Module] = list(layers)
+    modules: Sequence[Layer] = list(layers)
     index = 0
     while index < len(modules):
         layer = modules[index]
-        if not isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.Module) and not isinstance(layer, nn.Linear):
             input = layer(input)
             index += 1
             continue
+        weight, bias = (layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer
         following = modules[index + 1] if index + 1 < len(modules) else None
-        activation = "none" if following is None else FUSED_ACTIVATIONS.get(type(following), "none")
-        input = linear(input, layer.weight, layer.bias, activation)
+        activation = FUSED_ACTIVATIONS.get(type(following), "none") if isinstance(following, nn.Module) else "none"
+        input = linear(input, weight, bias, activation)
         index += 2 if activation != "none" else 1
     return input
 

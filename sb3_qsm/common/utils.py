@@ -106,3 +106,14 @@ def where_rows(mask: th.Tensor, first: Any, second: Any) -> Any:
     if isinstance(first, dict):
         return {key: where_rows(mask, value, second[key]) for key, value in first.items()}
     return th.where(mask.view(-1, *([1] * (first.dim() - 1))), first, second)
+
+
+def cat_rows(first: Any, second: Any) -> Any:
+    """
+    :param first: A batch of tensors, or a dict of them
+    :param second: A batch of the same kind
+    :return: The rows of ``first`` followed by those of ``second``, of the same kind
+    """
+    if isinstance(first, dict):
+        return {key: cat_rows(value, second[key]) for key, value in first.items()}
+    return th.cat([first, second])

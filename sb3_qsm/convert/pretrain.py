@@ -134,7 +134,7 @@ def fit_critics(
     """
     model.policy.set_training_mode(True)
     critic_parameters: list[th.Tensor] = list(model.critic.parameters())
-    target_parameters: list[th.Tensor] = list(model.critic_target.parameters())
+    target_parameters: list[th.Tensor] = [] if model.critic_target is None else list(model.critic_target.parameters())
     regularizer = conservative_penalty(model, conservative_weight) if conservative_weight > 0 else None
     losses = []
     for _ in range(gradient_steps):

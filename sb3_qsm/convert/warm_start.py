@@ -50,13 +50,16 @@ def load_critic_from_checkpoint(
 
     :param model: The QSM model to warm-start
     :param source: A SAC or TD3 checkpoint (path or file object) or a loaded SB3 model
-    :param include_target: Also copy the target critic (otherwise it is set equal to the copied critic)
+    :param include_target: Also copy the target critic (otherwise it is set equal to the copied critic); critics
+        without target networks (``critic_batch_norm=True``) have none to copy
     """
     state, activation_fn = _source_state(source)
     critic_state = _critic_part(state, "critic.", source)
-    target_state = _critic_part(state, "critic_target.", source) if include_target else critic_state
     new_critic = _matching_state(critic_state, model.critic.state_dict(), source)
-    new_target = _matching_state(target_state, model.critic_target.state_dict(), source)
+    new_target = None
+    if model.critic_target is not None:
+        target_state = _critic_part(state, "critic_target.", source) if include_target else critic_state
+        new_target = _matching_state(target_state, model.critic_target.state_dict(), source)
     expected_activation = _activation_of(model.critic)
     if activation_fn is not None and activation_fn is not expected_activation:
         raise ValueError(
@@ -65,7 +68,8 @@ def load_critic_from_checkpoint(
             "to match"
         )
     model.critic.load_state_dict(new_critic)
-    model.critic_target.load_state_dict(new_target)
+    if model.critic_target is not None and new_target is not None:
+        model.critic_target.load_state_dict(new_target)
 
 
 def _critic_part(state: dict[str, th.Tensor], prefix: str, source: object) -> dict[str, th.Tensor]:
@@ -97,7 +101,8 @@ def _matching_state(source_part: dict[str, th.Tensor], expected: dict[str, th.Te
     extra = sorted(set(source_part) - set(expected))
     if missing or extra:
         raise ValueError(
-            f"Cannot warm-start from {source}: the critics differ in architecture (net_arch or n_critics): "
+            f"Cannot warm-start from {source}: the critics differ in architecture (net_arch, n_critics or "
+            "critic_batch_norm): "
             f"missing {missing[:3]}, unexpected {extra[:3]}"
         )
     for key, value in expected.items():

@@ -9,7 +9,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_qsm.common.utils import check_real, is_int_at_least, is_real
+from sb3_qsm.common.utils import check_bool, check_real, is_int_at_least, is_real
 
 # Policy keyword arguments of SAC's Gaussian actor that mean nothing for a diffusion actor
 SAC_ONLY_POLICY_KWARGS = ("use_sde", "log_std_init", "use_expln", "clip_mean", "full_std")
@@ -80,6 +80,18 @@ def check_best_of_n(best_of_n: int, selection_temperature: float = 0.0) -> None:
             "selection_temperature must be a number >= 0 (0: the best of n, math.inf: the sampler alone), "
             f"got {selection_temperature!r}"
         )
+
+
+def check_batch_norm(critic_batch_norm: bool, momentum: float, eps: float, renorm_warmup_steps: int) -> None:
+    """
+    :raises ValueError: unless ``critic_batch_norm`` (a policy argument) is a bool, ``batch_norm_momentum`` a number
+        in ``(0, 1]``, ``batch_norm_eps`` a number > 0 and ``renorm_warmup_steps`` an integer >= 0
+    """
+    check_bool("critic_batch_norm", critic_batch_norm)
+    check_real("batch_norm_momentum", momentum, 0.0, 1.0, low_open=True)
+    check_real("batch_norm_eps", eps, 0.0, low_open=True)
+    if not is_int_at_least(renorm_warmup_steps, 0):
+        raise ValueError(f"renorm_warmup_steps must be an integer >= 0, got {renorm_warmup_steps!r}")
 
 
 def check_qsm_args(

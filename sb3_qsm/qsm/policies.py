@@ -1,5 +1,5 @@
 """Policies for QSM: a diffusion actor (:class:`~sb3_qsm.qsm.actor.DiffusionActor`) paired with SB3's
-``ContinuousCritic``, and how they choose actions together."""
+``ContinuousCritic`` (or sb3-contrib's ``CrossQCritic``), and how they choose actions together."""
 
 import contextlib
 import math
@@ -8,6 +8,7 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.crossq.policies import CrossQCritic
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.torch_layers import (
     BaseFeaturesExtractor,
@@ -20,23 +21,26 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import ConstantSchedule
 from torch import nn
 
-from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values
+from sb3_qsm.common.critics import MIN_Q_SPREAD, LayeredCritic, candidate_q_values
 from sb3_qsm.common.policies import BoundedActionPolicy
 from sb3_qsm.common.utils import n_observations, repeat_rows
 from sb3_qsm.qsm.actor import ARGUMENTS_OF_OLDER_FILES, DiffusionActor
-from sb3_qsm.qsm.arguments import check_best_of_n
+from sb3_qsm.qsm.arguments import check_batch_norm, check_best_of_n
 
 __all__ = ["CnnPolicy", "DiffusionActor", "DiffusionActorPolicy", "MlpPolicy", "MultiInputPolicy", "QSMPolicy"]
 
 # Optimizers whose fused implementation DiffusionActorPolicy selects unless told otherwise
 FUSED_OPTIMIZERS: tuple[type[th.optim.Optimizer], ...] = (th.optim.Adam, th.optim.AdamW)
+# Settings of the batch renormalisation layers of critic_batch_norm=True, under CrossQ's names
+CROSSQ_CRITIC_ARGS = ("batch_norm_momentum", "batch_norm_eps", "renorm_warmup_steps")
 # Seed of the n chains behind predict(deterministic=True) with best_of_n > 1 (see DiffusionActorPolicy.fixed_noise)
 FIXED_NOISE_SEED = 0
 
 
 class DiffusionActorPolicy(BoundedActionPolicy):
     """
-    Policy class for QSM: a diffusion actor (:class:`DiffusionActor`) and SB3's ``ContinuousCritic``.
+    Policy class for QSM: a diffusion actor (:class:`DiffusionActor`) and SB3's ``ContinuousCritic`` with its target
+    networks, or, with ``critic_batch_norm=True``, sb3-contrib's ``CrossQCritic`` without them.
 
     :param observation_space: Observation space
     :param action_space: Action space
@@ -88,11 +92,19 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         ``deterministic=True`` takes the best of ``n``, as MaxEntDP evaluates, and exploration keeps the sampler's
         modes (exploring with the best of ``n`` gathers the data, and then the critics' values, on one mode, even
         at ``tau > 0``: see the hyperparameter guide). Settable after loading
+    :param critic_batch_norm: Build the critics as CrossQ does (Bhatt et al., ICLR 2024; sb3-contrib's
+        ``CrossQCritic``): batch renormalisation before every linear layer, and no target networks. The TD target
+        then comes from the critics themselves, evaluated with the current batch in one pass (see
+        ``QSM._critic_loss``); everywhere else (the score target, acting) they normalise by their running statistics
+    :param batch_norm_momentum: Rate of the running statistics of the batch renormalisation layers (CrossQ: 0.01)
+    :param batch_norm_eps: Added to their variance (CrossQ: 0.001)
+    :param renorm_warmup_steps: Critic updates that normalise by batch statistics alone before batch
+        renormalisation's correction towards the running statistics starts (CrossQ: 100,000)
     """
 
     actor: DiffusionActor
-    critic: ContinuousCritic
-    critic_target: ContinuousCritic
+    critic: LayeredCritic
+    critic_target: LayeredCritic | None
     arguments_of_older_files = ARGUMENTS_OF_OLDER_FILES
 
     def __init__(
@@ -121,8 +133,13 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         action_fan_in_init: bool = True,
         best_of_n: int = 1,
         selection_temperature: float = 0.0,
+        critic_batch_norm: bool = False,
+        batch_norm_momentum: float = 0.01,
+        batch_norm_eps: float = 0.001,
+        renorm_warmup_steps: int = 100_000,
     ):
         check_best_of_n(best_of_n, selection_temperature)
+        check_batch_norm(critic_batch_norm, batch_norm_momentum, batch_norm_eps, renorm_warmup_steps)
         super().__init__(
             observation_space,
             action_space,
@@ -140,6 +157,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         self.activation_fn = activation_fn
         self.share_features_extractor = share_features_extractor
         self.xavier_critic_init = xavier_critic_init
+        self.critic_batch_norm = critic_batch_norm
         self.best_of_n = int(best_of_n)
         self.selection_temperature = float(selection_temperature)
         self._fixed_noise_cache: th.Tensor | None = None
@@ -170,6 +188,12 @@ class DiffusionActorPolicy(BoundedActionPolicy):
             "n_critics": n_critics,
             "share_features_extractor": share_features_extractor,
         }
+        if critic_batch_norm:
+            self.critic_kwargs.update(
+                batch_norm_momentum=batch_norm_momentum,
+                batch_norm_eps=batch_norm_eps,
+                renorm_warmup_steps=renorm_warmup_steps,
+            )
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -189,15 +213,18 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         if self.xavier_critic_init:
             for module in self.critic.q_networks:
                 module.apply(_xavier_init)
-        # The target never shares the features extractor
-        self.critic_target = self.make_critic(features_extractor=None)
-        self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic.optimizer = self.optimizer_class(
             critic_parameters,
             lr=lr_schedule(1),  # type: ignore[call-arg]
             **self._optimizer_arguments(),
         )
-        self.critic_target.set_training_mode(False)
+        self.critic_target = None
+        if not self.critic_batch_norm:
+            # The target never shares the features extractor
+            critic_target = self.make_critic(features_extractor=None)
+            critic_target.load_state_dict(self.critic.state_dict())
+            critic_target.set_training_mode(False)
+            self.critic_target = critic_target
 
     def _optimizer_arguments(self) -> dict[str, Any]:
         """
@@ -226,20 +253,24 @@ class DiffusionActorPolicy(BoundedActionPolicy):
                 share_features_extractor=self.share_features_extractor,
                 denoiser_activation_fn=self.actor.activation_fn,
                 xavier_critic_init=self.xavier_critic_init,
+                critic_batch_norm=self.critic_batch_norm,
                 best_of_n=self.best_of_n,
                 selection_temperature=self.selection_temperature,
                 **diffusion,
             )
         )
+        if self.critic_batch_norm:
+            data.update({key: self.critic_kwargs[key] for key in CROSSQ_CRITIC_ARGS})
         return data
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> DiffusionActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
         return DiffusionActor(**actor_kwargs).to(self.device)
 
-    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> LayeredCritic:
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-        return ContinuousCritic(**critic_kwargs).to(self.device)
+        critic_class = CrossQCritic if self.critic_batch_norm else ContinuousCritic
+        return critic_class(**critic_kwargs).to(self.device)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)
@@ -325,6 +356,9 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         """
         self.actor.set_training_mode(mode)
         self.critic.set_training_mode(mode)
+        if isinstance(self.critic, CrossQCritic):
+            # As in CrossQ, batch statistics only in the critic loss's pass, which switches them on for itself
+            self.critic.set_bn_training_mode(False)
         self.training = mode
 
 

@@ -324,7 +324,9 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         self._create_aliases()
         # Running mean and running var of batch norm layers, copied to the target (SB3 GH#996)
         self.critic_batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
-        self.critic_batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self.critic_batch_norm_stats_target = (
+            [] if self.critic_target is None else get_parameters_by_name(self.critic_target, ["running_"])
+        )
         self._setup_losses()
 
     def _create_aliases(self) -> None:

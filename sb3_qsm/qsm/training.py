@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from sb3_contrib.crossq.policies import CrossQCritic
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import polyak_update, update_learning_rate
 from torch.nn import functional as F
 
 from sb3_qsm.common.compilation import check_compile_args, compile_options
-from sb3_qsm.common.critics import MIN_Q_SPREAD, candidate_q_values, q_values
-from sb3_qsm.common.utils import where_rows
+from sb3_qsm.common.critics import MIN_Q_SPREAD, LayeredCritic, candidate_q_values, q_values
+from sb3_qsm.common.utils import cat_rows, where_rows
 from sb3_qsm.qsm.actor import DiffusionActor
 from sb3_qsm.qsm.arguments import target_chain_steps
 from sb3_qsm.qsm.policies import DiffusionActorPolicy
@@ -32,8 +32,8 @@ class QSMTrainingStep(OffPolicyAlgorithm):
 
     policy: DiffusionActorPolicy
     actor: DiffusionActor
-    critic: ContinuousCritic
-    critic_target: ContinuousCritic
+    critic: LayeredCritic
+    critic_target: LayeredCritic | None
     critic_batch_norm_stats: list[th.Tensor]
     critic_batch_norm_stats_target: list[th.Tensor]
     score_scale: float
@@ -75,7 +75,7 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         actor_losses, critic_losses = [], []
         diagnostics: dict[str, list[float]] = {}
         critic_parameters: list[th.Tensor] = list(self.critic.parameters())
-        target_parameters: list[th.Tensor] = list(self.critic_target.parameters())
+        target_parameters: list[th.Tensor] = [] if self.critic_target is None else list(self.critic_target.parameters())
         for _ in range(gradient_steps):
             self._n_updates += 1
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
@@ -105,8 +105,11 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         batch norm running statistics (see SB3 issue #996).
 
         :param critic_parameters: ``list(self.critic.parameters())``, made once per ``train`` call
-        :param target_parameters: ``list(self.critic_target.parameters())``, likewise
+        :param target_parameters: ``list(self.critic_target.parameters())``, likewise (critics without target
+            networks, ``critic_batch_norm=True``, have nothing to update)
         """
+        if self.critic_target is None:
+            return
         with th.no_grad():
             th._foreach_lerp_(target_parameters, critic_parameters, self.tau)
         polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
@@ -153,7 +156,9 @@ class QSMTrainingStep(OffPolicyAlgorithm):
     ) -> tuple[th.Tensor, th.Tensor]:
         """
         The critic loss: every critic regressed onto ``r + discount (1 - d) min_i Q'_i(s', a')``, with ``a'`` from
-        ``_target_actions``.
+        ``_target_actions``. ``Q'`` are the target networks, or, for critics without them (``critic_batch_norm``),
+        the critics themselves in the same pass as ``Q(s, a)``, as CrossQ does: the batch renormalisation layers see
+        the replay and the policy's actions together, and the values at ``(s', a')`` get no gradient.
 
         :param observations: Observations of a replay batch
         :param actions: Their actions, in ``[-1, 1]``
@@ -164,8 +169,12 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         :return: The mean over critics of the squared TD errors, and the policy's samples at the next observations
             (see ``_critic_target``)
         """
-        target_q_values, next_samples = self._critic_target(next_observations, rewards, dones, discounts)
-        current_q_values = q_values(self.critic, observations, actions)
+        if self.critic_target is None:
+            current_q_values, next_q_values, next_samples = self._joint_critic_values(observations, actions, next_observations)
+            target_q_values = rewards + (1 - dones) * discounts * next_q_values
+        else:
+            target_q_values, next_samples = self._critic_target(next_observations, rewards, dones, discounts)
+            current_q_values = q_values(self.critic, observations, actions)
         # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
         return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values)), next_samples
 
@@ -177,11 +186,31 @@ class QSMTrainingStep(OffPolicyAlgorithm):
             (no gradient), and the policy's samples that ``a'`` was made from, which the actor update reuses as
             fresh samples of the policy (``score_actions``)
         """
+        assert self.critic_target is not None
         with th.no_grad():
             next_samples, next_actions = self._target_actions(next_observations)
             next_q_values = q_values(self.critic_target, next_observations, next_actions)
             next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
             return rewards + (1 - dones) * discounts * next_q_values, next_samples
+
+    def _joint_critic_values(
+        self, observations: Any, actions: th.Tensor, next_observations: Any
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        The critics without target networks (``critic_batch_norm``), in one pass over the replay batch and the next
+        observations with ``a'`` (see ``_critic_loss``), their batch renormalisation in training mode.
+
+        :return: Every critic's ``Q(s, a)``; ``min_i Q_i(s', a')``, without gradient; and the policy's samples that
+            ``a'`` was made from
+        """
+        assert isinstance(self.critic, CrossQCritic)
+        with th.no_grad():
+            next_samples, next_actions = self._target_actions(next_observations)
+        self.critic.set_bn_training_mode(True)
+        values = q_values(self.critic, cat_rows(observations, next_observations), th.cat([actions, next_actions]))
+        self.critic.set_bn_training_mode(False)
+        current_q_values, next_q_values = th.split(values, actions.shape[0])
+        return current_q_values, next_q_values.detach().min(dim=1, keepdim=True).values, next_samples
 
     def _target_actions(self, next_observations: Any) -> tuple[th.Tensor, th.Tensor]:
         """
