@@ -9,6 +9,7 @@ target's next action).
     python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --threads 1 --rounds 3 --out benchmarks/cost
     python -m sb3_qsm.benchmarks cost --env HalfCheetah-v5 --device cuda --out benchmarks/cost
     python -m sb3_qsm.benchmarks cost --quick --out /tmp/cost                               # smoke test
+    python -m sb3_qsm.benchmarks cost --only '256, defaults$' critic_batch_norm --rounds 3    # some rows only
 
 Each configuration runs in a fresh process, so that its peak memory is its own: ``--learning-starts`` random warm-up
 steps and ``--warmup-steps`` training steps (not timed: a compiled step compiles there), then ``--steps`` timed
@@ -26,6 +27,7 @@ import copy
 import dataclasses
 import multiprocessing
 import pathlib
+import re
 import resource
 import statistics
 import time
@@ -278,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-starts", type=int, default=1000, help="untimed random warm-up steps")
     parser.add_argument("--warmup-steps", type=int, default=100, help="untimed training steps (compilation)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration, alternated (medians)")
-    parser.add_argument("--only", nargs="+", default=None, help="only the configurations whose label has one of these")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="only the configurations whose label matches one of these regular expressions (re.search), and SAC's",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="Pendulum-v1, a few configurations, 50 steps (smoke test)")
@@ -288,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.env, args.steps, args.learning_starts, args.warmup_steps = "Pendulum-v1", 50, 300, 10
     if args.only:
-        configs = [c for c in configs if c.algo == "SAC" or any(text in c.label for text in args.only)]
+        chosen = [c for c in configs if c.algo != "SAC" and any(re.search(pattern, c.label) for pattern in args.only)]
+        # SAC's row of each chosen width, which the ratios are taken to
+        configs = [c for c in configs if c in chosen or (c.algo == "SAC" and c.width in {q.width for q in chosen})]
     context = multiprocessing.get_context("spawn")
     rounds: dict[Config, list[dict[str, Any]]] = {config: [] for config in configs}
     for round_index in range(args.rounds):
