@@ -13,7 +13,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from sb3_qsm import QSM
-from sb3_qsm.common.critics import candidate_q_values, fold_batch_norm, q_values
+from sb3_qsm.common.critics import candidate_q_values, fold_batch_norm, q_values, renormalise
 from sb3_qsm.convert import load_critic_from_checkpoint
 
 
@@ -82,6 +82,27 @@ def test_in_training_mode_the_values_use_the_batch_statistics():
         # The candidates of one observation would share their statistics: they are evaluated one call as a batch
         values = candidate_q_values(critic, observations[:4], actions[:12].view(4, 3, 6))
     assert values.shape == (4, 3, 2)
+
+
+@pytest.mark.parametrize("renormalising", [False, True])
+def test_renormalise_is_the_layers_training_pass(renormalising):
+    """Values, gradients, running statistics and step count as BatchRenorm1d's own, in warm-up and after it."""
+    layer = [module for module in _critic().modules() if isinstance(module, BatchRenorm1d)][1]
+    layer.train(True)
+    if renormalising:
+        layer.steps.fill_(layer.warmup_steps + 1)  # type: ignore[operator]
+    reference = copy.deepcopy(layer)
+    th.manual_seed(1)
+    input = (th.randn(512, 64) * 3 + 1).requires_grad_(True)
+    output, expected = renormalise(layer, input), reference(input)
+    assert th.allclose(output, expected, atol=1e-4)
+    weights = th.randn_like(expected)
+    gradients = th.autograd.grad((output * weights).sum(), [input, layer.scale, layer.bias])
+    expected_gradients = th.autograd.grad((expected * weights).sum(), [input, reference.scale, reference.bias])
+    for gradient, expected_gradient in zip(gradients, expected_gradients, strict=True):
+        assert th.allclose(gradient, expected_gradient, atol=1e-3)
+    for name, buffer in layer.named_buffers():
+        assert th.allclose(buffer, reference.get_buffer(name), atol=1e-6), name
 
 
 def test_the_model_has_no_target_networks_and_saves_and_loads(tmp_path, small_kwargs):

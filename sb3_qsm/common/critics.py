@@ -11,6 +11,7 @@ the linear layer that follows them. A critic of another class, or a subclass wit
 evaluated by calling it.
 """
 
+import functools
 from typing import Any, TypeAlias, TypeGuard, cast
 
 import torch as th
@@ -75,7 +76,7 @@ def q_values(critic: nn.Module, observations: Any, actions: th.Tensor) -> th.Ten
     inputs = th.cat([critic_features(critic, observations), actions], dim=1)
     if _renormalises_batches(critic):
         # Training mode: the layers normalise by this batch's statistics (and update their running statistics)
-        return th.cat([apply_mlp(q_net, inputs) for q_net in _q_networks(critic)], dim=1)
+        return th.cat([apply_mlp(_with_renormalise(q_net), inputs) for q_net in _q_networks(critic)], dim=1)
     return th.cat([apply_mlp(fold_batch_norm(q_net), inputs) for q_net in _q_networks(critic)], dim=1)
 
 
@@ -146,6 +147,46 @@ def fold_batch_norm(q_net: nn.Sequential) -> list[Layer]:
         else:
             layers.append(module)
     return layers
+
+
+def renormalise(layer: BatchRenorm1d, input: th.Tensor) -> th.Tensor:
+    """
+    ``BatchRenorm1d.forward`` in training mode: the same values, gradients and running statistics, in fewer passes
+    over the batch. The variance is the mean of the squared deviations, which on CPU takes a tenth of the time of
+    PyTorch's ``var`` over the rows of a row-major batch, and the normalisation and the affine map are one
+    ``input * scale + shift``, their per-feature factors computed first.
+
+    :param layer: A batch renormalisation layer in training mode
+    :param input: Its input, shape ``(batch, num_features)``
+    :return: Its output
+    """
+    batch_mean = input.mean(dim=0)
+    deviations = input - batch_mean
+    batch_var = (deviations * deviations).sum(dim=0) / (input.shape[0] - 1)
+    mean, var = batch_mean, batch_var
+    running_mean, running_var = cast(th.Tensor, layer.ra_mean), cast(th.Tensor, layer.ra_var)
+    if layer.steps > layer.warmup_steps:  # type: ignore[operator]
+        # Renormalisation: the batch statistics moved towards the running ones, within rmax and dmax
+        running_std = (running_var + layer.eps).sqrt()
+        ratio = ((batch_var + layer.eps).sqrt() / running_std).detach().clamp(1 / layer.rmax, layer.rmax)
+        offset = ((batch_mean - running_mean) / running_std).detach().clamp(-layer.dmax, layer.dmax)
+        mean, var = batch_mean - offset * batch_var.sqrt() / ratio, batch_var / ratio**2
+    with th.no_grad():
+        running_mean.lerp_(batch_mean, layer.momentum)
+        running_var.lerp_(batch_var, layer.momentum)
+        cast(th.Tensor, layer.steps).add_(1)
+    scale = th.rsqrt(var + layer.eps)
+    if layer.affine:
+        scale = layer.scale * scale
+    shift = -mean * scale
+    if layer.affine:
+        shift = shift + layer.bias
+    return th.addcmul(shift, input, scale)
+
+
+def _with_renormalise(q_net: nn.Sequential) -> list[Layer]:
+    """:return: The Q-network's layers, each batch renormalisation layer (in training mode) run by ``renormalise``"""
+    return [functools.partial(renormalise, module) if isinstance(module, BatchRenorm1d) else module for module in q_net]
 
 
 def _renormalises_batches(critic: LayeredCritic) -> bool:

@@ -31,8 +31,9 @@ ONEDNN_MIN_WORK = 1 << 20
 # Activations oneDNN can apply to the product, by the name of its post-operation. ReLU keeps its gradient (its
 # output tells where it passes the gradient through); the others are fused only where no gradient is needed.
 FUSED_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Tanh: "tanh"}
-# A layer of an MLP as ``apply_mlp`` runs it: a module, or a linear layer given as its weight and bias
-Layer: TypeAlias = nn.Module | tuple[th.Tensor, th.Tensor | None]
+# A layer of an MLP as ``apply_mlp`` runs it: a module (or any function of its input), or a linear layer given as its
+# weight and bias
+Layer: TypeAlias = Callable[[th.Tensor], th.Tensor] | tuple[th.Tensor, th.Tensor | None]
 _PLAIN_ACTIVATIONS: dict[str, Callable[[th.Tensor], th.Tensor]] = {
     "relu": F.relu,
     "swish": F.silu,
@@ -149,9 +150,9 @@ def apply_mlp(layers: Iterable[Layer], input: th.Tensor) -> th.Tensor:
     """
     Run a sequence of modules (an MLP as SB3's ``create_mlp`` builds it), with every ``nn.Linear``, and every linear
     layer given as a ``(weight, bias)`` pair, through ``linear``, together with the activation module that follows it
-    when that is one of ``FUSED_ACTIVATIONS``; every other module is called as it is.
+    when that is one of ``FUSED_ACTIVATIONS``; every other module (or function) is called as it is.
 
-    :param layers: The modules and ``(weight, bias)`` pairs
+    :param layers: The modules, functions and ``(weight, bias)`` pairs
     :param input: Input of the first layer
     :return: Output of the last layer
     """
@@ -159,7 +160,7 @@ def apply_mlp(layers: Iterable[Layer], input: th.Tensor) -> th.Tensor:
     index = 0
     while index < len(modules):
         layer = modules[index]
-        if isinstance(layer, nn.Module) and not isinstance(layer, nn.Linear):
+        if not isinstance(layer, nn.Linear | tuple):
             input = layer(input)
             index += 1
             continue
