@@ -40,15 +40,6 @@ def has_standard_layout(critic: nn.Module) -> TypeGuard[LayeredCritic]:
     return any(isinstance(critic, kind) and type(critic).forward is kind.forward for kind in (ContinuousCritic, CrossQCritic))
 
 
-def has_batch_norm(critic: nn.Module) -> bool:
-    """
-    :param critic: A critic module
-    :return: Whether it has batch renormalisation layers (a ``CrossQCritic``'s), which are trained on the critic
-        loss's batch statistics and stand for their running statistics everywhere else
-    """
-    return any(isinstance(module, BatchRenorm1d) for module in critic.modules())
-
-
 def critic_features(critic: LayeredCritic, observations: Any) -> th.Tensor:
     """
     The critic's observation features. As in ``ContinuousCritic.forward``, a features extractor shared with the
@@ -122,8 +113,8 @@ def fold_batch_norm(q_net: nn.Sequential) -> list[Layer]:
     A Q-network's layers with its batch renormalisation layers folded into the linear layers after them. Outside
     its training mode such a layer maps each feature ``x`` to ``scale (x - mean) / sqrt(var + eps) + bias`` by its
     running statistics: an affine map, which becomes a scaling of the next weight's columns and a shift of its bias.
-    One product per layer fewer passes over the activations, and the first layer's weight stays split between the
-    features and the action (``candidate_q_values``).
+    The activations then go through the products alone, without an elementwise pass per layer, and the first
+    layer's weight can still be split between the features and the action (``candidate_q_values``).
 
     :param q_net: An MLP of ``create_mlp`` (batch renormalisation layers, if any, before linear layers)
     :return: Its modules, where each folded pair is a linear layer given as ``(weight, bias)`` (see ``apply_mlp``);
