@@ -60,6 +60,7 @@ evaluation's:
     python benchmarks/probes/target_variants.py HalfCheetah-v5 min 1 50000 '{}'
 """
 
+import copy
 import json
 import pathlib
 import sys
@@ -257,7 +258,7 @@ def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-    arguments = with_variant(variant, dict(kwargs))
+    arguments = with_variant(variant, copy.deepcopy(kwargs))
     th.set_num_threads(1)
     if env_id == "bandit":
         out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
