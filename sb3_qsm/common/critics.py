@@ -20,7 +20,7 @@ from sb3_contrib.crossq.policies import CrossQCritic
 from stable_baselines3.common.policies import ContinuousCritic
 from torch import nn
 
-from sb3_qsm.common.linear import Layer, apply_mlp, linear
+from sb3_qsm.common.linear import Layer, apply_mlp, linear, linear_parameters
 from sb3_qsm.common.utils import repeat_rows
 
 # Floor of the critics' spread over candidate actions wherever values are divided by it (a flat critic then gives
@@ -93,13 +93,7 @@ def candidate_q_values(critic: nn.Module, observations: Any, candidates: th.Tens
     per_critic = []
     for q_net in _q_networks(critic):
         first, *following = fold_batch_norm(q_net)
-        weight: th.Tensor
-        bias: th.Tensor | None
-        if isinstance(first, nn.Linear):
-            weight, bias = first.weight, first.bias
-        else:
-            assert isinstance(first, tuple), "create_mlp's networks start with a linear layer"
-            weight, bias = first
+        weight, bias = linear_parameters(first)
         observation_part = linear(features, weight[:, :features_dim], bias).unsqueeze(1)
         action_part = linear(candidates, weight[:, features_dim:])
         # Without autograd, the sum is written into the action part: one pass less over the largest tensors
@@ -125,10 +119,7 @@ def fold_batch_norm(q_net: nn.Sequential) -> list[Layer]:
     for module in q_net:
         if isinstance(module, BatchRenorm1d):
             assert not module.training, "in training mode, batch renormalisation normalises by batch statistics"
-            mean, var = cast(th.Tensor, module.ra_mean), cast(th.Tensor, module.ra_var)
-            scale = th.rsqrt(var + module.eps)
-            shift = -mean * scale
-            folded = (module.scale * scale, module.scale * shift + module.bias) if module.affine else (scale, shift)
+            folded = _affine_map(module, cast(th.Tensor, module.ra_mean), cast(th.Tensor, module.ra_var))
         elif folded is not None:
             assert isinstance(module, nn.Linear), "create_mlp puts batch renormalisation before linear layers"
             scale, shift = folded
@@ -166,13 +157,23 @@ def renormalise(layer: BatchRenorm1d, input: th.Tensor) -> th.Tensor:
         running_mean.lerp_(batch_mean, layer.momentum)
         running_var.lerp_(batch_var, layer.momentum)
         cast(th.Tensor, layer.steps).add_(1)
+    scale, shift = _affine_map(layer, mean, var)
+    return th.addcmul(shift, input, scale)
+
+
+def _affine_map(layer: BatchRenorm1d, mean: th.Tensor, var: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """
+    :param layer: A batch renormalisation layer
+    :param mean: The mean it normalises by
+    :param var: The variance it normalises by
+    :return: ``(scale, shift)``, per feature, such that the layer maps ``x`` to ``x * scale + shift``:
+        ``(x - mean) / sqrt(var + eps)``, then its own affine map when it has one
+    """
     scale = th.rsqrt(var + layer.eps)
-    if layer.affine:
-        scale = layer.scale * scale
     shift = -mean * scale
     if layer.affine:
-        shift = shift + layer.bias
-    return th.addcmul(shift, input, scale)
+        return layer.scale * scale, layer.scale * shift + layer.bias
+    return scale, shift
 
 
 def _with_renormalise(q_net: nn.Sequential) -> list[Layer]:
@@ -182,7 +183,9 @@ def _with_renormalise(q_net: nn.Sequential) -> list[Layer]:
 
 def _renormalises_batches(critic: LayeredCritic) -> bool:
     """:return: Whether the critic has batch renormalisation layers in training mode"""
-    return any(isinstance(module, BatchRenorm1d) and module.training for module in critic.modules())
+    return isinstance(critic, CrossQCritic) and any(
+        isinstance(module, BatchRenorm1d) and module.training for module in critic.modules()
+    )
 
 
 def _q_networks(critic: LayeredCritic) -> list[nn.Sequential]:

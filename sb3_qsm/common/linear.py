@@ -164,12 +164,25 @@ def apply_mlp(layers: Iterable[Layer], input: th.Tensor) -> th.Tensor:
             input = layer(input)
             index += 1
             continue
-        weight, bias = (layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer
+        weight, bias = linear_parameters(layer)
         following = modules[index + 1] if index + 1 < len(modules) else None
         activation = FUSED_ACTIVATIONS.get(type(following), "none") if isinstance(following, nn.Module) else "none"
         input = linear(input, weight, bias, activation)
         index += 2 if activation != "none" else 1
     return input
+
+
+def linear_parameters(layer: Layer) -> tuple[th.Tensor, th.Tensor | None]:
+    """
+    :param layer: A linear layer: an ``nn.Linear``, or a ``(weight, bias)`` pair (see ``apply_mlp``)
+    :return: Its weight and bias
+    :raises TypeError: if it is neither
+    """
+    if isinstance(layer, nn.Linear):
+        return layer.weight, layer.bias
+    if isinstance(layer, tuple):
+        return layer
+    raise TypeError(f"Expected a linear layer (nn.Linear or a (weight, bias) pair), got {type(layer).__name__}")
 
 
 def skip_first(layers: nn.Sequential) -> Iterable[nn.Module]:
