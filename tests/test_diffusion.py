@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_qsm.common.diffusion import (
-    DiffusionSchedule,
+from sb3_qsm.common.diffusion import DiffusionSchedule, truncated_normal, truncated_normal_log_prob
+from sb3_qsm.common.schedules import (
     check_diffusion_args,
     cosine_beta_schedule,
     linear_beta_schedule,
     make_beta_schedule,
-    truncated_normal,
-    truncated_normal_log_prob,
     vp_beta_schedule,
 )
 

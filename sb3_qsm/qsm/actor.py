@@ -10,8 +10,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
-from sb3_qsm.common.diffusion import DiffusionSchedule, check_sampler, check_sampler_temperature
+from sb3_qsm.common.diffusion import DiffusionSchedule
 from sb3_qsm.common.policies import BoundedActionPolicy
+from sb3_qsm.common.schedules import check_sampler, check_sampler_temperature
 from sb3_qsm.common.torch_layers import Denoiser
 
 # Constructor arguments of the diffusion actor and policy that files saved before they existed lack, with the value

@@ -25,7 +25,7 @@ from sb3_qsm.common.checkpoint import (
     unpickle_entries,
     with_values_of_older_archives,
 )
-from sb3_qsm.common.diffusion import check_sampler, check_sampler_temperature
+from sb3_qsm.common.schedules import check_sampler, check_sampler_temperature
 from sb3_qsm.qsm.actor import ARGUMENTS_OF_OLDER_FILES, DiffusionActor
 from sb3_qsm.qsm.arguments import DIFFUSION_POLICY_ARGS, FIXED_DIFFUSION_ARGS, SAMPLER_SETTINGS
 from sb3_qsm.qsm.policies import DiffusionActorPolicy

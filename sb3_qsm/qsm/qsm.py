@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import get_parameters_by_name
 
 from sb3_qsm.common.compilation import check_compile_args
-from sb3_qsm.common.diffusion import check_diffusion_args
+from sb3_qsm.common.schedules import check_diffusion_args
 from sb3_qsm.common.utils import check_bool
 from sb3_qsm.qsm.arguments import (
     WARMUP_WITHOUT_TIME_LIMIT,
