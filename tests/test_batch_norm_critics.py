@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from sb3_contrib import CrossQ
 from sb3_contrib.common.torch_layers import BatchRenorm1d
 from sb3_contrib.crossq.policies import CrossQCritic
 from stable_baselines3 import SAC
@@ -189,3 +190,18 @@ def test_sac_critics_do_not_fit_batch_norm_critics(small_kwargs):
     with pytest.raises(ValueError, match="critic_batch_norm"):
         load_critic_from_checkpoint(model, sac)
     assert all(th.equal(value, model.critic.state_dict()[key]) for key, value in before.items())
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_crossq_agent_warm_starts_batch_norm_critics(small_kwargs, tmp_path, saved):
+    crossq = CrossQ("MlpPolicy", "Pendulum-v1", learning_starts=8, policy_kwargs=dict(net_arch=dict(pi=[16], qf=[16])), seed=0)
+    crossq.learn(16)
+    source = crossq
+    if saved:
+        crossq.save(tmp_path / "crossq.zip")
+        source = tmp_path / "crossq.zip"
+    model = _pendulum_model(small_kwargs)
+    load_critic_from_checkpoint(model, source)
+    copied = crossq.policy.critic.state_dict()
+    assert copied.keys() == model.critic.state_dict().keys()
+    assert all(th.equal(value, copied[key]) for key, value in model.critic.state_dict().items())

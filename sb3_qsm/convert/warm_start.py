@@ -1,9 +1,13 @@
-"""Warm-start a QSM model's critics from an SB3 SAC or TD3 agent (both use SB3's ``ContinuousCritic``)."""
+"""
+Warm-start a QSM model's critics from an SB3 SAC or TD3 agent (both use SB3's ``ContinuousCritic``), or from an
+sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (the same ``CrossQCritic``).
+"""
 
 import io
 import pathlib
 
 import torch as th
+from sb3_contrib.common.torch_layers import BatchRenorm1d
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
@@ -30,11 +34,12 @@ def _source_state(source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm
 
 def _activation_of(critic: th.nn.Module) -> type[th.nn.Module] | None:
     """
-    :param critic: A ``ContinuousCritic``
-    :return: The class of the first activation layer of its first Q-network (``None`` if it has none)
+    :param critic: A ``ContinuousCritic`` or a ``CrossQCritic``
+    :return: The class of the first activation layer of its first Q-network, past its linear and batch
+        renormalisation layers (``None`` if it has none)
     """
     for module in critic.q_networks[0]:  # type: ignore[union-attr, index]
-        if not isinstance(module, th.nn.Linear):
+        if not isinstance(module, (th.nn.Linear, BatchRenorm1d)):
             return type(module)
     return None
 
@@ -43,13 +48,14 @@ def load_critic_from_checkpoint(
     model: QSM, source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm, include_target: bool = True
 ) -> None:
     """
-    Copy the critic weights (and the target critic's) of an SB3 SAC or TD3 agent into a QSM model, in place.
+    Copy the critic weights (and the target critic's) of an SB3 SAC or TD3 agent into a QSM model, in place; or those
+    of an sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (running statistics included).
     The actor is left untouched. The critics must have the same architecture: observation and action sizes,
     ``net_arch`` of the Q-networks, ``n_critics`` and activation function; otherwise a ``ValueError`` names the
     first mismatch, and the model is not modified.
 
     :param model: The QSM model to warm-start
-    :param source: A SAC or TD3 checkpoint (path or file object) or a loaded SB3 model
+    :param source: A SAC, TD3 or CrossQ checkpoint (path or file object) or a loaded SB3 model
     :param include_target: Also copy the target critic (otherwise it is set equal to the copied critic); critics
         without target networks (``critic_batch_norm=True``) have none to copy
     """
