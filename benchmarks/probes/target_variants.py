@@ -53,7 +53,8 @@ With ``bandit`` as the task, trains on the multi-modality guide's bandit instead
 ``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``.
 
 Prints one JSON line per evaluation (5 deterministic episodes every 10,000 steps) and a last one with the final
-evaluation (10 deterministic episodes), as the screen evaluates. On HalfCheetah-v5 each line also gives the fraction of
+evaluation (10 deterministic episodes), as the screen evaluates. Each evaluation line also gives the episodes' mean
+length and the policy's breadth (``breadth``: the spread of its stochastic samples at replay observations). On HalfCheetah-v5 each line also gives the fraction of
 one more deterministic episode that the cheetah runs on its back (``upside_down.py``), and the last the final
 evaluation's:
 
@@ -64,6 +65,7 @@ import copy
 import json
 import pathlib
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -255,6 +257,20 @@ def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
+def breadth(model: QSM, n_observations: int = 256, n_samples: int = 16) -> float:
+    """
+    :return: The policy's breadth: the standard deviation of ``n_samples`` stochastic samples of the plain sampler (no
+        sampler noise colour) at each of ``n_observations`` replay observations, per action coordinate, averaged
+        (in the normalised box ``[-1, 1]``). A uniform policy has 0.58; SAC's policy at its target entropy, a Gaussian
+        of about 0.09 before the squashing.
+    """
+    observations = model.replay_buffer.sample(n_observations).observations
+    repeated = observations.repeat_interleave(n_samples, dim=0)
+    with th.no_grad():
+        samples = model.policy.actor.sample(repeated, deterministic=False)
+    return round(float(samples.view(n_observations, n_samples, -1).std(dim=1).mean()), 3)
+
+
 def main() -> None:
     env_id, variant, seed, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     kwargs = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
@@ -284,11 +300,14 @@ def main() -> None:
             result = super()._on_step()
             if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
                 mean_return = round(float(self.last_mean_reward), 1)
-                line = dict(variant=variant, seed=seed, t=self.num_timesteps, mean_return=mean_return, **posture())
-                print(json.dumps(line), flush=True)
+                length = round(float(np.mean(self.evaluations_length[-1])), 1)
+                line = dict(variant=variant, seed=seed, t=self.num_timesteps, mean_return=mean_return, length=length)
+                print(json.dumps({**line, "breadth": breadth(model), **posture()}), flush=True)
             return result
 
-    model.learn(budget, callback=Report(eval_env, n_eval_episodes=5, eval_freq=10_000, verbose=0))
+    with tempfile.TemporaryDirectory() as log_path:
+        report = Report(eval_env, n_eval_episodes=5, eval_freq=10_000, log_path=log_path, verbose=0)
+        model.learn(budget, callback=report)
     returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, return_episode_rewards=True)
     record = dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs)
     final = dict(mean=round(float(np.mean(returns)), 1), std=round(float(np.std(returns)), 1))
