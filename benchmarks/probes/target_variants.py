@@ -54,9 +54,9 @@ With ``bandit`` as the task, trains on the multi-modality guide's bandit instead
 
 Prints one JSON line per evaluation (5 deterministic episodes every 10,000 steps) and a last one with the final
 evaluation (10 deterministic episodes), as the screen evaluates. Each evaluation line also gives the episodes' mean
-length and the policy's breadth (``breadth``: the spread of its stochastic samples at replay observations). On HalfCheetah-v5 each line also gives the fraction of
-one more deterministic episode that the cheetah runs on its back (``upside_down.py``), and the last the final
-evaluation's:
+length and the policy's breadth (``breadth``: the spread of its stochastic samples at replay observations). On
+HalfCheetah-v5 each line also gives the fraction of one more deterministic episode that the cheetah runs on its back
+(``upside_down.py``), and the last the final evaluation's:
 
     python benchmarks/probes/target_variants.py HalfCheetah-v5 min 1 50000 '{}'
 """
