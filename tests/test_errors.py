@@ -79,6 +79,8 @@ def test_diffusion_args_in_policy_kwargs_refused():
         (dict(tau=0.0), "tau must be a finite number > 0 and <= 1, got 0.0"),
         (dict(tau=1.5), "tau must be a finite number > 0 and <= 1, got 1.5"),
         (dict(learning_starts=-1), "learning_starts must be an integer >= 0 or 'auto', got -1"),
+        (dict(n_steps=0), "n_steps must be an integer >= 1, got 0"),
+        (dict(n_steps="3"), "n_steps must be an integer >= 1, got '3'"),
         (dict(batch_size=512, buffer_size=100), "batch_size=512 is larger than buffer_size=100"),
     ],
 )

@@ -1,11 +1,13 @@
 """Saving and loading: the model, the policy alone, the actor alone, the replay buffer and raw parameters."""
 
 import json
+import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -209,3 +211,20 @@ def test_archive_older_than_an_argument_goes_on_with_the_value_it_trained_with(t
     assert today.target_diffusion_steps == 3
     assert today.sampler == "posterior"
     assert today.score_actions == "policy"
+
+
+def test_n_step_replay_comes_back_from_save(tmp_path, small_kwargs):
+    """The n-step replay SB3 sets up for n_steps=3 is saved and loaded as SB3 chose it, with no warning that a custom
+    buffer class ignores n_steps; the replay buffer saved beside the model loads into it with its n-step returns."""
+    model = QSM("MlpPolicy", "Pendulum-v1", seed=0, n_steps=3, **small_kwargs)
+    model.learn(120)
+    model.save(tmp_path / "model.zip")
+    model.save_replay_buffer(tmp_path / "replay.pkl")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*n_steps.*ignored")
+        loaded = QSM.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    assert loaded.n_steps == 3 and isinstance(loaded.replay_buffer, NStepReplayBuffer)
+    assert loaded.replay_buffer.n_steps == 3
+    loaded.load_replay_buffer(tmp_path / "replay.pkl")
+    assert loaded.replay_buffer.size() == 120 and loaded.replay_buffer.sample(4).discounts is not None
+    loaded.learn(20, reset_num_timesteps=False)

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.vec_env import VecEnv
@@ -147,7 +148,32 @@ def auto_learning_starts(max_episode_steps: int | None) -> int:
     return WARMUP_EPISODES * max_episode_steps if max_episode_steps else WARMUP_WITHOUT_TIME_LIMIT
 
 
-def check_off_policy_args(buffer_size: int, learning_starts: int | str, batch_size: int, tau: float, gamma: float) -> None:
+def without_own_n_step_replay(
+    replay_buffer_class: type | None, replay_buffer_kwargs: dict[str, Any], n_steps: int, gamma: float
+) -> tuple[type | None, dict[str, Any]]:
+    """
+    SB3 records the ``NStepReplayBuffer`` it sets up for ``n_steps > 1`` as the model's ``replay_buffer_class`` (with
+    ``n_steps`` and ``gamma`` in ``replay_buffer_kwargs``), so a saved model comes back with a buffer class that looks
+    like the user's, and SB3 warns on ``load`` that a custom buffer class ignores ``n_steps``. Given back as SB3
+    chose it, SB3 sets up the same buffer again, without the warning.
+
+    :param replay_buffer_class: The model's replay buffer class
+    :param replay_buffer_kwargs: Its keyword arguments
+    :param n_steps: The model's ``n_steps``
+    :param gamma: The model's ``gamma``
+    :return: The class and keyword arguments to set up the buffer from: ``None`` and the keyword arguments without
+        ``n_steps`` and ``gamma`` for the n-step buffer SB3 chose itself, the given ones otherwise
+    """
+    own = {"n_steps": n_steps, "gamma": gamma}
+    chosen_by_sb3 = all(replay_buffer_kwargs.get(key) == value for key, value in own.items())
+    if replay_buffer_class is not NStepReplayBuffer or not chosen_by_sb3:
+        return replay_buffer_class, replay_buffer_kwargs
+    return None, {key: value for key, value in replay_buffer_kwargs.items() if key not in own}
+
+
+def check_off_policy_args(
+    buffer_size: int, learning_starts: int | str, batch_size: int, tau: float, gamma: float, n_steps: int = 1
+) -> None:
     """
     Raise a ``ValueError`` naming the argument when a setting of SB3's off-policy loop is not usable (SB3 itself
     accepts them, and fails later, or trains on nonsense).
@@ -157,6 +183,7 @@ def check_off_policy_args(buffer_size: int, learning_starts: int | str, batch_si
     :param batch_size: Minibatch size (integer from 1 to ``buffer_size``)
     :param tau: Soft update coefficient (in ``(0, 1]``)
     :param gamma: Discount factor (in ``[0, 1]``)
+    :param n_steps: Rewards summed by the critics' TD target before it bootstraps (integer >= 1)
     """
     if not is_int_at_least(buffer_size, 1):
         raise ValueError(f"buffer_size must be an integer >= 1, got {buffer_size!r}")
@@ -172,6 +199,8 @@ def check_off_policy_args(buffer_size: int, learning_starts: int | str, batch_si
         )
     check_real("tau", tau, 0.0, 1.0, low_open=True)
     check_real("gamma", gamma, 0.0, 1.0)
+    if not is_int_at_least(n_steps, 1):
+        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
 
 
 def check_target_diffusion_steps(target_diffusion_steps: int | str | None, n_diffusion_steps: int) -> None:

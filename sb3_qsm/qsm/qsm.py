@@ -26,6 +26,7 @@ from sb3_qsm.qsm.arguments import (
     check_score_target,
     check_target_diffusion_steps,
     time_limit,
+    without_own_n_step_replay,
 )
 from sb3_qsm.qsm.persistence import QSMCheckpoints
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
@@ -256,7 +257,7 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         check_score_target(score_target, n_score_samples, score_proposal, q_spread_floor, score_actions)
         check_sampler_noise_color(sampler_noise_color)
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
-        check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma)
+        check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma, n_steps)
         check_compile_args(compile, compile_kwargs)
         # NumPy integers are accepted; the model keeps Python's (JSON in the saved archive)
         n_diffusion_steps, n_score_samples = int(n_diffusion_steps), int(n_score_samples)
@@ -282,7 +283,7 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             optimize_memory_usage=optimize_memory_usage,
-            n_steps=n_steps,
+            n_steps=int(n_steps),
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -320,6 +321,9 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         check_action_space(self.action_space)
         flattens = not issubclass(self.policy_class, CnnPolicy | MultiInputPolicy)
         check_image_policy(self.observation_space, flattens, self.policy_kwargs)
+        self.replay_buffer_class, self.replay_buffer_kwargs = without_own_n_step_replay(
+            self.replay_buffer_class, self.replay_buffer_kwargs, self.n_steps, self.gamma
+        )
         super()._setup_model()
         self._create_aliases()
         # Running mean and running var of batch norm layers, copied to the target (SB3 GH#996)
