@@ -172,7 +172,7 @@ def without_own_n_step_replay(
 
 
 def check_off_policy_args(
-    buffer_size: int, learning_starts: int | str, batch_size: int, tau: float, gamma: float, n_steps: int = 1
+    buffer_size: int, learning_starts: int | str, batch_size: int, tau: float, gamma: float, n_steps: int
 ) -> None:
     """
     Raise a ``ValueError`` naming the argument when a setting of SB3's off-policy loop is not usable (SB3 itself
