@@ -14,7 +14,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import __main__ as cli
-from sb3_qsm.benchmarks import aggregate, algorithms, reuse, suite
+from sb3_qsm.benchmarks import aggregate, algorithms, locks, reuse, suite
 from sb3_qsm.benchmarks import runner as run
 from sb3_qsm.benchmarks.settings import describe, make_model, settings_match
 
@@ -126,10 +126,10 @@ def test_result_written_with_other_settings_is_never_overwritten(tmp_path: pathl
 
 def test_lock_is_exclusive_and_taken_over_when_stale(tmp_path: pathlib.Path) -> None:
     lock = tmp_path / "a.lock"
-    assert run.acquire_lock(lock)
-    assert not run.acquire_lock(lock)  # held by this (living) process
-    lock.write_text(f"{run.socket.gethostname()} 999999999")  # a process that does not exist
-    assert run.acquire_lock(lock)
+    assert locks.acquire_lock(lock)
+    assert not locks.acquire_lock(lock)  # held by this (living) process
+    lock.write_text(f"{locks.socket.gethostname()} 999999999")  # a process that does not exist
+    assert locks.acquire_lock(lock)
 
 
 def test_worker_skips_a_run_finished_after_the_invocation_listed_it(tmp_path: pathlib.Path) -> None:

@@ -33,7 +33,6 @@ import os
 import pathlib
 import pickle
 import shutil
-import socket
 import time
 from typing import Any
 
@@ -48,6 +47,7 @@ from sb3_qsm import QSM
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.algorithms import ALGORITHMS
 from sb3_qsm.benchmarks.evaluation import environment, evaluate, write_json
+from sb3_qsm.benchmarks.locks import acquire_lock
 from sb3_qsm.benchmarks.settings import make_model
 from sb3_qsm.benchmarks.suite import SUITES, Suite, Task, make_env
 
@@ -243,39 +243,6 @@ class Run:
 
 def lock_path(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
     return out / spec.suite / ".locks" / f"{spec.env_id}__{spec.algo}_seed{spec.seed}.lock"
-
-
-def acquire_lock(path: pathlib.Path) -> bool:
-    """
-    Take a run's lock file; a lock left by a process of this host that has ended is taken over.
-
-    :return: Whether the lock was taken
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    owner = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            host, pid = path.read_text().split()
-            if host != socket.gethostname() or _alive(int(pid)):
-                return False
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as file:
-            file.write(owner)
-        return True
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_worker(spec: RunSpec, out: pathlib.Path, device: str, deadline: float | None, progress: Any) -> str:
