@@ -8,7 +8,10 @@ training episodes' returns.
 
 The key ``"pink_action_noise"`` (not a QSM argument) adds pink action noise of that standard deviation to the
 policy's actions while collecting data (``action_noise``: pink-noise-rl's ``PinkActionNoise``, one series per episode
-of 999 steps, seeded with the run's seed).
+of 999 steps, seeded with the run's seed). The key ``"variant"`` (not a QSM argument either) patches QSM as that variant of
+``target_variants.py`` does (e.g. ``"tqc-2"``, TQC's critics):
+
+    python benchmarks/probes/first_goal.py '{"variant": "tqc-2"}' 0 50000
 """
 
 import json
@@ -19,6 +22,7 @@ import numpy as np
 import torch as th
 from pink import PinkActionNoise
 from stable_baselines3.common.callbacks import BaseCallback
+from target_variants import with_variant
 
 from sb3_qsm import QSM
 
@@ -47,6 +51,8 @@ def main() -> None:
     if "pink_action_noise" in arguments:
         sigma = arguments.pop("pink_action_noise")
         arguments["action_noise"] = PinkActionNoise(sigma, 999, 1, rng=np.random.default_rng(seed))
+    if "variant" in arguments:
+        arguments = with_variant(arguments.pop("variant"), arguments)
     model = QSM("MlpPolicy", "MountainCarContinuous-v0", seed=seed, **arguments)
     callback, start = FirstGoal(), time.time()
     model.learn(budget, callback=callback)
