@@ -41,7 +41,9 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   25 quantiles of the return, the layers of QSM's critics) trained by quantile regression onto the TD targets of
   the target networks' pooled quantiles less the ``D`` largest per network (truncation, Kuznetsov et al., ICML 2020),
   in place of the minimum of two values; the actor's candidates are valued by each network's mean quantile, as TQC's
-  actor values its actions;
+  actor values its actions. Now QSM's ``policy_kwargs=dict(n_quantiles=25)`` with ``top_quantiles_to_drop_per_net=D``
+  (the lines of seed 0 on HalfCheetah-v5 and Walker2d-v5 and the first of Hopper-v5 and of seed 1 on HalfCheetah-v5
+  ran a patch of this probe that built the same critics and loss around the model);
 - ``local-spread``: each sample's candidates weighted by ``exp(score_scale * Q / spread_i)`` with ``spread_i`` the
   critics' spread over that sample's own candidates (floored as the defaults' is) rather than its mean over the batch.
   The batch's mean is dominated by the noisy steps, whose candidates cover the box; the variant asks whether the
@@ -81,6 +83,9 @@ import sb3_qsm.common.critics
 import sb3_qsm.qsm.training
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import multimodal
+
+# Quantiles per critic network of the tqc-D variant (TQC's default)
+TQC_QUANTILES = 25
 
 
 def smallest_candidate_q_values(critic: Any, observations: Any, candidates: th.Tensor) -> th.Tensor:
@@ -141,80 +146,6 @@ def local_spread_target(
         return schedule.noise_from_clean(noisy, clean, timesteps), spreads[0]
 
 
-def install_critics(model: QSM, critic: th.nn.Module, critic_target: th.nn.Module | None = None) -> None:
-    """
-    Put critics of another kind in a built QSM model: their optimizer (the policy's, with its arguments), the model's
-    aliases, and its losses set up anew. The batch norm statistics QSM copies to the target are left out.
-
-    :param critic: The critics
-    :param critic_target: Their target networks, or None to keep the model's (unused without a target network)
-    """
-    policy = model.policy
-    critic.optimizer = policy.optimizer_class(critic.parameters(), lr=model.lr_schedule(1), **policy._optimizer_arguments())
-    policy.critic = critic
-    if critic_target is not None:
-        policy.critic_target = critic_target
-    model._create_aliases()
-    model.critic_batch_norm_stats, model.critic_batch_norm_stats_target = [], []
-    model._setup_losses()
-
-
-class QuantileMeans(th.nn.Module):
-    """A TQC critic as QSM evaluates critics: one value per network, the mean of its quantiles"""
-
-    def __init__(self, quantile_critic: th.nn.Module):
-        super().__init__()
-        self.quantile_critic = quantile_critic
-
-    def forward(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, ...]:
-        return self.quantile_critic(observations, actions).mean(dim=2, keepdim=True).unbind(1)
-
-    def set_training_mode(self, mode: bool) -> None:
-        self.train(mode)
-
-
-def tqc_critics(dropped: int) -> None:
-    """
-    Make QSM train sb3-contrib's TQC critics, dropping the ``dropped`` largest quantiles per network from the TD
-    target (``tqc-D``): the model is built as usual, then its critics and their targets replaced.
-    """
-    from sb3_contrib.common.utils import quantile_huber_loss
-    from sb3_contrib.tqc.policies import Critic
-
-    setup_model = QSM._setup_model
-
-    def with_tqc_critics(self: QSM) -> None:
-        setup_model(self)
-        policy = self.policy
-
-        def build() -> QuantileMeans:
-            extractor = policy.make_features_extractor()
-            arch, n_critics = policy.critic_kwargs["net_arch"], policy.critic_kwargs["n_critics"]
-            critic = Critic(
-                policy.observation_space, policy.action_space, arch, extractor, extractor.features_dim, n_critics=n_critics
-            )
-            return QuantileMeans(critic).to(self.device)
-
-        critic, critic_target = build(), build()
-        critic_target.load_state_dict(critic.state_dict())
-        install_critics(self, critic, critic_target)
-
-    def truncated_quantile_loss(
-        self: QSM, observations: Any, actions: Any, next_observations: Any, rewards: Any, dones: Any, discounts: Any
-    ) -> tuple[th.Tensor, th.Tensor]:
-        with th.no_grad():
-            next_samples, next_actions = self._target_actions(next_observations)
-            quantiles = self.critic_target.quantile_critic(next_observations, next_actions)
-            n_kept = quantiles.shape[1] * (quantiles.shape[2] - dropped)
-            kept = th.sort(quantiles.reshape(len(quantiles), -1)).values[:, :n_kept]
-            target = rewards + (1 - dones) * discounts * kept
-        current = self.critic.quantile_critic(observations, actions)
-        return quantile_huber_loss(current, target.unsqueeze(1), sum_over_quantiles=False), next_samples
-
-    QSM._setup_model = with_tqc_critics  # type: ignore[method-assign]
-    QSM._critic_loss = truncated_quantile_loss  # type: ignore[method-assign]
-
-
 def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """
     Patch QSM as ``variant`` says (module docstring)
@@ -249,7 +180,8 @@ def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
         policy_kwargs = arguments.setdefault("policy_kwargs", {})
         policy_kwargs.update(critic_batch_norm=True, net_arch={"pi": [256, 256], "qf": [width, width]})
     elif variant.startswith("tqc-"):
-        tqc_critics(int(variant.removeprefix("tqc-")))
+        arguments["top_quantiles_to_drop_per_net"] = int(variant.removeprefix("tqc-"))
+        arguments.setdefault("policy_kwargs", {})["n_quantiles"] = TQC_QUANTILES
     elif variant != "mean":
         variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half")
         variants += ("policy-clean", "policy-noisy", "recent-N", "crossq-W", "tqc-D")

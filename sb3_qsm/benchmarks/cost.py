@@ -89,10 +89,10 @@ class Config:
 
 
 # Options of a row that are policy keyword arguments rather than QSM's
-POLICY_OPTIONS = ("best_of_n", "critic_batch_norm")
+POLICY_OPTIONS = ("best_of_n", "critic_batch_norm", "n_quantiles")
 # Screened candidate defaults whose cost differs from the defaults' (acting with the best of 32 sampled actions, the
 # policy-centred candidates of the posterior target, CrossQ's critics, and those with CrossQ's actor delay of 3,
-# 3-step TD targets (SB3's n-step replay buffer), alone and with CrossQ's critics)
+# 3-step TD targets (SB3's n-step replay buffer), alone and with CrossQ's critics, and TQC's critics)
 SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
     (("best_of_n", 32),),
     (("score_proposal", "policy"),),
@@ -100,6 +100,7 @@ SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
     (("critic_batch_norm", True), ("policy_delay", 3)),
     (("n_steps", 3),),
     (("n_steps", 3), ("critic_batch_norm", True)),
+    (("n_quantiles", 25),),
 )
 
 CONFIGS = (

@@ -1,14 +1,16 @@
 """
-Q-values of SB3's ``ContinuousCritic`` and sb3-contrib's ``CrossQCritic`` as the training step needs them: every
-critic's value in one tensor, and the values of several candidate actions per observation with the observation's
-share of the first layer computed once.
+Q-values of SB3's ``ContinuousCritic`` and of sb3-contrib's ``CrossQCritic`` and TQC ``Critic`` as the training step
+needs them: every critic's value in one tensor, and the values of several candidate actions per observation with the
+observation's share of the first layer computed once.
 
 The parameters stay those of the critic classes (``qf0``, ``qf1``, ..., each an MLP on ``[features, action]``), so
 saving, loading and the conversion from SAC or TD3 see the same modules; only the arithmetic is arranged differently
 (and its large products run through ``sb3_qsm.common.linear``). The batch renormalisation layers of a ``CrossQCritic``
 are, outside their training mode, an affine map of each feature (by their running statistics), which is folded into
 the linear layer that follows them. A critic of another class, or a subclass with a ``forward`` of its own, is
-evaluated by calling it.
+evaluated by calling it. A TQC critic's networks output quantiles of the return; its value is their mean, a linear
+function of the last hidden layer, so the mean is folded into the output layer (one output instead of
+``n_quantiles``).
 """
 
 import functools
@@ -17,6 +19,7 @@ from typing import Any, TypeAlias, TypeGuard, cast
 import torch as th
 from sb3_contrib.common.torch_layers import BatchRenorm1d
 from sb3_contrib.crossq.policies import CrossQCritic
+from sb3_contrib.tqc.policies import Critic as QuantileCritic
 from stable_baselines3.common.policies import ContinuousCritic
 from torch import nn
 
@@ -28,16 +31,18 @@ from sb3_qsm.common.utils import repeat_rows
 MIN_Q_SPREAD = 1e-6
 
 # The critic classes whose values are computed from their layers here
-LayeredCritic: TypeAlias = ContinuousCritic | CrossQCritic
+LayeredCritic: TypeAlias = ContinuousCritic | CrossQCritic | QuantileCritic
+LAYERED_CRITICS = (ContinuousCritic, CrossQCritic, QuantileCritic)
 
 
 def has_standard_layout(critic: nn.Module) -> TypeGuard[LayeredCritic]:
     """
     :param critic: A critic module
-    :return: Whether it computes its values as SB3's ``ContinuousCritic`` or sb3-contrib's ``CrossQCritic`` does
-        (their class or a subclass that keeps its ``forward``), so that the values can be computed from its layers here
+    :return: Whether it computes its values as SB3's ``ContinuousCritic``, sb3-contrib's ``CrossQCritic`` or TQC's
+        ``Critic`` does (their class or a subclass that keeps its ``forward``), so that the values can be computed
+        from its layers here
     """
-    return any(isinstance(critic, kind) and type(critic).forward is kind.forward for kind in (ContinuousCritic, CrossQCritic))
+    return any(isinstance(critic, kind) and type(critic).forward is kind.forward for kind in LAYERED_CRITICS)
 
 
 def critic_features(critic: LayeredCritic, observations: Any) -> th.Tensor:
@@ -55,9 +60,10 @@ def critic_features(critic: LayeredCritic, observations: Any) -> th.Tensor:
 
 def q_values(critic: nn.Module, observations: Any, actions: th.Tensor) -> th.Tensor:
     """
-    Every critic's ``Q(s, a)``: ``th.cat(critic(observations, actions), dim=1)``.
+    Every critic's ``Q(s, a)``: ``th.cat(critic(observations, actions), dim=1)``; for a TQC critic, the mean of each
+    network's quantiles.
 
-    :param critic: The critic (a ``ContinuousCritic``, or any module with its call signature)
+    :param critic: The critic (a ``ContinuousCritic``, a TQC critic, or any module with the former's call signature)
     :param observations: A batch of observations
     :param actions: Actions in ``[-1, 1]``, shape ``(batch, action_dim)``
     :return: Q-values, shape ``(batch, n_critics)``
@@ -68,7 +74,7 @@ def q_values(critic: nn.Module, observations: Any, actions: th.Tensor) -> th.Ten
     if _renormalises_batches(critic):
         # Training mode: the layers normalise by this batch's statistics (and update their running statistics)
         return th.cat([apply_mlp(_with_renormalise(q_net), inputs) for q_net in _q_networks(critic)], dim=1)
-    return th.cat([apply_mlp(fold_batch_norm(q_net), inputs) for q_net in _q_networks(critic)], dim=1)
+    return th.cat([apply_mlp(value_layers(critic, q_net), inputs) for q_net in _q_networks(critic)], dim=1)
 
 
 def candidate_q_values(critic: nn.Module, observations: Any, candidates: th.Tensor) -> th.Tensor:
@@ -92,7 +98,7 @@ def candidate_q_values(critic: nn.Module, observations: Any, candidates: th.Tens
     features_dim = features.shape[1]
     per_critic = []
     for q_net in _q_networks(critic):
-        first, *following = fold_batch_norm(q_net)
+        first, *following = value_layers(critic, q_net)
         weight, bias = linear_parameters(first)
         observation_part = linear(features, weight[:, :features_dim], bias).unsqueeze(1)
         action_part = linear(candidates, weight[:, features_dim:])
@@ -100,6 +106,21 @@ def candidate_q_values(critic: nn.Module, observations: Any, candidates: th.Tens
         pre_activation = action_part + observation_part if th.is_grad_enabled() else action_part.add_(observation_part)
         per_critic.append(apply_mlp(following, pre_activation))
     return th.cat(per_critic, dim=-1)
+
+
+def value_layers(critic: LayeredCritic, q_net: nn.Sequential) -> list[Layer]:
+    """
+    :param critic: The critic that ``q_net`` belongs to
+    :param q_net: One of its Q-networks
+    :return: The layers that compute the network's value outside batch renormalisation's training mode: its
+        layers with batch renormalisation folded in (``fold_batch_norm``), and for a TQC critic the output layer
+        replaced by the mean of its rows, whose output is the mean of the network's quantiles
+    """
+    layers = fold_batch_norm(q_net)
+    if isinstance(critic, QuantileCritic):
+        weight, bias = linear_parameters(layers[-1])
+        layers[-1] = (weight.mean(dim=0, keepdim=True), None if bias is None else bias.mean(dim=0, keepdim=True))
+    return layers
 
 
 def fold_batch_norm(q_net: nn.Sequential) -> list[Layer]:

@@ -1,6 +1,7 @@
 """
-Warm-start a QSM model's critics from an SB3 SAC or TD3 agent (both use SB3's ``ContinuousCritic``), or from an
-sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (the same ``CrossQCritic``).
+Warm-start a QSM model's critics from an SB3 SAC or TD3 agent (both use SB3's ``ContinuousCritic``), from an
+sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (the same ``CrossQCritic``), or from an
+sb3-contrib TQC agent into a QSM model with ``n_quantiles`` (the same TQC ``Critic``).
 """
 
 import io
@@ -34,7 +35,7 @@ def _source_state(source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm
 
 def _activation_of(critic: th.nn.Module) -> type[th.nn.Module] | None:
     """
-    :param critic: A ``ContinuousCritic`` or a ``CrossQCritic``
+    :param critic: A ``ContinuousCritic``, a ``CrossQCritic`` or a TQC ``Critic``
     :return: The class of the first activation layer of its first Q-network, past its linear and batch
         renormalisation layers (``None`` if it has none)
     """
@@ -49,13 +50,14 @@ def load_critic_from_checkpoint(
 ) -> None:
     """
     Copy the critic weights (and the target critic's) of an SB3 SAC or TD3 agent into a QSM model, in place; or those
-    of an sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (running statistics included).
+    of an sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (running statistics included), or
+    of an sb3-contrib TQC agent into a QSM model with the same ``n_quantiles``.
     The actor is left untouched. The critics must have the same architecture: observation and action sizes,
     ``net_arch`` of the Q-networks, ``n_critics`` and activation function; otherwise a ``ValueError`` names the
     first mismatch, and the model is not modified.
 
     :param model: The QSM model to warm-start
-    :param source: A SAC, TD3 or CrossQ checkpoint (path or file object) or a loaded SB3 model
+    :param source: A SAC, TD3, CrossQ or TQC checkpoint (path or file object) or a loaded SB3 model
     :param include_target: Also copy the target critic (otherwise it is set equal to the copied critic); critics
         without target networks (``critic_batch_norm=True``) have none to copy
     """
@@ -115,6 +117,6 @@ def _matching_state(source_part: dict[str, th.Tensor], expected: dict[str, th.Te
         if source_part[key].shape != value.shape:
             raise ValueError(
                 f"Cannot warm-start from {source}: critic tensor {key} has shape {tuple(source_part[key].shape)} there "
-                f"but {tuple(value.shape)} in the QSM model (different net_arch or observation/action sizes)"
+                f"but {tuple(value.shape)} in the QSM model (different net_arch, n_quantiles or observation/action sizes)"
             )
     return {key: source_part[key].to(value.device, value.dtype) for key, value in expected.items()}

@@ -30,6 +30,8 @@ SCORE_ACTIONS = ("replay", "policy", "mixed")
 # limit (the RL Zoo's 10,000 steps on MuJoCo's 1,000-step tasks), or SB3's 100 steps where it has none
 WARMUP_EPISODES = 10
 WARMUP_WITHOUT_TIME_LIMIT = 100
+# Quantiles dropped from the top of each TQC critic's in the TD target (TQC's default)
+DEFAULT_TOP_QUANTILES_TO_DROP = 2
 
 
 def check_score_target(
@@ -67,6 +69,7 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     if duplicated:
         raise ValueError(f"Pass {duplicated} to the QSM constructor, not in policy_kwargs.")
     check_best_of_n(policy_kwargs.get("best_of_n", 1), policy_kwargs.get("selection_temperature", 0.0))
+    check_quantiles(policy_kwargs.get("n_quantiles"), policy_kwargs.get("critic_batch_norm", False))
 
 
 def check_best_of_n(best_of_n: int, selection_temperature: float = 0.0) -> None:
@@ -93,6 +96,38 @@ def check_batch_norm(critic_batch_norm: bool, momentum: float, eps: float, renor
     check_real("batch_norm_eps", eps, 0.0, low_open=True)
     if not is_int_at_least(renorm_warmup_steps, 0):
         raise ValueError(f"renorm_warmup_steps must be an integer >= 0, got {renorm_warmup_steps!r}")
+
+
+def check_quantiles(n_quantiles: int | None, critic_batch_norm: bool) -> None:
+    """
+    :raises ValueError: unless ``n_quantiles`` (a policy argument) is None or an integer >= 1, and not given with
+        ``critic_batch_norm=True`` (CrossQ's critics have one output per network)
+    """
+    if n_quantiles is None:
+        return
+    if not is_int_at_least(n_quantiles, 1):
+        raise ValueError(f"n_quantiles must be None (plain critics) or an integer >= 1, got {n_quantiles!r}")
+    if critic_batch_norm:
+        raise ValueError(f"n_quantiles={n_quantiles!r} (TQC's critics) cannot be combined with critic_batch_norm=True")
+
+
+def check_top_quantiles_to_drop(top_quantiles_to_drop_per_net: int, n_quantiles: int | None) -> None:
+    """
+    :raises ValueError: unless ``top_quantiles_to_drop_per_net`` is an integer in ``[0, n_quantiles)`` with TQC's
+        critics, and TQC's default (2) without them, where it would have no effect
+    """
+    if n_quantiles is None:
+        if top_quantiles_to_drop_per_net != DEFAULT_TOP_QUANTILES_TO_DROP:
+            raise ValueError(
+                f"top_quantiles_to_drop_per_net={top_quantiles_to_drop_per_net!r} only applies to TQC's critics: "
+                "pass policy_kwargs=dict(n_quantiles=25) as well"
+            )
+        return
+    if not is_int_at_least(top_quantiles_to_drop_per_net, 0) or top_quantiles_to_drop_per_net >= n_quantiles:
+        raise ValueError(
+            f"top_quantiles_to_drop_per_net must be an integer in [0, n_quantiles={n_quantiles}), "
+            f"got {top_quantiles_to_drop_per_net!r}"
+        )
 
 
 def check_qsm_args(

@@ -27,7 +27,12 @@ from sb3_qsm.common.checkpoint import (
 )
 from sb3_qsm.common.schedules import check_sampler, check_sampler_temperature
 from sb3_qsm.qsm.actor import ARGUMENTS_OF_OLDER_FILES, DiffusionActor
-from sb3_qsm.qsm.arguments import DIFFUSION_POLICY_ARGS, FIXED_DIFFUSION_ARGS, SAMPLER_SETTINGS
+from sb3_qsm.qsm.arguments import (
+    DEFAULT_TOP_QUANTILES_TO_DROP,
+    DIFFUSION_POLICY_ARGS,
+    FIXED_DIFFUSION_ARGS,
+    SAMPLER_SETTINGS,
+)
 from sb3_qsm.qsm.policies import DiffusionActorPolicy
 
 SelfQSMCheckpoints = TypeVar("SelfQSMCheckpoints", bound="QSMCheckpoints")
@@ -39,6 +44,7 @@ ADDED_ARGUMENTS: dict[str, Any] = {
     "sampler_noise_color": 0.0,
     "target_diffusion_steps": None,
     "score_actions": "replay",
+    "top_quantiles_to_drop_per_net": DEFAULT_TOP_QUANTILES_TO_DROP,
 }
 
 

@@ -1,5 +1,5 @@
 """Policies for QSM: a diffusion actor (:class:`~sb3_qsm.qsm.actor.DiffusionActor`) paired with SB3's
-``ContinuousCritic`` (or sb3-contrib's ``CrossQCritic``), and how they choose actions together."""
+``ContinuousCritic`` (or sb3-contrib's ``CrossQCritic`` or TQC ``Critic``), and how they choose actions together."""
 
 import contextlib
 import math
@@ -21,11 +21,11 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.common.utils import ConstantSchedule
 from torch import nn
 
-from sb3_qsm.common.critics import MIN_Q_SPREAD, LayeredCritic, candidate_q_values
+from sb3_qsm.common.critics import MIN_Q_SPREAD, LayeredCritic, QuantileCritic, candidate_q_values
 from sb3_qsm.common.policies import BoundedActionPolicy
 from sb3_qsm.common.utils import n_observations, repeat_rows
 from sb3_qsm.qsm.actor import ARGUMENTS_OF_OLDER_FILES, DiffusionActor
-from sb3_qsm.qsm.arguments import check_batch_norm, check_best_of_n
+from sb3_qsm.qsm.arguments import check_batch_norm, check_best_of_n, check_quantiles
 
 __all__ = ["CnnPolicy", "DiffusionActor", "DiffusionActorPolicy", "MlpPolicy", "MultiInputPolicy", "QSMPolicy"]
 
@@ -40,7 +40,8 @@ FIXED_NOISE_SEED = 0
 class DiffusionActorPolicy(BoundedActionPolicy):
     """
     Policy class for QSM: a diffusion actor (:class:`DiffusionActor`) and SB3's ``ContinuousCritic`` with its target
-    networks, or, with ``critic_batch_norm=True``, sb3-contrib's ``CrossQCritic`` without them.
+    networks; with ``n_quantiles``, sb3-contrib's TQC ``Critic`` with its target networks; or, with
+    ``critic_batch_norm=True``, sb3-contrib's ``CrossQCritic`` without them.
 
     :param observation_space: Observation space
     :param action_space: Action space
@@ -100,6 +101,11 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     :param batch_norm_eps: Added to their variance (CrossQ: 0.001)
     :param renorm_warmup_steps: Critic updates that normalise by batch statistics alone before batch
         renormalisation's correction towards the running statistics starts (CrossQ: 100,000)
+    :param n_quantiles: Build the critics as TQC does (Kuznetsov et al., ICML 2020; sb3-contrib's TQC ``Critic``):
+        each network outputs this many quantiles of the return (TQC: 25), trained by quantile regression onto the
+        pooled target quantiles less the largest ``QSM(top_quantiles_to_drop_per_net=...)`` per network, in place of
+        the minimum of the critics' values. Everywhere a value is needed (the score target, acting) a network's
+        value is the mean of its quantiles. ``None`` (the default): plain critics
     """
 
     actor: DiffusionActor
@@ -137,9 +143,11 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         batch_norm_momentum: float = 0.01,
         batch_norm_eps: float = 0.001,
         renorm_warmup_steps: int = 100_000,
+        n_quantiles: int | None = None,
     ):
         check_best_of_n(best_of_n, selection_temperature)
         check_batch_norm(critic_batch_norm, batch_norm_momentum, batch_norm_eps, renorm_warmup_steps)
+        check_quantiles(n_quantiles, critic_batch_norm)
         super().__init__(
             observation_space,
             action_space,
@@ -194,6 +202,8 @@ class DiffusionActorPolicy(BoundedActionPolicy):
                 batch_norm_eps=batch_norm_eps,
                 renorm_warmup_steps=renorm_warmup_steps,
             )
+        if n_quantiles is not None:
+            self.critic_kwargs["n_quantiles"] = int(n_quantiles)
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -261,7 +271,14 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         )
         if self.critic_batch_norm:
             data.update({key: self.critic_kwargs[key] for key in CROSSQ_CRITIC_ARGS})
+        data["n_quantiles"] = self.n_quantiles
         return data
+
+    @property
+    def n_quantiles(self) -> int | None:
+        """Quantiles per critic network (TQC's critics), or None for critics of one value per network"""
+        n_quantiles = self.critic_kwargs.get("n_quantiles")
+        return None if n_quantiles is None else int(n_quantiles)  # type: ignore[call-overload]
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> DiffusionActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
@@ -269,8 +286,11 @@ class DiffusionActorPolicy(BoundedActionPolicy):
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> LayeredCritic:
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
-        critic_class = CrossQCritic if self.critic_batch_norm else ContinuousCritic
-        return critic_class(**critic_kwargs).to(self.device)
+        if self.critic_batch_norm:
+            return CrossQCritic(**critic_kwargs).to(self.device)
+        if self.n_quantiles is not None:
+            return QuantileCritic(**critic_kwargs).to(self.device)
+        return ContinuousCritic(**critic_kwargs).to(self.device)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)

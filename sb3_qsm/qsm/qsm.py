@@ -15,6 +15,7 @@ from sb3_qsm.common.compilation import check_compile_args
 from sb3_qsm.common.schedules import check_diffusion_args
 from sb3_qsm.common.utils import check_bool
 from sb3_qsm.qsm.arguments import (
+    DEFAULT_TOP_QUANTILES_TO_DROP,
     WARMUP_WITHOUT_TIME_LIMIT,
     auto_learning_starts,
     check_action_space,
@@ -25,6 +26,7 @@ from sb3_qsm.qsm.arguments import (
     check_sampler_noise_color,
     check_score_target,
     check_target_diffusion_steps,
+    check_top_quantiles_to_drop,
     time_limit,
     without_own_n_step_replay,
 )
@@ -166,6 +168,9 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         (Eberhard et al., "Pink Noise Is All You Need", ICLR 2023). Used where the policy acts with the sampler alone
         (``best_of_n = 1`` or ``selection_temperature = math.inf``); ``predict`` itself always draws white noise.
         Default 1 (0 in archives saved before the argument existed)
+    :param top_quantiles_to_drop_per_net: With TQC's critics (``policy_kwargs=dict(n_quantiles=...)``), how many of
+        the largest target quantiles of each network the TD target leaves out of the pooled quantiles (TQC's
+        truncation, which controls overestimation as the minimum of two critics does); TQC's default, 2
     :param compile: Compile the training step's losses (with their backward passes) and the sampler with
         ``torch.compile`` (off by default; the first gradient steps and the first ``predict`` then take tens of
         seconds to compile). The optimizer steps and the check for non-finite losses stay eager. The compiled step
@@ -231,6 +236,7 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         target_diffusion_steps: int | str | None = "auto",
         q_spread_floor: float = DEFAULT_Q_SPREAD_FLOOR,
         sampler_noise_color: float = DEFAULT_SAMPLER_NOISE_COLOR,
+        top_quantiles_to_drop_per_net: int = DEFAULT_TOP_QUANTILES_TO_DROP,
         compile: bool = False,
         compile_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
@@ -256,6 +262,7 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         check_bool("deterministic_target", deterministic_target)
         check_score_target(score_target, n_score_samples, score_proposal, q_spread_floor, score_actions)
         check_sampler_noise_color(sampler_noise_color)
+        check_top_quantiles_to_drop(top_quantiles_to_drop_per_net, policy_kwargs.get("n_quantiles"))
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
         check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma, n_steps)
         check_compile_args(compile, compile_kwargs)
@@ -310,6 +317,7 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         self.target_diffusion_steps = target_diffusion_steps
         self.q_spread_floor = q_spread_floor
         self.sampler_noise_color = sampler_noise_color
+        self.top_quantiles_to_drop_per_net = int(top_quantiles_to_drop_per_net)
         self._colored_noise: ColoredNoiseProcess | None = None
         self.compile = compile
         self.compile_kwargs = compile_kwargs

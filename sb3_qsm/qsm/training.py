@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from sb3_contrib.common.utils import quantile_huber_loss
 from sb3_contrib.crossq.policies import CrossQCritic
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -17,7 +18,7 @@ from stable_baselines3.common.utils import polyak_update, update_learning_rate
 from torch.nn import functional as F
 
 from sb3_qsm.common.compilation import check_compile_args, compile_options
-from sb3_qsm.common.critics import MIN_Q_SPREAD, LayeredCritic, candidate_q_values, q_values
+from sb3_qsm.common.critics import MIN_Q_SPREAD, LayeredCritic, QuantileCritic, candidate_q_values, q_values
 from sb3_qsm.common.utils import cat_rows, where_rows
 from sb3_qsm.qsm.actor import DiffusionActor
 from sb3_qsm.qsm.arguments import target_chain_steps
@@ -34,6 +35,7 @@ class QSMTrainingStep(OffPolicyAlgorithm):
     actor: DiffusionActor
     critic: LayeredCritic
     critic_target: LayeredCritic | None
+    top_quantiles_to_drop_per_net: int
     critic_batch_norm_stats: list[th.Tensor]
     critic_batch_norm_stats_target: list[th.Tensor]
     score_scale: float
@@ -158,7 +160,8 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         The critic loss: every critic regressed onto ``r + discount (1 - d) min_i Q'_i(s', a')``, with ``a'`` from
         ``_target_actions``. ``Q'`` are the target networks, or, for critics without them (``critic_batch_norm``),
         the critics themselves in the same pass as ``Q(s, a)``, as CrossQ does: the batch renormalisation layers see
-        the replay and the policy's actions together, and the values at ``(s', a')`` get no gradient.
+        the replay and the policy's actions together, and the values at ``(s', a')`` get no gradient. TQC's critics
+        (``n_quantiles``) have a loss of their own (``_quantile_critic_loss``).
 
         :param observations: Observations of a replay batch
         :param actions: Their actions, in ``[-1, 1]``
@@ -169,6 +172,8 @@ class QSMTrainingStep(OffPolicyAlgorithm):
         :return: The mean over critics of the squared TD errors, and the policy's samples at the next observations
             (see ``_critic_target``)
         """
+        if isinstance(self.critic, QuantileCritic):
+            return self._quantile_critic_loss(observations, actions, next_observations, rewards, dones, discounts)
         if self.critic_target is None:
             current_q_values, next_q_values, next_samples = self._joint_critic_values(observations, actions, next_observations)
             target_q_values = rewards + (1 - dones) * discounts * next_q_values
@@ -177,6 +182,33 @@ class QSMTrainingStep(OffPolicyAlgorithm):
             current_q_values = q_values(self.critic, observations, actions)
         # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
         return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values)), next_samples
+
+    def _quantile_critic_loss(
+        self,
+        observations: Any,
+        actions: th.Tensor,
+        next_observations: Any,
+        rewards: th.Tensor,
+        dones: th.Tensor,
+        discounts: th.Tensor | float,
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        TQC's critic loss (Kuznetsov et al., ICML 2020): the quantile Huber loss of every network's quantiles at
+        ``(s, a)`` against ``r + discount (1 - d) z'``, ``z'`` being the target networks' quantiles at ``(s', a')``
+        pooled and sorted, less the ``top_quantiles_to_drop_per_net`` largest per network. The arguments and the
+        result are ``_critic_loss``'s.
+        """
+        assert self.critic_target is not None
+        with th.no_grad():
+            next_samples, next_actions = self._target_actions(next_observations)
+            next_quantiles = self.critic_target(next_observations, next_actions)
+            n_critics, n_quantiles = next_quantiles.shape[1:]
+            n_kept = n_critics * (n_quantiles - self.top_quantiles_to_drop_per_net)
+            pooled = th.sort(next_quantiles.reshape(next_quantiles.shape[0], -1)).values[:, :n_kept]
+            target_quantiles = rewards + (1 - dones) * discounts * pooled
+        current_quantiles = self.critic(observations, actions)
+        loss = quantile_huber_loss(current_quantiles, target_quantiles.unsqueeze(1), sum_over_quantiles=False)
+        return loss, next_samples
 
     def _critic_target(
         self, next_observations: Any, rewards: th.Tensor, dones: th.Tensor, discounts: th.Tensor | float
