@@ -52,7 +52,7 @@ def test_critic_loss_is_the_quantile_huber_loss_on_the_truncated_pooled_targets(
     """
     Target networks with quantiles (0, 1, 2) and (3, 4, 5), one dropped per network: the pooled targets keep the four
     smallest, r + discount * (0, 1, 2, 3). The loss is the quantile Huber loss (kappa 1) of the current quantiles
-    against them, averaged over the targets, summed over nothing else: written out here term by term.
+    against them, averaged over every (network, quantile, target) triple, as TQC takes it: written out term by term.
     """
     model = _pendulum_model(small_kwargs, n_quantiles=3, top_quantiles_to_drop_per_net=1)
     assert model.critic_target is not None

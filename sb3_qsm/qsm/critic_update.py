@@ -103,7 +103,8 @@ class CriticUpdate(OffPolicyAlgorithm):
         ``_target_actions``. ``Q'`` are the target networks, or, for critics without them (``critic_batch_norm``),
         the critics themselves in the same pass as ``Q(s, a)``, as CrossQ does: the batch renormalisation layers see
         the replay and the policy's actions together, and the values at ``(s', a')`` get no gradient. TQC's critics
-        (``n_quantiles``) have a loss of their own (``_quantile_critic_loss``).
+        (``n_quantiles``) take the quantile Huber loss of every network's quantiles at ``(s, a)`` against the
+        truncated pooled quantiles of ``_quantile_target``, as TQC does.
 
         :param observations: Observations of a replay batch
         :param actions: Their actions, in ``[-1, 1]``
@@ -111,11 +112,14 @@ class CriticUpdate(OffPolicyAlgorithm):
         :param rewards: The rewards, shape ``(batch, 1)``
         :param dones: Whether the episode terminated, shape ``(batch, 1)``
         :param discounts: The discount of each transition (``gamma ** n`` with n-step returns), or ``gamma``
-        :return: The mean over critics of the squared TD errors, and the policy's samples at the next observations
-            (see ``_critic_target``)
+        :return: The mean over critics of the squared TD errors (the quantile Huber loss for TQC's critics), and the
+            policy's samples at the next observations (see ``_critic_target``)
         """
         if isinstance(self.critic, QuantileCritic):
-            return self._quantile_critic_loss(observations, actions, next_observations, rewards, dones, discounts)
+            target_quantiles, next_samples = self._quantile_target(next_observations, rewards, dones, discounts)
+            current_quantiles = self.critic(observations, actions)
+            loss = quantile_huber_loss(current_quantiles, target_quantiles.unsqueeze(1), sum_over_quantiles=False)
+            return loss, next_samples
         if self.critic_target is None:
             current_q_values, next_q_values, next_samples = self._joint_critic_values(observations, actions, next_observations)
             target_q_values = rewards + (1 - dones) * discounts * next_q_values
@@ -125,20 +129,15 @@ class CriticUpdate(OffPolicyAlgorithm):
         # Mean over critics, as the reference (SAC uses 0.5 * sum, TD3 the sum: only a scale for Adam)
         return F.mse_loss(current_q_values, target_q_values.expand_as(current_q_values)), next_samples
 
-    def _quantile_critic_loss(
-        self,
-        observations: Any,
-        actions: th.Tensor,
-        next_observations: Any,
-        rewards: th.Tensor,
-        dones: th.Tensor,
-        discounts: th.Tensor | float,
+    def _quantile_target(
+        self, next_observations: Any, rewards: th.Tensor, dones: th.Tensor, discounts: th.Tensor | float
     ) -> tuple[th.Tensor, th.Tensor]:
         """
-        TQC's critic loss (Kuznetsov et al., ICML 2020): the quantile Huber loss of every network's quantiles at
-        ``(s, a)`` against ``r + discount (1 - d) z'``, ``z'`` being the target networks' quantiles at ``(s', a')``
-        pooled and sorted, less the ``top_quantiles_to_drop_per_net`` largest per network. The arguments and the
-        result are ``_critic_loss``'s.
+        TQC's TD target (Kuznetsov et al., ICML 2020): ``r + discount (1 - d) z'``, ``z'`` being the target networks'
+        quantiles at ``(s', a')`` pooled and sorted, less the ``top_quantiles_to_drop_per_net`` largest per network.
+
+        :return: The target quantiles, shape ``(batch, n_kept)`` (no gradient), and the policy's samples that ``a'``
+            was made from (see ``_critic_target``)
         """
         assert self.critic_target is not None
         with th.no_grad():
@@ -147,10 +146,7 @@ class CriticUpdate(OffPolicyAlgorithm):
             n_critics, n_quantiles = next_quantiles.shape[1:]
             n_kept = n_critics * (n_quantiles - self.top_quantiles_to_drop_per_net)
             pooled = th.sort(next_quantiles.reshape(next_quantiles.shape[0], -1)).values[:, :n_kept]
-            target_quantiles = rewards + (1 - dones) * discounts * pooled
-        current_quantiles = self.critic(observations, actions)
-        loss = quantile_huber_loss(current_quantiles, target_quantiles.unsqueeze(1), sum_over_quantiles=False)
-        return loss, next_samples
+            return rewards + (1 - dones) * discounts * pooled, next_samples
 
     def _critic_target(
         self, next_observations: Any, rewards: th.Tensor, dones: th.Tensor, discounts: th.Tensor | float
