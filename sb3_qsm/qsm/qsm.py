@@ -30,6 +30,7 @@ from sb3_qsm.qsm.arguments import (
     time_limit,
     without_own_n_step_replay,
 )
+from sb3_qsm.qsm.exploration import ColoredSamplerNoise
 from sb3_qsm.qsm.persistence import QSMCheckpoints
 from sb3_qsm.qsm.policies import CnnPolicy, DiffusionActorPolicy, MlpPolicy, MultiInputPolicy
 from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
@@ -37,8 +38,6 @@ from sb3_qsm.qsm.training import QSMTrainingStep
 
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
 
-# Length of the colored noise series of the sampler when the environment has no episode length limit
-DEFAULT_NOISE_HORIZON = 1000
 # Exploration defaults, measured on the screen and in probes (docs: guide/parameters): pink sampler noise, and a floor
 # of 0.3 under the posterior target's spread, with which the posterior sampler finds MountainCarContinuous-v0's goal on
 # 4 of 5 seeds within 20k steps (0 of 5 with a floor of 0.1, whose policy pushes too little: benchmarks/probes), keeps
@@ -48,7 +47,7 @@ DEFAULT_SAMPLER_NOISE_COLOR = 1.0
 DEFAULT_Q_SPREAD_FLOOR = 0.3
 
 
-class QSM(QSMCheckpoints, QSMTrainingStep):
+class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
     """
     Q-Score Matching (QSM): a diffusion-model policy trained by matching its score to one built from the critics.
 
@@ -127,7 +126,9 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
         ``exp(score_scale * Q / spread)``, ``spread`` being the critic's spread over the candidates, so that the
         target does not depend on the reward scale (see ``posterior_noise``). It is the target a diffusion model of
         that policy would be trained on, so the sampler stays inside the box and can keep separate modes; it costs
-        a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass.
+        a critic forward pass over ``batch_size * (n_score_samples + 1)`` actions instead of a backward pass. Up to
+        the spread, it is the estimator of SDAC (Ma et al., ICML 2025, "reverse sampling score matching") and of
+        MaxEntDP's Q-weighted noise estimation (Dong et al., ICML 2025), which weight by ``exp(Q / temperature)``.
     :param n_score_samples: Candidate actions per sample of the ``"posterior"`` target (at least 2). Its cost grows
         linearly with them; 8 keep the bandit's peaks (docs: guide/multimodal)
     :param score_proposal: Where the ``"posterior"`` target draws its candidates. ``"forward"`` (the default): all
@@ -397,39 +398,6 @@ class QSM(QSMCheckpoints, QSMTrainingStep):
             action_dim = model.action_space.shape[0]  # type: ignore[index]
             model.action_noise = NormalActionNoise(np.zeros(action_dim), PAPER_NOISE_STD * np.ones(action_dim))
         return model
-
-    def _sample_action(
-        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """
-        SB3's choice of the actions to collect data with (see ``OffPolicyAlgorithm._sample_action``); past
-        ``learning_starts`` and with ``sampler_noise_color > 0``, the sampler's noise is the next step of the colored
-        noise series (see ``sampler_noise_color``).
-        """
-        if self.sampler_noise_color == 0 or self.num_timesteps < learning_starts or not self.policy.acts_with_sampler:
-            return super()._sample_action(learning_starts, action_noise, n_envs)
-        with self.policy.exploration_noise(self._next_sampler_noise(n_envs)):
-            return super()._sample_action(learning_starts, action_noise, n_envs)
-
-    def _next_sampler_noise(self, n_envs: int) -> th.Tensor:
-        """
-        :param n_envs: Number of environments
-        :return: The next step of the colored noise series, one per environment and coordinate of the sampler's
-            noise, shape ``(n_envs, T, action_dim)`` (see ``DiffusionActor.sample``)
-        """
-        shape = (n_envs, self.actor.n_diffusion_steps, self.actor.action_dim)
-        process = self._colored_noise
-        if process is None or process.size[0] != n_envs or process.beta != self.sampler_noise_color:
-            size = (n_envs, shape[1] * shape[2], self._episode_horizon())
-            rng = np.random.default_rng(self.seed)
-            process = self._colored_noise = ColoredNoiseProcess(beta=self.sampler_noise_color, size=size, rng=rng)
-        noise = process.sample()
-        return th.as_tensor(noise, dtype=th.float32, device=self.device).view(shape)
-
-    def _episode_horizon(self) -> int:
-        """:return: The training environment's episode length limit, or ``DEFAULT_NOISE_HORIZON`` if it has none"""
-        assert self.env is not None
-        return time_limit(self.env) or DEFAULT_NOISE_HORIZON
 
     def learn(
         self: SelfQSM,
