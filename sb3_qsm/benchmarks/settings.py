@@ -63,6 +63,7 @@ ADDED_ARGUMENTS = {
     "sampler_noise_color": "0.0",
     "sampler": "'reference'",
     "score_actions": "'replay'",
+    "top_quantiles_to_drop_per_net": "2",
 }
 
 
