@@ -30,7 +30,7 @@ SCORE_ACTIONS = ("replay", "policy", "mixed")
 # limit (the RL Zoo's 10,000 steps on MuJoCo's 1,000-step tasks), or SB3's 100 steps where it has none
 WARMUP_EPISODES = 10
 WARMUP_WITHOUT_TIME_LIMIT = 100
-# Quantiles dropped from the top of each TQC critic's in the TD target (TQC's default)
+# Largest target quantiles of each TQC critic network left out of the TD target (TQC's default)
 DEFAULT_TOP_QUANTILES_TO_DROP = 2
 
 
