@@ -5,12 +5,14 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from sb3_contrib import TQC
+from sb3_contrib.common.utils import quantile_huber_loss as contrib_quantile_huber_loss
 from sb3_contrib.tqc.policies import Critic as QuantileCritic
 from stable_baselines3 import SAC
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from sb3_qsm import QSM
 from sb3_qsm.common.critics import candidate_q_values, q_values
+from sb3_qsm.common.quantile_loss import quantile_huber_loss
 from sb3_qsm.convert import load_critic_from_checkpoint
 
 
@@ -83,6 +85,30 @@ def test_critic_loss_is_the_quantile_huber_loss_on_the_truncated_pooled_targets(
             huber = 0.5 * error**2 if abs(error) <= 1 else abs(error) - 0.5
             terms.append(abs((index + 0.5) / 3 - (error < 0)) * huber)
     assert loss.item() == pytest.approx(np.mean(terms), rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(256, 2, 25, 46), (5, 3, 4, 7), (1, 1, 1, 1)])
+def test_quantile_huber_loss_and_its_gradient_are_sb3_contribs(shape):
+    """
+    The loss with its gradient written out gives sb3-contrib's value and autograd's gradient, on errors on both sides
+    of the Huber threshold; the target gets none.
+    """
+    batch, n_critics, n_quantiles, n_targets = shape
+    generator = th.Generator().manual_seed(0)
+    current = (3 * th.randn(batch, n_critics, n_quantiles, generator=generator)).requires_grad_(True)
+    target = (3 * th.randn(batch, n_targets, generator=generator)).requires_grad_(True)
+    expected = contrib_quantile_huber_loss(current, target.unsqueeze(1), sum_over_quantiles=False)
+    (expected_gradient,) = th.autograd.grad(2.5 * expected, current)
+    loss = quantile_huber_loss(current, target)
+    gradient, target_gradient = th.autograd.grad(2.5 * loss, (current, target), allow_unused=True)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    th.testing.assert_close(gradient, expected_gradient, rtol=1e-4, atol=1e-9)
+    assert target_gradient is None
+
+
+def test_quantile_huber_loss_names_bad_shapes():
+    with pytest.raises(ValueError, match=r"current_quantiles .*got \(4, 3\) and \(4, 6\)"):
+        quantile_huber_loss(th.zeros(4, 3), th.zeros(4, 6))
 
 
 def test_trains_saves_and_loads_with_its_settings(small_kwargs, tmp_path):

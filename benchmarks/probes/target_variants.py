@@ -52,7 +52,8 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   are (on HalfCheetah it gained nothing: ``target_variants_warmup.jsonl`` in the README).
 
 With ``bandit`` as the task, trains on the multi-modality guide's bandit instead and writes its result as
-``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``.
+``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``, followed by
+``-<name>-<value>`` for each argument given beside the variant (``probe-tqc-2-policy_delay-2``).
 
 Prints one JSON line per evaluation (5 deterministic episodes every 10,000 steps) and a last one with the final
 evaluation (10 deterministic episodes), as the screen evaluates. Each evaluation line also gives the episodes' mean
@@ -209,7 +210,8 @@ def main() -> None:
     arguments = with_variant(variant, copy.deepcopy(kwargs))
     th.set_num_threads(1)
     if env_id == "bandit":
-        out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}")
+        suffix = "".join(f"-{name}-{value}" for name, value in sorted(kwargs.items()))
+        out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}{suffix}")
         result = multimodal.run("qsm", seed, budget, arguments, out)
         record = dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs)
         coverage = {key: result[key] for key in ("fractions", "n_covered", "outside")}

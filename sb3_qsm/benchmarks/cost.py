@@ -92,7 +92,8 @@ class Config:
 POLICY_OPTIONS = ("best_of_n", "critic_batch_norm", "n_quantiles")
 # Screened candidate defaults whose cost differs from the defaults' (acting with the best of 32 sampled actions, the
 # policy-centred candidates of the posterior target, CrossQ's critics, and those with CrossQ's actor delay of 3,
-# 3-step TD targets (SB3's n-step replay buffer), alone and with CrossQ's critics, and TQC's critics)
+# 3-step TD targets (SB3's n-step replay buffer), alone and with CrossQ's critics, TQC's critics, and an actor update
+# every second step (TD3's and SDAC's delay), alone and with TQC's critics)
 SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
     (("best_of_n", 32),),
     (("score_proposal", "policy"),),
@@ -101,6 +102,8 @@ SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
     (("n_steps", 3),),
     (("n_steps", 3), ("critic_batch_norm", True)),
     (("n_quantiles", 25),),
+    (("policy_delay", 2),),
+    (("n_quantiles", 25), ("policy_delay", 2)),
 )
 
 CONFIGS = (

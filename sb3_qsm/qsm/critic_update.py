@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch as th
-from sb3_contrib.common.utils import quantile_huber_loss
 from sb3_contrib.crossq.policies import CrossQCritic
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -18,6 +17,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from sb3_qsm.common.critics import LayeredCritic, QuantileCritic, q_values
+from sb3_qsm.common.quantile_loss import quantile_huber_loss
 from sb3_qsm.common.utils import cat_rows
 from sb3_qsm.qsm.actor import DiffusionActor
 from sb3_qsm.qsm.arguments import target_chain_steps
@@ -118,7 +118,7 @@ class CriticUpdate(OffPolicyAlgorithm):
         if isinstance(self.critic, QuantileCritic):
             target_quantiles, next_samples = self._quantile_target(next_observations, rewards, dones, discounts)
             current_quantiles = self.critic(observations, actions)
-            loss = quantile_huber_loss(current_quantiles, target_quantiles.unsqueeze(1), sum_over_quantiles=False)
+            loss = quantile_huber_loss(current_quantiles, target_quantiles)
             return loss, next_samples
         if self.critic_target is None:
             current_q_values, next_q_values, next_samples = self._joint_critic_values(observations, actions, next_observations)
