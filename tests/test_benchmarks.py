@@ -450,23 +450,30 @@ def test_profile_quick_accounts_for_the_whole_step(tmp_path: pathlib.Path) -> No
 
 
 @pytest.mark.filterwarnings("ignore:TF32 acceleration")
-@pytest.mark.parametrize("algo", ["SAC", "QSM"])
-def test_step_work_is_what_torch_flop_counter_counts(algo: str) -> None:
+@pytest.mark.parametrize("algo, policy_delay", [("SAC", 1), ("QSM", 1), ("QSM", 2)])
+def test_step_work_is_what_torch_flop_counter_counts(algo: str, policy_delay: int) -> None:
     """The products recorded for a step add up to the FLOPs that torch.utils.flop_counter counts for the same step
-    computed with torch's own kernels: nothing is missed, oneDNN's products (and their backward) included."""
+    computed with torch's own kernels: nothing is missed, oneDNN's products (and their backward) included. With an
+    actor update every second gradient step, a step's training work is half that of the two steps of one update."""
     from stable_baselines3 import SAC
     from torch.utils.flop_counter import FlopCounterMode
 
     from sb3_qsm.benchmarks.work import training_step_work
 
     kwargs = dict(learning_starts=10, batch_size=256, policy_kwargs=dict(net_arch=[64, 64]), seed=0)
-    model = SAC("MlpPolicy", "Pendulum-v1", **kwargs) if algo == "SAC" else QSM("MlpPolicy", "Pendulum-v1", **kwargs)
+    if algo == "SAC":
+        model = SAC("MlpPolicy", "Pendulum-v1", **kwargs)
+    else:
+        model = QSM("MlpPolicy", "Pendulum-v1", policy_delay=policy_delay, **kwargs)
     model.learn(300)
     work = training_step_work(model)
-    with th.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
-        model.train(gradient_steps=1, batch_size=model.batch_size)
-        model.predict(model.observation_space.sample(), deterministic=False)
-    assert work.flops == counter.get_total_flops() > 0
+    with th.backends.mkldnn.flags(enabled=False):
+        with FlopCounterMode(display=False) as training:
+            model.train(gradient_steps=policy_delay, batch_size=model.batch_size)
+        with FlopCounterMode(display=False) as acting:
+            model.predict(model.observation_space.sample(), deterministic=False)
+    assert work.gradient_steps == policy_delay
+    assert work.flops == training.get_total_flops() / policy_delay + acting.get_total_flops() > 0
 
 
 def test_learning_curves_give_each_algorithm_one_colour_and_a_legend_entry() -> None:

@@ -41,7 +41,8 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
   25 quantiles of the return, the layers of QSM's critics) trained by quantile regression onto the TD targets of
   the target networks' pooled quantiles less the ``D`` largest per network (truncation, Kuznetsov et al., ICML 2020),
   in place of the minimum of two values; the actor's candidates are valued by each network's mean quantile, as TQC's
-  actor values its actions. Now QSM's ``policy_kwargs=dict(n_quantiles=25)`` with ``top_quantiles_to_drop_per_net=D``
+  actor values its actions. Now QSM's ``policy_kwargs=dict(n_quantiles=25)`` (unless the arguments give
+  ``n_quantiles``) with ``top_quantiles_to_drop_per_net=D``
   (the lines of seed 0 on HalfCheetah-v5 and Walker2d-v5 and the first of Hopper-v5 and of seed 1 on HalfCheetah-v5
   ran a patch of this probe that built the same critics and loss around the model);
 - ``local-spread``: each sample's candidates weighted by ``exp(score_scale * Q / spread_i)`` with ``spread_i`` the
@@ -53,7 +54,8 @@ defaults (plus the QSM arguments given as JSON) with one torch thread and the ta
 
 With ``bandit`` as the task, trains on the multi-modality guide's bandit instead and writes its result as
 ``python -m sb3_qsm.benchmarks multimodal`` does, to ``benchmarks/multimodal/probe-<variant>``, followed by
-``-<name>-<value>`` for each argument given beside the variant (``probe-tqc-2-policy_delay-2``).
+``-<name>-<value>`` for each argument given beside the variant, and each of its ``policy_kwargs``
+(``probe-tqc-2-policy_delay-2``).
 
 Prints one JSON line per evaluation (5 deterministic episodes every 10,000 steps) and a last one with the final
 evaluation (10 deterministic episodes), as the screen evaluates. Each evaluation line also gives the episodes' mean
@@ -182,7 +184,7 @@ def with_variant(variant: str, arguments: dict[str, Any]) -> dict[str, Any]:
         policy_kwargs.update(critic_batch_norm=True, net_arch={"pi": [256, 256], "qf": [width, width]})
     elif variant.startswith("tqc-"):
         arguments["top_quantiles_to_drop_per_net"] = int(variant.removeprefix("tqc-"))
-        arguments.setdefault("policy_kwargs", {})["n_quantiles"] = TQC_QUANTILES
+        arguments.setdefault("policy_kwargs", {}).setdefault("n_quantiles", TQC_QUANTILES)
     elif variant != "mean":
         variants = ("mean", "min", "no-anchor", "local-spread", "policy-anchor", "policy-anchor-half")
         variants += ("policy-clean", "policy-noisy", "recent-N", "crossq-W", "tqc-D")
@@ -210,7 +212,9 @@ def main() -> None:
     arguments = with_variant(variant, copy.deepcopy(kwargs))
     th.set_num_threads(1)
     if env_id == "bandit":
-        suffix = "".join(f"-{name}-{value}" for name, value in sorted(kwargs.items()))
+        flat = {name: value for name, value in kwargs.items() if not isinstance(value, dict)}
+        flat.update(kwargs.get("policy_kwargs", {}))
+        suffix = "".join(f"-{name}-{value}" for name, value in sorted(flat.items()))
         out = pathlib.Path(f"benchmarks/multimodal/probe-{variant}{suffix}")
         result = multimodal.run("qsm", seed, budget, arguments, out)
         record = dict(env=env_id, variant=variant, seed=seed, budget=budget, kwargs=kwargs)

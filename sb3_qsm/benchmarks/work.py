@@ -4,9 +4,10 @@ the same products alone: how far an algorithm's step sits from what the hardware
 
 The work is counted as ``torch.utils.flop_counter`` counts it, two operations per multiply-add of every matrix product
 (linear layers, forward and backward), and nothing for the element-wise operations, which cost memory traffic rather
-than arithmetic. The products are recorded while the model runs one gradient step and acts once on one observation,
-with their shapes; the reference then times each shape on its own, on both of PyTorch's CPU kernels (``torch.mm``,
-MKL, and oneDNN's, see ``sb3_qsm.common.linear``) or ``torch.mm`` alone on other devices, and keeps the faster.
+than arithmetic. The products are recorded while the model runs one gradient step (or the ``policy_delay`` steps of
+one actor update, averaged) and acts once on one observation, with their shapes; the reference then times each shape
+on its own, on both of PyTorch's CPU kernels (``torch.mm``, MKL, and oneDNN's, see ``sb3_qsm.common.linear``) or
+``torch.mm`` alone on other devices, and keeps the faster.
 """
 
 import dataclasses
@@ -49,29 +50,47 @@ class ProductRecorder(TorchDispatchMode):
 
 @dataclasses.dataclass(frozen=True)
 class StepWork:
-    """The matrix products of one environment step of training: one gradient step, and acting on one observation."""
+    """
+    The matrix products of one environment step of training: acting on one observation, and one gradient step. An
+    algorithm that updates its actor every ``policy_delay`` gradient steps (TD3, QSM) is recorded over that many, and
+    its step counts their average.
+    """
 
-    products: tuple[Product, ...]
+    training_products: tuple[Product, ...]
+    acting_products: tuple[Product, ...]
+    gradient_steps: int = 1
 
     @property
-    def flops(self) -> int:
+    def flops(self) -> float:
         """Floating-point operations: two per multiply-add"""
-        return sum(2 * m * k * n for m, k, n in self.products)
+        return _flops(self.training_products) / self.gradient_steps + _flops(self.acting_products)
+
+    @property
+    def products(self) -> float:
+        """The number of products"""
+        return len(self.training_products) / self.gradient_steps + len(self.acting_products)
+
+
+def _flops(products: tuple[Product, ...]) -> int:
+    return sum(2 * m * k * n for m, k, n in products)
 
 
 def training_step_work(model: OffPolicyAlgorithm) -> StepWork:
     """
-    Record the products of one gradient step (on a batch from the model's replay buffer, which must hold one) and of
-    acting on one observation. The step changes the model's weights, as training does.
+    Record the products of the gradient steps of one actor update cycle (``policy_delay`` steps, or one), on batches
+    from the model's replay buffer, which must hold one, and of acting on one observation. The steps change the model's
+    weights, as training does.
 
     :param model: The model
     :return: The products
     """
     observation = model.observation_space.sample()
-    with ProductRecorder() as recorder:
-        model.train(gradient_steps=1, batch_size=model.batch_size)
+    gradient_steps = int(getattr(model, "policy_delay", 1))
+    with ProductRecorder() as training:
+        model.train(gradient_steps=gradient_steps, batch_size=model.batch_size)
+    with ProductRecorder() as acting:
         model.predict(observation, deterministic=False)
-    return StepWork(tuple(recorder.products))
+    return StepWork(tuple(training.products), tuple(acting.products), gradient_steps)
 
 
 def matmul_seconds(products: tuple[Product, ...], device: th.device, repeats: int = 20) -> float:
@@ -124,11 +143,12 @@ def work_figures(model: OffPolicyAlgorithm, steps_per_second: float) -> dict[str
     :return: The floating-point work of a step of training, the rate achieved, and the rate of the same products alone
     """
     work = training_step_work(model)
-    seconds = matmul_seconds(work.products, model.device)
+    training_seconds = matmul_seconds(work.training_products, model.device)
+    seconds = training_seconds / work.gradient_steps + matmul_seconds(work.acting_products, model.device)
     return {
         "step_gflop": work.flops / 1e9,
         "achieved_gflops": work.flops * steps_per_second / 1e9,
         "matmul_gflops": work.flops / seconds / 1e9,
         "matmul_ms_per_step": seconds * 1e3,
-        "products_per_step": len(work.products),
+        "products_per_step": work.products,
     }
