@@ -52,6 +52,7 @@ PROBE_VARIANTS = {
     "no-anchor": "the replay action not a candidate",
     "local-spread": "each sample's own spread",
     "crossq-256": "CrossQ critics (256 units, no target networks)",
+    "tqc-2": "TQC critics (25 quantiles, the 2 largest per network dropped)",
 }
 
 
