@@ -5,8 +5,9 @@ sb3-contrib's ``quantile_huber_loss`` with ``sum_over_quantiles=False``, with it
 The loss compares every current quantile with every target quantile, so each training step builds tensors of
 ``batch * n_critics * n_quantiles * n_target_quantiles`` elements (about 590,000 with TQC's 2 networks of 25
 quantiles). Autograd through sb3-contrib's version keeps several of them for the backward pass and walks them again;
-here the forward pass reduces them to the gradient, ``-mean_j |tau_i - 1{delta_ij < 0}| clamp(delta_ij, -1, 1)``
-per current quantile, and the backward pass only scales it. On one CPU thread that makes the loss several times
+here the forward pass reduces them to the gradient, ``-sum_j |tau_i - 1{delta_ij < 0}| clamp(delta_ij, -1, 1)``
+over the number of pairs for current quantile ``i`` (``delta_ij`` its error against target quantile ``j``), and the
+backward pass only scales it. On one CPU thread that makes the loss several times
 cheaper, and the critics' step with it.
 """
 
