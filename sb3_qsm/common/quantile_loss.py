@@ -7,8 +7,8 @@ The loss compares every current quantile with every target quantile, so each tra
 quantiles). Autograd through sb3-contrib's version keeps several of them for the backward pass and walks them again;
 here the forward pass reduces them to the gradient, ``-sum_j |tau_i - 1{delta_ij < 0}| clamp(delta_ij, -1, 1)``
 over the number of pairs for current quantile ``i`` (``delta_ij`` its error against target quantile ``j``), and the
-backward pass only scales it. On one CPU thread that makes the loss several times
-cheaper, and the critics' step with it.
+backward pass only scales it. On one CPU thread that makes the loss several times cheaper, and the critics' step
+with it.
 """
 
 import torch as th
