@@ -129,7 +129,7 @@ def test_default_qsm_keeps_several_modes() -> None:
         learning_starts=500,
         n_score_samples=16,
         policy_kwargs=dict(net_arch=[64, 64]),
-    ).learn(3000)
+    ).learn(5000)
     assert (model.score_target, model.n_diffusion_steps, model.beta_schedule) == ("posterior", 10, "cosine")
     obs, _ = env.reset(seed=0)
     actions = sample_actions(model, obs, n_samples=2000)

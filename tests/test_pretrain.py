@@ -13,6 +13,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_qsm import QSM, Demonstrations, pretrain_qsm
+from sb3_qsm.common.critics import q_values
 from sb3_qsm.convert import fill_replay_buffer, fit_critics, load_sb3_agent, pretrain, record_demonstrations
 from sb3_qsm.convert.pretrain import demonstrations_buffer
 
@@ -115,7 +116,7 @@ def test_fit_critics_learns_the_value_of_terminal_transitions():
     demonstrations = _constant_reward_demonstrations(512, reward=2.5)
     fit_critics(model, demonstrations_buffer(model, demonstrations), gradient_steps=1000, batch_size=64)
     with th.no_grad():
-        q = th.cat(model.critic(th.as_tensor(demonstrations.observations), th.as_tensor(demonstrations.actions / 2.0)))
+        q = q_values(model.critic, th.as_tensor(demonstrations.observations), th.as_tensor(demonstrations.actions / 2.0))
     assert (q - 2.5).abs().mean() < 0.1, q
 
 
@@ -137,8 +138,8 @@ def test_conservative_penalty_lowers_the_critics_away_from_the_data():
         )
         fit_critics(model, demonstrations_buffer(model, demonstrations), 1000, 64, conservative_weight=weight)
         with th.no_grad():
-            at_data = th.cat(model.critic(observations, th.full((512, 1), 0.5))).mean()
-            away = th.cat(model.critic(observations, th.full((512, 1), -0.9))).mean()
+            at_data = q_values(model.critic, observations, th.full((512, 1), 0.5)).mean()
+            away = q_values(model.critic, observations, th.full((512, 1), -0.9)).mean()
         gaps[weight] = (at_data - away).item()
     # Without the penalty nothing ties the values away from the data; with it they fall well below
     assert gaps[1.0] > 1.0 and gaps[1.0] > gaps[0.0] + 1.0, gaps

@@ -9,6 +9,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from torch import nn
 
 from sb3_qsm import QSM
+from sb3_qsm.common.critics import q_values
 from sb3_qsm.qsm.arguments import target_chain_steps
 
 TARGET = th.tensor([0.5, -0.3])
@@ -69,8 +70,8 @@ def test_q_score_matches_finite_differences():
     grad = model.q_score(obs, actions)
     h = 1e-2
     with th.no_grad():
-        q_plus = th.cat(model.critic(obs, actions + h), dim=1).mean(dim=1)
-        q_minus = th.cat(model.critic(obs, actions - h), dim=1).mean(dim=1)
+        q_plus = q_values(model.critic, obs, actions + h).mean(dim=1)
+        q_minus = q_values(model.critic, obs, actions - h).mean(dim=1)
     assert th.allclose(grad[:, 0], (q_plus - q_minus) / (2 * h), atol=1e-3)
 
 
@@ -427,6 +428,7 @@ def test_a_training_step_draws_one_chain_unless_the_target_is_deterministic(monk
         "Pendulum-v1",
         score_actions=score_actions,
         deterministic_target=deterministic_target,
+        policy_delay=1,
         learning_starts=32,
         seed=0,
     )
@@ -438,18 +440,18 @@ def test_a_training_step_draws_one_chain_unless_the_target_is_deterministic(monk
 
 
 def test_n_step_returns_discount_each_transition_by_its_own_horizon(monkeypatch):
-    """With SB3's n-step replay (``n_steps``), the critic target discounts each transition by ``gamma ** k``, k the
-    steps its return sums (fewer where an episode ended within n), not by ``gamma``."""
+    """With SB3's n-step replay (``n_steps``), the critic target (TQC's, the default) discounts each transition by
+    ``gamma ** k``, k the steps its return sums (fewer where an episode ended within n), not by ``gamma``."""
     model = QSM("MlpPolicy", "Pendulum-v1", n_steps=3, gamma=0.9, learning_starts=250, seed=0)
     assert type(model.replay_buffer).__name__ == "NStepReplayBuffer"
     seen = []
-    critic_target = model._critic_target
+    critic_target = model._quantile_target
 
     def recording(next_observations, rewards, dones, discounts):
         seen.append(discounts)
         return critic_target(next_observations, rewards, dones, discounts)
 
-    monkeypatch.setattr(model, "_critic_target", recording)
+    monkeypatch.setattr(model, "_quantile_target", recording)
     model.learn(260)  # the 200-step episode's end lies in the buffer: horizons cut short there
     discounts = th.cat(seen).flatten()
     assert th.all(th.isclose(discounts[:, None], th.tensor([0.9, 0.81, 0.729]), atol=1e-6).any(dim=1))

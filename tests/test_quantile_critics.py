@@ -1,4 +1,5 @@
-"""TQC's critics (``policy_kwargs=dict(n_quantiles=...)``): quantile regression onto truncated pooled targets."""
+"""TQC's critics (the default, ``policy_kwargs=dict(n_quantiles=...)``): quantile regression onto truncated pooled
+targets."""
 
 import numpy as np
 import pytest
@@ -127,18 +128,27 @@ def test_trains_saves_and_loads_with_its_settings(small_kwargs, tmp_path):
         assert th.equal(value, loaded.critic.state_dict()[key])
 
 
-def test_plain_critics_by_default():
+def test_tqc_critics_by_default_and_plain_ones_on_request():
+    """The defaults' critics are TQC's with 25 quantiles (recorded in policy_kwargs, so that the archive says so);
+    CrossQ's critics and n_quantiles=None have one value per network."""
     model = QSM("MlpPolicy", "Pendulum-v1")
-    assert model.policy.n_quantiles is None and type(model.critic).__name__ == "ContinuousCritic"
+    assert model.policy.n_quantiles == 25 and isinstance(model.critic, QuantileCritic)
+    assert model.policy_kwargs["n_quantiles"] == 25 and model.top_quantiles_to_drop_per_net == 2
+    plain = QSM("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(n_quantiles=None))
+    assert plain.policy.n_quantiles is None and type(plain.critic).__name__ == "ContinuousCritic"
+    crossq = QSM("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(critic_batch_norm=True))
+    assert crossq.policy.n_quantiles is None and crossq.policy_kwargs["n_quantiles"] is None
+    assert type(crossq.critic).__name__ == "CrossQCritic"
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(policy_kwargs=dict(n_quantiles=0)), "n_quantiles must be None"),
-        (dict(policy_kwargs=dict(n_quantiles="25")), "n_quantiles must be None"),
+        (dict(policy_kwargs=dict(n_quantiles=0)), "n_quantiles must be 'auto', None"),
+        (dict(policy_kwargs=dict(n_quantiles="25")), "n_quantiles must be 'auto', None"),
         (dict(policy_kwargs=dict(n_quantiles=25, critic_batch_norm=True)), "critic_batch_norm"),
-        (dict(top_quantiles_to_drop_per_net=5), "only applies to TQC's critics"),
+        (dict(policy_kwargs=dict(n_quantiles=None), top_quantiles_to_drop_per_net=5), "only applies to TQC's critics"),
+        (dict(policy_kwargs=dict(critic_batch_norm=True), top_quantiles_to_drop_per_net=5), "only applies to TQC's"),
         (dict(policy_kwargs=dict(n_quantiles=3), top_quantiles_to_drop_per_net=3), "top_quantiles_to_drop_per_net"),
         (dict(policy_kwargs=dict(n_quantiles=3), top_quantiles_to_drop_per_net=-1), "top_quantiles_to_drop_per_net"),
     ],

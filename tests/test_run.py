@@ -193,7 +193,8 @@ def test_net_arch_dict_and_activation(small_kwargs):
     model = QSM("MlpPolicy", "Pendulum-v1", **small_kwargs)
     linear_sizes = [m.out_features for m in model.actor.denoiser.net if isinstance(m, th.nn.Linear)]
     assert linear_sizes == [8, 8, 1]
-    assert [m.out_features for m in model.critic.qf0 if isinstance(m, th.nn.Linear)] == [16, 1]
+    # TQC's critics (the default): 25 quantiles per network
+    assert [m.out_features for m in model.critic.qf0 if isinstance(m, th.nn.Linear)] == [16, 25]
     assert any(isinstance(m, th.nn.Tanh) for m in model.critic.qf0)
     model.learn(150)
 
@@ -254,7 +255,7 @@ def test_deterministic_target_values_the_noise_free_chain(small_kwargs, determin
 
 
 def test_actor_lr_cosine_decay(small_kwargs):
-    model = QSM("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, actor_lr_decay_steps=100, **small_kwargs)
+    model = QSM("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, actor_lr_decay_steps=100, policy_delay=1, **small_kwargs)
     model.learn(151)  # 51 updates: the last one at actor update index 50 of 100 -> half the rate
     assert model.actor.optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-3)
     assert model.critic.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)

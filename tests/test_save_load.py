@@ -152,16 +152,23 @@ def test_save_load_policy_and_actor(tmp_path, small_kwargs, policy_str):
 @pytest.mark.parametrize("safe", [True, False])
 def test_policy_file_older_than_the_sampler_samples_as_it_trained(tmp_path, small_kwargs, safe):
     """A policy or actor saved alone before the sampler argument existed holds no value for it: it loads with the
-    reference sampler it was trained with, not today's default."""
+    reference sampler it was trained with, not today's default; a policy saved before TQC's critics became the default
+    holds no n_quantiles, and loads with the plain critics it has."""
+    small_kwargs["policy_kwargs"].update(n_quantiles=None)
     model = QSM("MlpPolicy", "Pendulum-v1", sampler="posterior", **small_kwargs)
     for network, name in ((model.policy, "policy.pth"), (model.actor, "actor.pth")):
         network.save(tmp_path / name)
         saved = th.load(tmp_path / name, weights_only=False)
         assert saved["data"]["sampler"] == "posterior"
         del saved["data"]["sampler"]
+        if isinstance(network, DiffusionActorPolicy):
+            assert saved["data"]["n_quantiles"] is None
+            del saved["data"]["n_quantiles"]
         th.save(saved, tmp_path / name)
         loaded = type(network).load(tmp_path / name, safe=safe)
         assert (loaded.actor if isinstance(loaded, DiffusionActorPolicy) else loaded).sampler == "reference"
+        if isinstance(loaded, DiffusionActorPolicy):
+            assert loaded.n_quantiles is None and type(loaded.critic).__name__ == "ContinuousCritic"
 
 
 def test_paper_preset_save_load(tmp_path):
@@ -179,21 +186,24 @@ def test_paper_preset_save_load(tmp_path):
 def test_archive_older_than_an_argument_goes_on_with_the_value_it_trained_with(tmp_path, small_kwargs):
     """An archive written before score_target, q_spread_floor, sampler_noise_color, target_diffusion_steps, sampler or
     score_actions existed trained with the gradient target, no floor, white noise, the critic target's full chain, the
-    reference sampler and the replay actions: loading it keeps those (unless the caller says otherwise), not today's
-    defaults."""
+    reference sampler and the replay actions, and one written before TQC's critics became the default (its
+    policy_kwargs without n_quantiles) with plain critics: loading it keeps those (unless the caller says otherwise),
+    not today's defaults."""
     import zipfile
 
     kwargs = dict(
         score_target="gradient", q_spread_floor=0.7, sampler_noise_color=1.0, target_diffusion_steps=3, score_actions="policy"
     )
+    small_kwargs["policy_kwargs"].update(n_quantiles=None)
     QSM("MlpPolicy", "Pendulum-v1", **kwargs, sampler="posterior", **small_kwargs).save(tmp_path / "today")
     with zipfile.ZipFile(tmp_path / "today.zip") as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
     data = json.loads(entries["data"])
     for name in kwargs:
         del data[name]
-    # The sampler travels in policy_kwargs (stored as plain JSON here: it holds no class)
+    # The sampler and the critics' quantiles travel in policy_kwargs (stored as plain JSON here: it holds no class)
     del data["policy_kwargs"]["sampler"]
+    assert data["policy_kwargs"].pop("n_quantiles") is None
     entries["data"] = json.dumps(data).encode()
     with zipfile.ZipFile(tmp_path / "older.zip", "w") as archive:
         for name, content in entries.items():
@@ -203,6 +213,7 @@ def test_archive_older_than_an_argument_goes_on_with_the_value_it_trained_with(t
     assert older.target_diffusion_steps is None
     assert older.sampler == "reference"
     assert older.score_actions == "replay"
+    assert older.policy.n_quantiles is None and type(older.critic).__name__ == "ContinuousCritic"
     assert QSM.load(tmp_path / "older", score_target="posterior").score_target == "posterior"
     assert QSM.load(tmp_path / "older", sampler="posterior").sampler == "posterior"
     # A current archive keeps its own values

@@ -13,7 +13,7 @@ import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
 from sb3_qsm import QSM
-from sb3_qsm.qsm.presets import PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
+from sb3_qsm.qsm.presets import CRITICS_0_1, CRITICS_0_1_POLICY_KWARGS, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
 from sb3_qsm.zoo import PredictOnlyQSM, default_hyperparams_file, register
 from sb3_qsm.zoo.__main__ import with_default_conf_file
 from sb3_qsm.zoo.hyperparams_opt import convert_qsm_params, sample_qsm_params
@@ -63,7 +63,8 @@ def test_gradient_target_block_is_the_papers_update():
     with open(default_hyperparams_file()) as file:
         block = yaml.safe_load(file)["gradient-target"]
     assert {key: block[key] for key in PAPER_UPDATE} == PAPER_UPDATE
-    assert eval(block["policy_kwargs"]) == PAPER_UPDATE_POLICY_KWARGS
+    assert {key: block[key] for key in CRITICS_0_1} == CRITICS_0_1
+    assert eval(block["policy_kwargs"]) == {**PAPER_UPDATE_POLICY_KWARGS, **CRITICS_0_1_POLICY_KWARGS}
 
 
 def test_default_conf_file_only_for_qsm():

@@ -92,8 +92,8 @@ class Config:
 POLICY_OPTIONS = ("best_of_n", "critic_batch_norm", "n_quantiles")
 # Screened candidate defaults whose cost differs from the defaults' (acting with the best of 32 sampled actions, the
 # policy-centred candidates of the posterior target, CrossQ's critics, and those with CrossQ's actor delay of 3,
-# 3-step TD targets (SB3's n-step replay buffer), alone and with CrossQ's critics, TQC's critics, and an actor update
-# every second step (TD3's and SDAC's delay), alone and with TQC's critics)
+# 3-step TD targets (SB3's n-step replay buffer), alone and with CrossQ's critics), and the critics the defaults had
+# before TQC's: plain critics with the actor updated at every step (sb3-qsm 0.1's), and each half of the change alone
 SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
     (("best_of_n", 32),),
     (("score_proposal", "policy"),),
@@ -101,9 +101,9 @@ SCREENED_OPTIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
     (("critic_batch_norm", True), ("policy_delay", 3)),
     (("n_steps", 3),),
     (("n_steps", 3), ("critic_batch_norm", True)),
-    (("n_quantiles", 25),),
-    (("policy_delay", 2),),
-    (("n_quantiles", 25), ("policy_delay", 2)),
+    (("n_quantiles", None), ("policy_delay", 1)),
+    (("n_quantiles", None),),
+    (("policy_delay", 1),),
 )
 
 CONFIGS = (

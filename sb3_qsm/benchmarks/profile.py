@@ -7,10 +7,11 @@ per step, measured by timing the methods that do each phase (eager step; a compi
 
 Phases (each timed exclusive of the phases inside it): acting (the diffusion sample that picks the action), the
 environment's step, storing the transition, replay sampling, the critic target (the next actions' reverse chain and
-the target critics), the critic update (its forward and backward passes and optimizer step), the score target (the
-posterior target's critic pass over the candidates, or the critic's action gradient), the actor update, logging, and
-the rest of the training step (target networks, learning rates) and of SB3's loop. After ``--learning-starts`` random
-steps and ``--warmup-steps`` untimed training steps, ``--steps`` steps are timed, with one torch thread.
+the target critics: their minimum, or TQC's truncated pooled quantiles), the critic update (its forward and backward
+passes and optimizer step), the score target (the posterior target's critic pass over the candidates, or the
+critic's action gradient), the actor update, logging, and the rest of the training step (target networks, learning
+rates) and of SB3's loop. After ``--learning-starts`` random steps and ``--warmup-steps`` untimed training steps,
+``--steps`` steps are timed, with one torch thread.
 """
 
 import dataclasses
@@ -99,6 +100,7 @@ def profile(env_id: str, steps: int, learning_starts: int, warmup_steps: int, **
     assert model.replay_buffer is not None
     timer.wrap(model.replay_buffer, "sample", "replay sampling")
     timer.wrap(model, "_critic_target", "critic target")
+    timer.wrap(model, "_quantile_target", "critic target")
     timer.wrap(model, "_update_critic", "critic update")
     timer.wrap(model, "_posterior_target", "score target")
     timer.wrap(model, "q_score", "score target")

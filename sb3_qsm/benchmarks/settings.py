@@ -32,9 +32,25 @@ def describe_value(value: Any) -> str:
 def describe(hyperparams: dict[str, Any]) -> dict[str, str]:
     """
     :param hyperparams: Constructor arguments
-    :return: The same, each value as text (for the raw result files)
+    :return: The same, each value as text (for the raw result files); in ``policy_kwargs``, a policy argument added
+        since suite v1 ran is left out where it has its earlier value (``without_added_arguments``)
     """
-    return {key: describe_value(value) for key, value in sorted(hyperparams.items())}
+    return {
+        key: describe_value(without_added_arguments(value) if key == "policy_kwargs" else value)
+        for key, value in sorted(hyperparams.items())
+    }
+
+
+def without_added_arguments(policy_kwargs: Any) -> Any:
+    """
+    :param policy_kwargs: A ``policy_kwargs`` argument
+    :return: The same without the arguments added since suite v1 ran that have the value the runs before them
+        computed with (``ADDED_ARGUMENTS``), so that a record from before them still matches a row that now pins that
+        value
+    """
+    if not isinstance(policy_kwargs, dict):
+        return policy_kwargs
+    return {key: value for key, value in policy_kwargs.items() if ADDED_ARGUMENTS.get(key) != describe_value(value)}
 
 
 # Constructor arguments that say nothing about the algorithm's settings (how it is run, not what it computes: a
@@ -64,6 +80,8 @@ ADDED_ARGUMENTS = {
     "sampler": "'reference'",
     "score_actions": "'replay'",
     "top_quantiles_to_drop_per_net": "2",
+    # a policy argument (in policy_kwargs): plain critics
+    "n_quantiles": "None",
 }
 
 
@@ -105,13 +123,23 @@ def effective_hyperparams(model: BaseAlgorithm) -> dict[str, str]:
     names = [name for name in inspect.signature(type(model)).parameters if name not in NOT_SETTINGS]
     effective = {name: describe_value(getattr(model, name)) for name in names if hasattr(model, name)}
     if isinstance(getattr(model, "policy_kwargs", None), dict):
-        # QSM forwards some of its arguments in policy_kwargs: one added since a record, at its earlier value, is left
-        # out there as at the top level, so that the record's policy_kwargs still match
-        policy_kwargs = model.policy_kwargs
-        effective["policy_kwargs"] = describe_value(
-            {key: value for key, value in policy_kwargs.items() if ADDED_ARGUMENTS.get(key) != describe_value(value)}
-        )
+        # QSM forwards some of its arguments in policy_kwargs and records its critics' quantiles there: one added
+        # since a record, at its earlier value, is left out there as at the top level
+        effective["policy_kwargs"] = describe_value(without_added_arguments(model.policy_kwargs))
     return effective
+
+
+def with_suite_defaults(suite_defaults: dict[str, Any], hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param suite_defaults: A suite's ``qsm_defaults`` (for a QSM row; empty otherwise)
+    :param hyperparams: The row's constructor arguments
+    :return: The row's arguments, completed by the suite's defaults; ``policy_kwargs`` merged entry by entry (the
+        row's win), so that a row that sets some policy arguments keeps the suite's others
+    """
+    merged = {**suite_defaults, **hyperparams}
+    if "policy_kwargs" in suite_defaults and "policy_kwargs" in hyperparams:
+        merged["policy_kwargs"] = {**suite_defaults["policy_kwargs"], **hyperparams["policy_kwargs"]}
+    return merged
 
 
 def make_model(
@@ -157,7 +185,8 @@ def make_model(
     else:
         # A copy: SB3 writes into the policy_kwargs it is given, which would then misreport the zoo's entry
         kwargs = {key: copy.deepcopy(value) for key, value in hyperparams.items() if key != "policy"}
-        model = algorithm.algo_class(hyperparams.get("policy", "MlpPolicy"), env, **{**suite_defaults, **kwargs, **common})
+        kwargs = with_suite_defaults(suite_defaults, kwargs)
+        model = algorithm.algo_class(hyperparams.get("policy", "MlpPolicy"), env, **{**kwargs, **common})
     settings = {
         "hyperparams_source": source,
         "hyperparams": describe(hyperparams),

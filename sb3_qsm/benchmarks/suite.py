@@ -10,7 +10,13 @@ from typing import Any
 import gymnasium as gym
 
 from sb3_qsm.benchmarks.algorithms import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, SCREEN_VARIANTS
-from sb3_qsm.qsm.presets import EXPLORATION_0_1, FULL_TARGET_CHAIN, REFERENCE_SAMPLER
+from sb3_qsm.qsm.presets import (
+    CRITICS_0_1,
+    CRITICS_0_1_POLICY_KWARGS,
+    EXPLORATION_0_1,
+    FULL_TARGET_CHAIN,
+    REFERENCE_SAMPLER,
+)
 
 # DeepMind Control tasks, through Shimmy's Gymnasium wrappers (the ``dmc`` extra): their ids start with this
 DM_CONTROL_PREFIX = "dm_control/"
@@ -66,8 +72,9 @@ class Suite:
     :param eval_episodes: Deterministic episodes of each evaluation during training
     :param final_episodes: Episodes of the final evaluation (deterministic, and stochastic where the policy samples)
     :param max_learning_starts: If set, caps every algorithm's ``learning_starts`` (tiny smoke-test budgets only)
-    :param qsm_defaults: QSM arguments that every QSM row of the suite takes unless the row sets them: the defaults
-        the suite was run with, where QSM's have changed since (its committed results stay what they were)
+    :param qsm_defaults: QSM arguments that every QSM row of the suite takes unless the row sets them (its
+        ``policy_kwargs`` entry by entry): the defaults the suite was run with, where QSM's have changed since (its
+        committed results stay what they were)
     :param reuses: Earlier suites whose result of the same run (task, budget, evaluations and seed) this suite takes
         over where it was run with the settings this suite's row has today (``settings_match``), rather than running
         it again (``sb3_qsm.benchmarks.reuse``)
@@ -99,15 +106,17 @@ LOCOMOTION = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5")
 SCREEN_TASKS = ("HalfCheetah-v5", "Hopper-v5", "MountainCarContinuous-v0", "InvertedDoublePendulum-v5")
 # The goal pays +100 and an episode's action costs add up to less than 100: return > 0 <=> goal reached
 MOUNTAIN_CAR_GOAL_RETURN = 0.0
-# The QSM defaults the committed suites v1, screen and cheaper ran with, where today's differ: the exploration of
-# sb3-qsm 0.1, the critic target's full chain, the reference sampler, SB3's 100 warm-up steps and the replay actions
-# as the actor loss's clean actions (rows that set any keep their own)
+# The QSM defaults the committed suites v1, screen and cheaper ran with, where today's differ: the exploration and the
+# critics of sb3-qsm 0.1, the critic target's full chain, the reference sampler, SB3's 100 warm-up steps and the replay
+# actions as the actor loss's clean actions (rows that set any keep their own)
 DEFAULTS_BEFORE_V2: dict[str, Any] = {
     **EXPLORATION_0_1,
+    **CRITICS_0_1,
     **FULL_TARGET_CHAIN,
     **REFERENCE_SAMPLER,
     "learning_starts": 100,
     "score_actions": "replay",
+    "policy_kwargs": dict(CRITICS_0_1_POLICY_KWARGS),
 }
 SUITES = {
     "v1": Suite(

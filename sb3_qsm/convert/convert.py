@@ -28,7 +28,13 @@ from sb3_qsm.common.checkpoint import read_pickle_file
 from sb3_qsm.common.utils import check_real, is_int_at_least, is_real, map_observations, n_observations
 from sb3_qsm.convert.sources import load_sb3_agent
 from sb3_qsm.convert.warm_start import load_critic_from_checkpoint
-from sb3_qsm.qsm.presets import EXPLORATION_0_1, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
+from sb3_qsm.qsm.presets import (
+    CRITICS_0_1,
+    CRITICS_0_1_POLICY_KWARGS,
+    EXPLORATION_0_1,
+    PAPER_UPDATE,
+    PAPER_UPDATE_POLICY_KWARGS,
+)
 from sb3_qsm.qsm.qsm import QSM
 
 SourceAgent = str | pathlib.Path | io.BufferedIOBase | SAC | TD3
@@ -49,10 +55,12 @@ CONVERTED_NOISE_STD = 0.1
 def _qsm_policy_kwargs(source: SAC | TD3) -> dict[str, Any]:
     """
     :param source: The SAC or TD3 agent
-    :return: QSM policy arguments with the source's network sizes, activation, critics and features extractor
+    :return: QSM policy arguments with the source's network sizes, activation, critics (plain ones, which the
+        source's weights are copied into) and features extractor
     """
     policy = source.policy
     return dict(
+        **CRITICS_0_1_POLICY_KWARGS,
         net_arch=dict(pi=list(source.actor.net_arch), qf=list(policy.critic_kwargs["net_arch"])),  # type: ignore[call-overload]
         activation_fn=policy.critic_kwargs["activation_fn"],
         n_critics=policy.critic_kwargs["n_critics"],
@@ -272,7 +280,8 @@ def convert_to_qsm(
     :param device: Device of the QSM model (and of the old agent while converting)
     :param qsm_kwargs: Other ``QSM`` arguments (``gamma`` defaults to the old agent's; ``policy_kwargs`` entries
         override the ones taken from the old agent). Fine-tuning defaults differ from QSM's: the paper's
-        ``score_target="gradient"`` with ``n_diffusion_steps=5`` and the ``"vp"`` schedule, ``bc_coef=3``,
+        ``score_target="gradient"`` with ``n_diffusion_steps=5`` and the ``"vp"`` schedule, plain critics (the old
+        agent's) with an actor update at every critic update (``policy_delay=1``), ``bc_coef=3``,
         ``sampler_temperature=0.1`` and Gaussian ``action_noise`` of std 0.1, which kept the converted HalfCheetah
         agent's return (see the module's constants)
     :return: The QSM agent, ready for ``learn``
@@ -306,7 +315,8 @@ def finetuning_kwargs(qsm_kwargs: dict[str, Any], env: VecEnv, score_scale: floa
     """
     The QSM arguments for fine-tuning an actor that imitates a given policy (converted or pretrained): the user's,
     completed by the settings measured for that case (the module's constants): the paper's update with the
-    exploration of sb3-qsm 0.1 (white sampler noise), ``bc_coef``, a low sampler temperature and Gaussian action noise.
+    exploration and the actor delay of sb3-qsm 0.1 (white sampler noise, an actor update at every critic update),
+    ``bc_coef``, a low sampler temperature and Gaussian action noise.
 
     :param qsm_kwargs: The user's ``QSM`` arguments (not modified)
     :param env: The environment
@@ -320,7 +330,7 @@ def finetuning_kwargs(qsm_kwargs: dict[str, Any], env: VecEnv, score_scale: floa
             f"score_scale='auto' fits the scale of the gradient score target; with score_target="
             f"{qsm_kwargs['score_target']!r} pass score_scale as a number"
         )
-    kwargs = {**PAPER_UPDATE, **EXPLORATION_0_1, **qsm_kwargs}
+    kwargs = {**PAPER_UPDATE, **EXPLORATION_0_1, **CRITICS_0_1, **qsm_kwargs}
     if score_scale != "auto":
         kwargs["score_scale"] = score_scale
     kwargs.setdefault("bc_coef", CONVERTED_BC_COEF)

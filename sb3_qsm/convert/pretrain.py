@@ -18,7 +18,7 @@ from sb3_qsm.common.critics import q_values
 from sb3_qsm.common.utils import check_bool, check_real, is_int_at_least
 from sb3_qsm.convert.convert import finetuning_kwargs, fit_denoiser, set_fitted_score_scale
 from sb3_qsm.convert.demonstrations import Demonstrations
-from sb3_qsm.qsm.presets import PAPER_UPDATE_POLICY_KWARGS
+from sb3_qsm.qsm.presets import CRITICS_0_1_POLICY_KWARGS, PAPER_UPDATE_POLICY_KWARGS
 from sb3_qsm.qsm.qsm import QSM
 
 PRETRAIN_BATCH_SIZE = 256
@@ -207,7 +207,8 @@ def pretrain_qsm(
 
     Fine-tuning starts from a policy that imitates the demonstrator, as after ``convert_to_qsm``, and uses the same
     defaults, measured there: the paper's ``score_target="gradient"`` with ``n_diffusion_steps=5`` and the ``"vp"``
-    schedule, ``bc_coef=3``, ``sampler_temperature=0.1`` and Gaussian ``action_noise`` of std 0.1. With
+    schedule, plain critics with an actor update at every critic update, ``bc_coef=3``, ``sampler_temperature=0.1``
+    and Gaussian ``action_noise`` of std 0.1. With
     ``score_scale="auto"`` the scale is fitted so that the critics' action gradient matches the pretrained denoiser.
 
     :param demonstrations: The transitions (``Demonstrations.from_minari``, ``.from_replay_buffer``, ...)
@@ -229,7 +230,7 @@ def pretrain_qsm(
     vec_env = BaseAlgorithm._wrap_env(maybe_make_env(env, 0), verbose=0)
     demonstrations.check_spaces(vec_env.observation_space, vec_env.action_space)
     kwargs = finetuning_kwargs(qsm_kwargs, vec_env, score_scale, has_data=add_to_replay_buffer)
-    policy_kwargs = {**PAPER_UPDATE_POLICY_KWARGS, **(kwargs.pop("policy_kwargs", None) or {})}
+    policy_kwargs = {**PAPER_UPDATE_POLICY_KWARGS, **CRITICS_0_1_POLICY_KWARGS, **(kwargs.pop("policy_kwargs", None) or {})}
     model = QSM("MlpPolicy", vec_env, policy_kwargs=policy_kwargs, device=device, **kwargs)
     pretrain(
         model, demonstrations, actor_steps, critic_steps, batch_size, learning_rate, add_to_replay_buffer, conservative_weight

@@ -1,7 +1,8 @@
 """
-Warm-start a QSM model's critics from an SB3 SAC or TD3 agent (both use SB3's ``ContinuousCritic``), from an
-sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (the same ``CrossQCritic``), or from an
-sb3-contrib TQC agent into a QSM model with ``n_quantiles`` (the same TQC ``Critic``).
+Warm-start a QSM model's critics from an SB3 SAC or TD3 agent into a QSM model with ``n_quantiles=None`` (both use
+SB3's ``ContinuousCritic``), from an sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (the
+same ``CrossQCritic``), or from an sb3-contrib TQC agent into a QSM model with its ``n_quantiles`` (the same TQC
+``Critic``; QSM's default critics have TQC's 25).
 """
 
 import io
@@ -49,9 +50,10 @@ def load_critic_from_checkpoint(
     model: QSM, source: str | pathlib.Path | io.BufferedIOBase | BaseAlgorithm, include_target: bool = True
 ) -> None:
     """
-    Copy the critic weights (and the target critic's) of an SB3 SAC or TD3 agent into a QSM model, in place; or those
-    of an sb3-contrib CrossQ agent into a QSM model with ``critic_batch_norm=True`` (running statistics included), or
-    of an sb3-contrib TQC agent into a QSM model with the same ``n_quantiles``.
+    Copy the critic weights (and the target critic's) of an SB3 SAC or TD3 agent into a QSM model with plain critics
+    (``policy_kwargs=dict(n_quantiles=None)``), in place; or those of an sb3-contrib CrossQ agent into a QSM model
+    with ``critic_batch_norm=True`` (running statistics included), or of an sb3-contrib TQC agent into a QSM model
+    with the same ``n_quantiles``.
     The actor is left untouched. The critics must have the same architecture: observation and action sizes,
     ``net_arch`` of the Q-networks, ``n_critics`` and activation function; otherwise a ``ValueError`` names the
     first mismatch, and the model is not modified.
@@ -109,8 +111,8 @@ def _matching_state(source_part: dict[str, th.Tensor], expected: dict[str, th.Te
     extra = sorted(set(source_part) - set(expected))
     if missing or extra:
         raise ValueError(
-            f"Cannot warm-start from {source}: the critics differ in architecture (net_arch, n_critics or "
-            "critic_batch_norm): "
+            f"Cannot warm-start from {source}: the critics differ in architecture (net_arch, n_critics, "
+            "critic_batch_norm or n_quantiles: SAC's and TD3's need n_quantiles=None in QSM's policy_kwargs): "
             f"missing {missing[:3]}, unexpected {extra[:3]}"
         )
     for key, value in expected.items():

@@ -32,6 +32,9 @@ WARMUP_EPISODES = 10
 WARMUP_WITHOUT_TIME_LIMIT = 100
 # Largest target quantiles of each TQC critic network left out of the TD target (TQC's default)
 DEFAULT_TOP_QUANTILES_TO_DROP = 2
+# Quantiles per critic network of the default critics, TQC's (TQC's default); n_quantiles="auto" means these unless the
+# critics are CrossQ's (critic_batch_norm=True), which have one output per network
+DEFAULT_N_QUANTILES = 25
 
 
 def check_score_target(
@@ -69,7 +72,7 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     if duplicated:
         raise ValueError(f"Pass {duplicated} to the QSM constructor, not in policy_kwargs.")
     check_best_of_n(policy_kwargs.get("best_of_n", 1), policy_kwargs.get("selection_temperature", 0.0))
-    check_quantiles(policy_kwargs.get("n_quantiles"), policy_kwargs.get("critic_batch_norm", False))
+    check_quantiles(policy_kwargs.get("n_quantiles", "auto"), policy_kwargs.get("critic_batch_norm", False))
 
 
 def check_best_of_n(best_of_n: int, selection_temperature: float = 0.0) -> None:
@@ -98,17 +101,29 @@ def check_batch_norm(critic_batch_norm: bool, momentum: float, eps: float, renor
         raise ValueError(f"renorm_warmup_steps must be an integer >= 0, got {renorm_warmup_steps!r}")
 
 
-def check_quantiles(n_quantiles: int | None, critic_batch_norm: bool) -> None:
+def check_quantiles(n_quantiles: int | str | None, critic_batch_norm: bool) -> None:
     """
-    :raises ValueError: unless ``n_quantiles`` (a policy argument) is None or an integer >= 1, and not given with
-        ``critic_batch_norm=True`` (CrossQ's critics have one output per network)
+    :raises ValueError: unless ``n_quantiles`` (a policy argument) is ``"auto"``, None or an integer >= 1, and an
+        integer only without ``critic_batch_norm=True`` (CrossQ's critics have one output per network)
     """
-    if n_quantiles is None:
+    if n_quantiles is None or n_quantiles == "auto":
         return
     if not is_int_at_least(n_quantiles, 1):
-        raise ValueError(f"n_quantiles must be None (plain critics) or an integer >= 1, got {n_quantiles!r}")
+        raise ValueError(f"n_quantiles must be 'auto', None (plain critics) or an integer >= 1, got {n_quantiles!r}")
     if critic_batch_norm:
         raise ValueError(f"n_quantiles={n_quantiles!r} (TQC's critics) cannot be combined with critic_batch_norm=True")
+
+
+def resolve_n_quantiles(n_quantiles: int | str | None, critic_batch_norm: bool) -> int | None:
+    """
+    :param n_quantiles: The policy's ``n_quantiles`` (checked by ``check_quantiles``)
+    :param critic_batch_norm: The policy's ``critic_batch_norm``
+    :return: The quantiles per critic network it stands for: ``"auto"`` is ``DEFAULT_N_QUANTILES`` (TQC's critics),
+        or None (one value per network) with CrossQ's critics
+    """
+    if n_quantiles == "auto":
+        return None if critic_batch_norm else DEFAULT_N_QUANTILES
+    return None if n_quantiles is None else int(n_quantiles)
 
 
 def check_top_quantiles_to_drop(top_quantiles_to_drop_per_net: int, n_quantiles: int | None) -> None:
@@ -119,8 +134,8 @@ def check_top_quantiles_to_drop(top_quantiles_to_drop_per_net: int, n_quantiles:
     if n_quantiles is None:
         if top_quantiles_to_drop_per_net != DEFAULT_TOP_QUANTILES_TO_DROP:
             raise ValueError(
-                f"top_quantiles_to_drop_per_net={top_quantiles_to_drop_per_net!r} only applies to TQC's critics: "
-                "pass policy_kwargs=dict(n_quantiles=25) as well"
+                f"top_quantiles_to_drop_per_net={top_quantiles_to_drop_per_net!r} only applies to TQC's critics, which "
+                "the policy's critics are not (policy_kwargs with n_quantiles=None or critic_batch_norm=True)"
             )
         return
     if not is_int_at_least(top_quantiles_to_drop_per_net, 0) or top_quantiles_to_drop_per_net >= n_quantiles:

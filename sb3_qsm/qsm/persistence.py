@@ -26,14 +26,14 @@ from sb3_qsm.common.checkpoint import (
     with_values_of_older_archives,
 )
 from sb3_qsm.common.schedules import check_sampler, check_sampler_temperature
-from sb3_qsm.qsm.actor import ARGUMENTS_OF_OLDER_FILES, DiffusionActor
+from sb3_qsm.qsm.actor import DiffusionActor
 from sb3_qsm.qsm.arguments import (
     DEFAULT_TOP_QUANTILES_TO_DROP,
     DIFFUSION_POLICY_ARGS,
     FIXED_DIFFUSION_ARGS,
     SAMPLER_SETTINGS,
 )
-from sb3_qsm.qsm.policies import DiffusionActorPolicy
+from sb3_qsm.qsm.policies import POLICY_ARGUMENTS_OF_OLDER_FILES, DiffusionActorPolicy
 
 SelfQSMCheckpoints = TypeVar("SelfQSMCheckpoints", bound="QSMCheckpoints")
 
@@ -78,9 +78,10 @@ class QSMCheckpoints(OffPolicyAlgorithm):
         when only predicting.
         An archive saved before ``score_target`` existed goes on training with the paper's ``"gradient"`` target it
         was trained with, not today's default; one saved before ``sampler`` existed samples with the
-        ``"reference"`` sampler it was trained with. ``sampler_temperature`` and ``sampler`` given here replace the
-        saved ones; ``n_diffusion_steps`` and ``beta_schedule`` can only be given with their saved values, since the
-        denoiser was trained for them. See ``BaseAlgorithm.load`` for the parameters.
+        ``"reference"`` sampler it was trained with; one saved before TQC's critics became the default keeps its
+        plain critics (and the ``policy_delay`` and ``q_spread_floor`` it saved). ``sampler_temperature`` and
+        ``sampler`` given here replace the saved ones; ``n_diffusion_steps`` and ``beta_schedule`` can only be given
+        with their saved values, since the denoiser was trained for them. See ``BaseAlgorithm.load`` for the parameters.
 
         :param path: path to the file (or a file-like) where to load the agent from
         :param env: the new environment to run the loaded model on (its spaces must match the saved ones)
@@ -232,7 +233,8 @@ def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: A
     """
     Take the diffusion settings out of ``load``'s extra arguments, where ``BaseAlgorithm.load`` would set them as
     attributes that the actor never reads, and give an archive saved before ``sampler`` existed the sampler it
-    trained with (every later archive records it in ``policy_kwargs``).
+    trained with, and one saved before TQC's critics became the default its plain critics (every later archive
+    records both in ``policy_kwargs``).
 
     :param data: Decoded ``data`` entry of the checkpoint
     :param kwargs: ``load``'s extra arguments; the diffusion settings are removed from it
@@ -252,7 +254,7 @@ def _policy_kwargs_to_load(data: dict[str, Any], kwargs: dict[str, Any], path: A
                 f"Cannot load {path} with {name}={value!r}: its denoiser was trained with {name}={saved.get(name)!r}, "
                 "which a loaded model keeps. Train a new model (or convert this one) to use another value."
             )
-    saved = {**ARGUMENTS_OF_OLDER_FILES, **saved}
+    saved = {**POLICY_ARGUMENTS_OF_OLDER_FILES, **saved}
     if "sampler_temperature" in kwargs:
         check_sampler_temperature(kwargs["sampler_temperature"])
         saved["sampler_temperature"] = kwargs.pop("sampler_temperature")

@@ -25,7 +25,7 @@ from sb3_qsm.common.critics import MIN_Q_SPREAD, LayeredCritic, QuantileCritic, 
 from sb3_qsm.common.policies import BoundedActionPolicy
 from sb3_qsm.common.utils import n_observations, repeat_rows
 from sb3_qsm.qsm.actor import ARGUMENTS_OF_OLDER_FILES, DiffusionActor
-from sb3_qsm.qsm.arguments import check_batch_norm, check_best_of_n, check_quantiles
+from sb3_qsm.qsm.arguments import check_batch_norm, check_best_of_n, check_quantiles, resolve_n_quantiles
 
 __all__ = ["CnnPolicy", "DiffusionActor", "DiffusionActorPolicy", "MlpPolicy", "MultiInputPolicy", "QSMPolicy"]
 
@@ -33,6 +33,9 @@ __all__ = ["CnnPolicy", "DiffusionActor", "DiffusionActorPolicy", "MlpPolicy", "
 FUSED_OPTIMIZERS: tuple[type[th.optim.Optimizer], ...] = (th.optim.Adam, th.optim.AdamW)
 # Settings of the batch renormalisation layers of critic_batch_norm=True, under CrossQ's names
 CROSSQ_CRITIC_ARGS = ("batch_norm_momentum", "batch_norm_eps", "renorm_warmup_steps")
+# Policy arguments that older files may lack, with the value those files trained with: the actor's, and the plain
+# critics of the archives saved before TQC's became the default
+POLICY_ARGUMENTS_OF_OLDER_FILES: dict[str, Any] = {**ARGUMENTS_OF_OLDER_FILES, "n_quantiles": None}
 # Seed of the n chains behind predict(deterministic=True) with best_of_n > 1 (see DiffusionActorPolicy.fixed_noise)
 FIXED_NOISE_SEED = 0
 
@@ -102,16 +105,18 @@ class DiffusionActorPolicy(BoundedActionPolicy):
     :param renorm_warmup_steps: Critic updates that normalise by batch statistics alone before batch
         renormalisation's correction towards the running statistics starts (CrossQ: 100,000)
     :param n_quantiles: Build the critics as TQC does (Kuznetsov et al., ICML 2020; sb3-contrib's TQC ``Critic``):
-        each network outputs this many quantiles of the return (TQC: 25), trained by quantile regression onto the
-        pooled target quantiles less the largest ``QSM(top_quantiles_to_drop_per_net=...)`` per network, in place of
-        the minimum of the critics' values. Everywhere a value is needed (the score target, acting) a network's
-        value is the mean of its quantiles. ``None`` (the default): plain critics
+        each network outputs this many quantiles of the return, trained by quantile regression onto the pooled
+        target quantiles less the largest ``QSM(top_quantiles_to_drop_per_net=...)`` per network, in place of the
+        minimum of the critics' values. Everywhere a value is needed (the score target, acting) a network's value is
+        the mean of its quantiles. ``"auto"`` (the default): TQC's 25, or plain critics with ``critic_batch_norm``;
+        ``None``: plain critics (SB3's ``ContinuousCritic``, as SAC's and TD3's; archives saved before TQC's critics
+        became the default load with them)
     """
 
     actor: DiffusionActor
     critic: LayeredCritic
     critic_target: LayeredCritic | None
-    arguments_of_older_files = ARGUMENTS_OF_OLDER_FILES
+    arguments_of_older_files = POLICY_ARGUMENTS_OF_OLDER_FILES
 
     def __init__(
         self,
@@ -143,7 +148,7 @@ class DiffusionActorPolicy(BoundedActionPolicy):
         batch_norm_momentum: float = 0.01,
         batch_norm_eps: float = 0.001,
         renorm_warmup_steps: int = 100_000,
-        n_quantiles: int | None = None,
+        n_quantiles: int | str | None = "auto",
     ):
         check_best_of_n(best_of_n, selection_temperature)
         check_batch_norm(critic_batch_norm, batch_norm_momentum, batch_norm_eps, renorm_warmup_steps)
@@ -202,8 +207,9 @@ class DiffusionActorPolicy(BoundedActionPolicy):
                 batch_norm_eps=batch_norm_eps,
                 renorm_warmup_steps=renorm_warmup_steps,
             )
+        n_quantiles = resolve_n_quantiles(n_quantiles, critic_batch_norm)
         if n_quantiles is not None:
-            self.critic_kwargs["n_quantiles"] = int(n_quantiles)
+            self.critic_kwargs["n_quantiles"] = n_quantiles
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:

@@ -33,6 +33,12 @@ PAPER_UPDATE_POLICY_KWARGS: dict[str, Any] = dict(action_fan_in_init=False)
 # settings were measured with it: the paper preset (the reference samples white noise), the fine-tuning of converted
 # and pretrained agents, the shipped zoo entries and the committed suites that ran before the defaults changed
 EXPLORATION_0_1: dict[str, Any] = dict(sampler_noise_color=0.0, q_spread_floor=0.0)
+# The critics of sb3-qsm 0.1 (plain critics with the minimum of two, as SAC's and TD3's, and the actor updated at every
+# critic update), pinned wherever settings were measured with them: the paper preset (the reference's critics), the
+# fine-tuning of converted and pretrained agents, the shipped zoo entries and the committed suites that ran before
+# TQC's critics became the default. The critics are a policy argument, the delay QSM's
+CRITICS_0_1: dict[str, Any] = dict(policy_delay=1)
+CRITICS_0_1_POLICY_KWARGS: dict[str, Any] = dict(n_quantiles=None)
 # The critic target of sb3-qsm 0.1 (its next action from all T reverse steps), pinned with EXPLORATION_0_1 by the
 # committed suites that ran before target_diffusion_steps="auto" became the default
 FULL_TARGET_CHAIN: dict[str, Any] = dict(target_diffusion_steps=None)
@@ -51,7 +57,7 @@ PAPER_HYPERPARAMS: dict[str, Any] = dict(
     sampler_temperature=1.0,
     target_policy_noise=0.1,
     target_noise_clip=None,
-    policy_delay=1,
+    **CRITICS_0_1,
     actor_lr_decay_steps=2_000_000,
     policy_kwargs=dict(
         net_arch=[512, 512],
@@ -62,6 +68,7 @@ PAPER_HYPERPARAMS: dict[str, Any] = dict(
         clip_sampler=True,
         xavier_critic_init=True,
         **PAPER_UPDATE_POLICY_KWARGS,
+        **CRITICS_0_1_POLICY_KWARGS,
         n_critics=2,
     ),
 )

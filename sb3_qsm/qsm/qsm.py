@@ -27,6 +27,7 @@ from sb3_qsm.qsm.arguments import (
     check_score_target,
     check_target_diffusion_steps,
     check_top_quantiles_to_drop,
+    resolve_n_quantiles,
     time_limit,
     without_own_n_step_replay,
 )
@@ -39,12 +40,14 @@ from sb3_qsm.qsm.training import QSMTrainingStep
 SelfQSM = TypeVar("SelfQSM", bound="QSM")
 
 # Exploration defaults, measured on the screen and in probes (docs: guide/parameters): pink sampler noise, and a floor
-# of 0.3 under the posterior target's spread, with which the posterior sampler finds MountainCarContinuous-v0's goal on
-# 4 of 5 seeds within 20k steps (0 of 5 with a floor of 0.1, whose policy pushes too little: benchmarks/probes), keeps
-# the bandit's four modes and costs nothing beyond the spread between seeds on Hopper; HalfCheetah's seeds are in the
-# benchmarks page's ablation table
+# of 0.6 under the posterior target's spread. With TQC's critics the floor of 0.3 let the four-peak bandit's policy
+# settle on one peak (seed 0); 0.6 keeps its four modes on seeds 0-4 and finds MountainCarContinuous-v0's goal within
+# 21k steps on 5 of 5 seeds (benchmarks/probes)
 DEFAULT_SAMPLER_NOISE_COLOR = 1.0
-DEFAULT_Q_SPREAD_FLOOR = 0.3
+DEFAULT_Q_SPREAD_FLOOR = 0.6
+# The actor is updated every second critic update, as TD3's and SDAC's are: the step then costs 1.5x SAC's rather than
+# 2x with TQC's critics (the default critics, see DiffusionActorPolicy), at no measured cost in returns
+DEFAULT_POLICY_DELAY = 2
 
 
 class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
@@ -56,7 +59,8 @@ class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
     Original implementation: https://github.com/Alescontrela/score_matching_rl
 
     Each gradient step updates the critics with a TD target built from a fresh diffusion sample at the next
-    observation (plus Gaussian target noise, min over the target critics), then regresses the denoiser
+    observation (plus Gaussian target noise; by default TQC's truncated quantile critics, or the min over the target
+    critics with plain ones), and every ``policy_delay`` steps regresses the denoiser
     ``eps_theta(s, a_t, t)`` at a noised replay action ``a_t`` onto a target built from the critics: by default the
     noise of the policy ``exp(score_scale * Q / spread)`` noised to step ``t`` (``score_target="posterior"``), or the
     paper's ``-score_scale * grad_a mean_i Q_i(s, a_t)`` (``score_target="gradient"``, as in
@@ -110,8 +114,9 @@ class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
         sample (paper: a sample): the critics then value the policy that is evaluated, as TD3's do, and exploration
         keeps the sampled actions. It is the action of ``predict(deterministic=True)`` (with ``best_of_n=1``) when
         ``target_diffusion_steps=None``; by default, that chain's noise-free counterpart on half the steps
-    :param policy_delay: The actor is updated once every ``policy_delay`` critic updates (paper: 1).
-        The target critics are updated at every critic update, as in the paper.
+    :param policy_delay: The actor is updated once every ``policy_delay`` critic updates (paper: 1; TD3 and SDAC: 2).
+        The target critics are updated at every critic update, as in the paper. Default 2 (archives saved before
+        keep the 1 they were trained with)
     :param actor_lr_decay_steps: If set, the actor's learning rate follows a cosine decay to 0 over this many actor
         updates (paper: 2e6), on top of ``learning_rate``. ``None`` keeps it equal to ``learning_rate``.
     :param bc_coef: Weight of a denoising score matching term on the replay actions added to the actor loss
@@ -160,7 +165,7 @@ class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
         ``exp(score_scale * Q / spread)`` stays broader than ``score_scale`` alone makes it. 0 keeps the target
         independent of the reward scale; a floor keeps a critic that has seen only small rewards (MountainCar's
         action cost before its goal) from turning its negligible preferences into a sharp policy that stops exploring.
-        Default 0.3 (0 in archives saved before the argument existed)
+        Default 0.6 (archives saved before keep theirs: 0 before the argument existed)
     :param sampler_noise_color: Exponent ``beta`` of the power spectrum ``1 / f^beta`` of the sampler's noise over
         the steps of an environment while collecting data (the chain's start and injected noise, drawn by
         pink-noise-rl's ``ColoredNoiseProcess``, one series per environment and noise coordinate, as long as an
@@ -169,9 +174,10 @@ class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
         (Eberhard et al., "Pink Noise Is All You Need", ICLR 2023). Used where the policy acts with the sampler alone
         (``best_of_n = 1`` or ``selection_temperature = math.inf``); ``predict`` itself always draws white noise.
         Default 1 (0 in archives saved before the argument existed)
-    :param top_quantiles_to_drop_per_net: With TQC's critics (``policy_kwargs=dict(n_quantiles=...)``), how many of
-        the largest target quantiles of each network the TD target leaves out of the pooled quantiles (TQC's
-        truncation, which controls overestimation as the minimum of two critics does); TQC's default, 2
+    :param top_quantiles_to_drop_per_net: With TQC's critics (the default, see ``DiffusionActorPolicy``'s
+        ``n_quantiles``), how many of the largest target quantiles of each network the TD target leaves out of the
+        pooled quantiles (TQC's truncation, which controls overestimation as the minimum of two critics does); TQC's
+        default, 2
     :param compile: Compile the training step's losses (with their backward passes) and the sampler with
         ``torch.compile`` (off by default; the first gradient steps and the first ``predict`` then take tens of
         seconds to compile). The optimizer steps and the check for non-finite losses stay eager. The compiled step
@@ -227,7 +233,7 @@ class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
         target_policy_noise: float = 0.1,
         target_noise_clip: float | None = None,
         deterministic_target: bool = False,
-        policy_delay: int = 1,
+        policy_delay: int = DEFAULT_POLICY_DELAY,
         actor_lr_decay_steps: int | None = None,
         bc_coef: float = 0.0,
         score_target: str = "posterior",
@@ -263,7 +269,11 @@ class QSM(QSMCheckpoints, ColoredSamplerNoise, QSMTrainingStep):
         check_bool("deterministic_target", deterministic_target)
         check_score_target(score_target, n_score_samples, score_proposal, q_spread_floor, score_actions)
         check_sampler_noise_color(sampler_noise_color)
-        check_top_quantiles_to_drop(top_quantiles_to_drop_per_net, policy_kwargs.get("n_quantiles"))
+        # Every model records its critics' quantiles, so that an archive without them is one of plain critics
+        policy_kwargs["n_quantiles"] = resolve_n_quantiles(
+            policy_kwargs.get("n_quantiles", "auto"), policy_kwargs.get("critic_batch_norm", False)
+        )
+        check_top_quantiles_to_drop(top_quantiles_to_drop_per_net, policy_kwargs["n_quantiles"])
         check_target_diffusion_steps(target_diffusion_steps, n_diffusion_steps)
         check_off_policy_args(buffer_size, learning_starts, batch_size, tau, gamma, n_steps)
         check_compile_args(compile, compile_kwargs)
