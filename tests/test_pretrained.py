@@ -71,9 +71,15 @@ def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run):
         batch_size=1,
         device="cpu",
         policy_kwargs=policy_kwargs,
-        **{key: entry[key] for key in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule") if key in entry},
+        **{
+            key: entry[key]
+            for key in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "policy_delay")
+            if key in entry
+        },
     )
-    for name in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "n_critics"):
+    for name in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "n_critics", "policy_delay"):
         assert getattr(trained, name, None) == getattr(shipped, name, None), name
+    # Their archives predate TQC's critics as the default: they load with the plain critics they hold
+    assert trained.policy.n_quantiles is None and shipped.policy.n_quantiles is None
     # The shipped agents predate the fan-in initialisation (their archives cannot say so): they started from Xavier's
     assert trained.policy.actor.action_fan_in_init is False

@@ -13,7 +13,8 @@ The documentation build writes this table into the benchmarks page.
 
 The second table, ``probe_table``, gathers the longer probes (``benchmarks/probes/``: 100k steps with the warm-up
 default, one line per run with its final evaluation) beside the references they were measured against: QSM's suite
-v2 rows run with ``score_actions="replay"`` (the defaults while the probes ran) and SAC (RL Zoo)'s suite v2 rows.
+v2 rows run with the defaults of the probes' time (``score_actions="replay"``, then the plain critics), those of
+today's defaults, and SAC (RL Zoo)'s suite v2 rows.
 The probes evaluate on other episode seeds than the runner, so a probe and a suite row of the same seed differ.
 
     python -m sb3_qsm.benchmarks ablation --probes   # prints the probes' table instead
@@ -40,6 +41,7 @@ PROBE_BUDGET, PROBE_SEEDS = 100_000, (0, 1, 2)
 # The suite rows beside the probes: name -> (folder under the results, algorithm, label)
 PROBE_REFERENCES = {
     "qsm-replay": ("superseded/v2-score-actions-replay", "qsm", 'QSM (defaults then: `score_actions="replay"`), suite v2'),
+    "qsm-plain": ("superseded/v2-plain-critics", "qsm", "QSM (defaults then: plain critics, `q_spread_floor=0.3`), suite v2"),
     "qsm": ("v2", "qsm", "QSM (defaults), suite v2"),
     "sac": ("v2", "sac", "SAC (RL Zoo), suite v2"),
 }
