@@ -1,5 +1,5 @@
-"""Policies for QSM: a diffusion actor (:class:`~sb3_qsm.qsm.actor.DiffusionActor`) paired with SB3's
-``ContinuousCritic`` (or sb3-contrib's ``CrossQCritic`` or TQC ``Critic``), and how they choose actions together."""
+"""Policies for QSM: a diffusion actor (:class:`~sb3_qsm.qsm.actor.DiffusionActor`) paired with sb3-contrib's TQC
+``Critic`` (or SB3's ``ContinuousCritic``, or sb3-contrib's ``CrossQCritic``), and how they choose actions together."""
 
 import contextlib
 import math
@@ -42,9 +42,9 @@ FIXED_NOISE_SEED = 0
 
 class DiffusionActorPolicy(BoundedActionPolicy):
     """
-    Policy class for QSM: a diffusion actor (:class:`DiffusionActor`) and SB3's ``ContinuousCritic`` with its target
-    networks; with ``n_quantiles``, sb3-contrib's TQC ``Critic`` with its target networks; or, with
-    ``critic_batch_norm=True``, sb3-contrib's ``CrossQCritic`` without them.
+    Policy class for QSM: a diffusion actor (:class:`DiffusionActor`) and sb3-contrib's TQC ``Critic`` with its
+    target networks (the default, ``n_quantiles="auto"``); with ``n_quantiles=None``, SB3's ``ContinuousCritic``
+    with its target networks; or, with ``critic_batch_norm=True``, sb3-contrib's ``CrossQCritic`` without them.
 
     :param observation_space: Observation space
     :param action_space: Action space
