@@ -411,6 +411,21 @@ def test_verdicts() -> None:
     assert aggregate.verdict(summary(6, np.nan, np.nan), summary(5, 3, 7)) == "too few seeds to compare"
 
 
+def test_statement_names_the_iqms_its_verdicts_compare() -> None:
+    """The plain statement quotes the numbers the verdict rule compares (the IQMs), not the means beside them."""
+
+    def summary(mean: float, iqm: float, low: float, high: float) -> dict:
+        return {"final_mean": mean, "final_iqm": iqm, "final_iqm_ci": [low, high]}
+
+    summaries = {
+        "Task-v0": {aggregate.REFERENCE: summary(77.0, 96.0, 31.0, 97.0), "sac": summary(95.0, 94.0, 93.0, 96.0)},
+        "Other-v0": {aggregate.REFERENCE: summary(10.0, 10.0, 9.0, 11.0), "sac": summary(5.0, 5.0, 4.0, 6.0)},
+    }
+    text = aggregate.statement(summaries)
+    assert "is ahead on Other-v0 (10 vs 5); neither clearly ahead nor behind on Task-v0 (96 vs 94)." in text
+    assert "(Final-return IQMs, QSM first." in text
+
+
 def test_numbers_have_no_negative_zero() -> None:
     assert aggregate.number(-0.04) == "0.0" and aggregate.number(-0.4, 0) == "0"
     assert aggregate.number(-0.06) == "-0.1" and aggregate.number(2.25, 0) == "2"
@@ -586,3 +601,4 @@ def test_probe_table_puts_each_probe_beside_the_defaults_and_sac(tmp_path) -> No
     assert table[6] == "| Task-v0 | `n_score_samples=4` | - | 7 | - | 7 (1) |"
     assert len(table) == 9  # the note after a blank line
     assert ablation.probe_table([], references) == "No probe results committed yet.\n"
+

@@ -229,12 +229,12 @@ def statement(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
             ref, base = algos[REFERENCE], algos[baseline]
             outcome = verdict(ref, base)
             key = outcome if outcome in ("ahead", "behind") else "neither clearly ahead nor behind"
-            groups[key].append(f"{env} ({number(ref['final_mean'], 0)} vs {number(base['final_mean'], 0)})")
+            groups[key].append(f"{env} ({number(ref['final_iqm'], 0)} vs {number(base['final_iqm'], 0)})")
         parts = [f"{key} on {', '.join(envs)}" for key, envs in groups.items() if envs]
         if parts:
             lines.append(f"- Against {LABELS[baseline]}, QSM (defaults) is " + "; ".join(parts) + ".")
     note = (
-        "\n(Final returns, QSM first. Ahead or behind: the 95% intervals of the final-return IQM do not overlap; "
+        "\n(Final-return IQMs, QSM first. Ahead or behind: the 95% intervals of the final-return IQM do not overlap; "
         "with fewer than 2 seeds, or overlapping intervals, neither.)\n"
     )
     return "\n".join(lines) + "\n" + note
