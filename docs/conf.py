@@ -5,14 +5,13 @@ import json
 import os
 import pathlib
 
-import yaml
-
 from sb3_qsm.benchmarks.ablation import REFERENCE_SUITE, load_probe_references, load_probes, probe_table, screen_table
 from sb3_qsm.benchmarks.aggregate import group, load_runs, summarize, write_report
 from sb3_qsm.benchmarks.cost import cheaper_table, cost_table
 from sb3_qsm.benchmarks.evaluation import describe_result, mean_return
 from sb3_qsm.benchmarks.export_latency import table as export_latency_table
 from sb3_qsm.benchmarks.profile import profile_table
+from sb3_qsm.benchmarks.zoo_agents import plot_training_curves
 
 with open(os.path.join(os.path.dirname(__file__), "..", "sb3_qsm", "version.txt")) as file_handler:
     __version__ = file_handler.read().strip()
@@ -67,24 +66,19 @@ def _cell(record: dict | None) -> str:
     return "not run" if record is None else describe_result(record["deterministic"])
 
 
-def _score_scale(run: str, env_id: str) -> float:
-    with open(os.path.join(run, env_id, "config.yml")) as file:
-        config = dict(yaml.load(file, Loader=yaml.UnsafeLoader))  # the zoo writes an OrderedDict
-    return float(config.get("score_scale", 50.0))
-
-
 def _pretrained_table() -> str:
-    lines = ["| Task | Steps | QSM score scale | QSM | SB3 SAC, same budget |", "| --- | --- | --- | --- | --- |"]
-    runs = sorted(glob.glob(os.path.join(ROOT, "rl-trained-agents", "qsm", "*_1")))
-    runs += sorted(glob.glob(os.path.join(ROOT, "benchmarks", "zoo", "qsm", "*_1")))
-    for run in runs:
+    """The shipped QSM agents' evaluations, beside SAC's run with the same zoo command where it has the same budget."""
+    lines = ["| Task | Steps | QSM | SB3 SAC, same budget |", "| --- | --- | --- | --- |"]
+    for run in sorted(glob.glob(os.path.join(ROOT, "rl-trained-agents", "qsm", "*_1"))):
         qsm = _evaluation(os.path.join(run, "evaluation.json"))
         sac = _evaluation(os.path.join(ROOT, "benchmarks", "zoo", "sac", os.path.basename(run), "evaluation.json"))
         if qsm is None:
             continue
-        shipped = " (shipped)" if "rl-trained-agents" in run else " (not shipped)"
-        scale = _score_scale(run, qsm["env"])
-        lines.append(f"| {qsm['env']}{shipped} | {qsm['n_timesteps']:,} | {scale:g} | {_cell(qsm)} | {_cell(sac)} |")
+        if sac is not None and sac["n_timesteps"] != qsm["n_timesteps"]:
+            sac_cell = f"not run at this budget ({sac['n_timesteps']:,} steps: {_cell(sac)})"
+        else:
+            sac_cell = _cell(sac)
+        lines.append(f"| {qsm['env']} | {qsm['n_timesteps']:,} | {_cell(qsm)} | {sac_cell} |")
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +120,10 @@ for name, table in (
 ):
     with open(os.path.join(GENERATED, name), "w") as file:
         file.write(table)
+_shipped = sorted(pathlib.Path(ROOT, "rl-trained-agents", "qsm").glob("*_1"))
+plot_training_curves(_shipped, pathlib.Path(ROOT, "benchmarks", "zoo", "sac"), "SAC, zoo entry, same seed").savefig(
+    os.path.join(GENERATED, "pretrained_curves.png"), dpi=110
+)
 
 
 def _benchmark_pages() -> None:

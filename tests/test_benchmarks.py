@@ -602,3 +602,25 @@ def test_probe_table_puts_each_probe_beside_the_defaults_and_sac(tmp_path) -> No
     assert len(table) == 9  # the note after a blank line
     assert ablation.probe_table([], references) == "No probe results committed yet.\n"
 
+
+def test_zoo_training_curves_draw_each_agent_beside_its_baseline(tmp_path: pathlib.Path) -> None:
+    from sb3_qsm.benchmarks.zoo_agents import plot_training_curves, training_curve
+
+    def zoo_run(folder: pathlib.Path, results: list[list[float]]) -> pathlib.Path:
+        folder.mkdir(parents=True)
+        steps = np.arange(1, len(results) + 1) * 1000
+        np.savez(folder / "evaluations.npz", timesteps=steps, results=np.array(results), ep_lengths=np.ones((len(results), 2)))
+        return folder
+
+    hopper = zoo_run(tmp_path / "qsm" / "Hopper-v5_1", [[1.0, 3.0], [10.0, 20.0]])
+    pendulum = zoo_run(tmp_path / "qsm" / "Pendulum-v1_1", [[-500.0, -300.0]])
+    zoo_run(tmp_path / "sac" / "Hopper-v5_1", [[0.0, 2.0]])
+    steps, returns = training_curve(hopper)  # type: ignore[misc]
+    assert steps.tolist() == [1000, 2000] and returns.tolist() == [2.0, 15.0]
+    assert training_curve(tmp_path / "sac" / "Pendulum-v1_1") is None
+    fig = plot_training_curves([hopper, pendulum], tmp_path / "sac", "SAC")
+    (hopper_ax, pendulum_ax) = fig.axes
+    assert hopper_ax.get_title() == "Hopper-v5" and pendulum_ax.get_title() == "Pendulum-v1"
+    assert [line.get_label() for line in hopper_ax.get_lines()] == ["QSM", "SAC"]
+    assert [line.get_label() for line in pendulum_ax.get_lines()] == ["QSM"]
+    assert pendulum_ax.get_lines()[0].get_ydata().tolist() == [-400.0]

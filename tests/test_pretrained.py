@@ -64,6 +64,8 @@ def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run):
     entry = yaml.safe_load(pathlib.Path(default_hyperparams_file()).read_text())[env_id]
     policy_kwargs = eval(entry.get("policy_kwargs", "dict()"))
     shipped = QSM.load(run / f"{env_id}.zip", buffer_size=1, device="cpu")
+    settings = ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "policy_delay", "score_actions")
+    settings += ("target_diffusion_steps", "q_spread_floor", "sampler_noise_color", "learning_starts")
     trained = QSM(
         "MlpPolicy",
         env_id,
@@ -71,15 +73,11 @@ def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run):
         batch_size=1,
         device="cpu",
         policy_kwargs=policy_kwargs,
-        **{
-            key: entry[key]
-            for key in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "policy_delay")
-            if key in entry
-        },
+        **{key: entry[key] for key in (*settings, "sampler") if key in entry},
     )
-    for name in ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "n_critics", "policy_delay"):
-        assert getattr(trained, name, None) == getattr(shipped, name, None), name
-    # Their archives predate TQC's critics as the default: they load with the plain critics they hold
-    assert trained.policy.n_quantiles is None and shipped.policy.n_quantiles is None
-    # The shipped agents predate the fan-in initialisation (their archives cannot say so): they started from Xavier's
-    assert trained.policy.actor.action_fan_in_init is False
+    for name in settings:
+        assert getattr(trained, name) == getattr(shipped, name), name
+    assert trained.policy.actor.sampler == shipped.policy.actor.sampler
+    assert trained.policy.critic_kwargs["n_critics"] == shipped.policy.critic_kwargs["n_critics"]
+    assert trained.policy.n_quantiles == shipped.policy.n_quantiles
+    assert trained.policy.actor.action_fan_in_init == shipped.policy.actor.action_fan_in_init

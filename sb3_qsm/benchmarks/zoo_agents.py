@@ -8,13 +8,17 @@ result as ``evaluation.json`` next to each agent (or under ``--out``). The envir
 
 import json
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rl_zoo3 import ALGOS, create_test_env, get_saved_hyperparams
 
 from sb3_qsm.benchmarks import command_parser
 from sb3_qsm.benchmarks.evaluation import describe_result, environment, evaluate
 from sb3_qsm.zoo import register
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def evaluate_agent(run: pathlib.Path, algo: str, episodes: int, seed: int) -> dict[str, Any]:
@@ -41,6 +45,51 @@ def evaluate_agent(run: pathlib.Path, algo: str, episodes: int, seed: int) -> di
         "deterministic": evaluate(model, env, episodes, deterministic=True),
         "environment": environment(),
     }
+
+
+def training_curve(run: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """
+    :param run: A zoo run's folder (``<ENV>_<id>``)
+    :return: The steps of the evaluations the zoo ran while training it (``evaluations.npz``, written by
+        ``--eval-freq``) and their mean returns, or None where it kept none
+    """
+    path = run / "evaluations.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return data["timesteps"], data["results"].mean(axis=1)
+
+
+def plot_training_curves(runs: list[pathlib.Path], baselines: pathlib.Path, baseline_label: str) -> "Figure":
+    """
+    One panel per agent: the mean return of its evaluations during training, beside the run of the same name under
+    ``baselines`` where there is one (drawn over its own budget).
+
+    :param runs: The agents' folders (``<ENV>_<id>``), each with its ``evaluations.npz``
+    :param baselines: The folder of the baseline's runs (``<ENV>_<id>``)
+    :param baseline_label: The baseline's name in the legend
+    :return: The matplotlib figure
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.4), squeeze=False)
+    for ax, run in zip(axes.flat, runs, strict=True):
+        for folder, label in ((run, "QSM"), (baselines / run.name, baseline_label)):
+            curve = training_curve(folder)
+            if curve is not None:
+                ax.plot(*curve, marker=".", label=label)
+        ax.set_title(run.name.rsplit("_", 1)[0])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
