@@ -53,6 +53,9 @@ html_css_files = ["tables.css"]
 # Result tables, generated from the committed raw files at every build (never typed by hand)
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 GENERATED = os.path.join(os.path.dirname(__file__), "_generated")
+# The shipped QSM agents (zoo layout), and SAC's zoo runs beside them
+SHIPPED_AGENTS = sorted(pathlib.Path(ROOT, "rl-trained-agents", "qsm").glob("*_1"))
+ZOO_SAC = pathlib.Path(ROOT, "benchmarks", "zoo", "sac")
 
 
 def _evaluation(path: str) -> dict | None:
@@ -69,9 +72,9 @@ def _cell(record: dict | None) -> str:
 def _pretrained_table() -> str:
     """The shipped QSM agents' evaluations, beside SAC's run with the same zoo command where it has the same budget."""
     lines = ["| Task | Steps | QSM | SB3 SAC, same budget |", "| --- | --- | --- | --- |"]
-    for run in sorted(glob.glob(os.path.join(ROOT, "rl-trained-agents", "qsm", "*_1"))):
+    for run in SHIPPED_AGENTS:
         qsm = _evaluation(os.path.join(run, "evaluation.json"))
-        sac = _evaluation(os.path.join(ROOT, "benchmarks", "zoo", "sac", os.path.basename(run), "evaluation.json"))
+        sac = _evaluation(os.path.join(ZOO_SAC, run.name, "evaluation.json"))
         if qsm is None:
             continue
         if sac is not None and sac["n_timesteps"] != qsm["n_timesteps"]:
@@ -120,8 +123,7 @@ for name, table in (
 ):
     with open(os.path.join(GENERATED, name), "w") as file:
         file.write(table)
-_shipped = sorted(pathlib.Path(ROOT, "rl-trained-agents", "qsm").glob("*_1"))
-plot_training_curves(_shipped, pathlib.Path(ROOT, "benchmarks", "zoo", "sac"), "SAC, zoo entry, same seed").savefig(
+plot_training_curves(SHIPPED_AGENTS, ZOO_SAC, "SAC, zoo entry, same seed").savefig(
     os.path.join(GENERATED, "pretrained_curves.png"), dpi=110
 )
 

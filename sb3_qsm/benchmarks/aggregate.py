@@ -326,6 +326,23 @@ def algorithm_colours(algos: Iterable[str]) -> dict[str, Any]:
     return {algo: palette(index % 20) for index, algo in enumerate(ordered)}
 
 
+def learning_curve_axes(ax: Any, title: str) -> None:
+    """
+    Label a panel of evaluation return against environment steps (in thousands), as every learning-curve figure of
+    the benchmarks draws it.
+
+    :param ax: The matplotlib axes
+    :param title: The panel's title (the task)
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_title(title)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.grid(alpha=0.3)
+
+
 def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) -> Any:
     """
     One panel per task: mean evaluation return over seeds, shaded with its 95% bootstrap interval. Each algorithm
@@ -338,7 +355,6 @@ def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     n_cols = min(3, len(grouped))
     n_rows = -(-len(grouped) // n_cols)
@@ -357,11 +373,7 @@ def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) 
             low, high = bootstrap_ci(returns, statistic=np.mean)
             if not np.isnan(low).all():
                 ax.fill_between(steps, low, high, color=colour, alpha=0.2)
-        ax.set_title(env)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return")
-        ax.grid(alpha=0.3)
+        learning_curve_axes(ax, env)
     for ax in list(axes.flat)[len(grouped) :]:
         ax.set_visible(False)
     order = [algo for algo in LABELS if algo in legend] + [algo for algo in legend if algo not in LABELS]

@@ -14,6 +14,7 @@ import numpy as np
 from rl_zoo3 import ALGOS, create_test_env, get_saved_hyperparams
 
 from sb3_qsm.benchmarks import command_parser
+from sb3_qsm.benchmarks.aggregate import learning_curve_axes
 from sb3_qsm.benchmarks.evaluation import describe_result, environment, evaluate
 from sb3_qsm.zoo import register
 
@@ -74,7 +75,6 @@ def plot_training_curves(runs: list[pathlib.Path], baselines: pathlib.Path, base
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 3.4), squeeze=False)
     for ax, run in zip(axes.flat, runs, strict=True):
@@ -82,11 +82,7 @@ def plot_training_curves(runs: list[pathlib.Path], baselines: pathlib.Path, base
             curve = training_curve(folder)
             if curve is not None:
                 ax.plot(*curve, marker=".", label=label)
-        ax.set_title(run.name.rsplit("_", 1)[0])
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("evaluation return")
-        ax.grid(alpha=0.3)
+        learning_curve_axes(ax, run.name.rsplit("_", 1)[0])
         ax.legend()
     fig.tight_layout()
     return fig
