@@ -2,7 +2,9 @@
 resuming, idempotence, the RL Zoo hyperparameters, the statistics, the figures and the cost figures."""
 
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -130,6 +132,54 @@ def test_lock_is_exclusive_and_taken_over_when_stale(tmp_path: pathlib.Path) -> 
     assert not locks.acquire_lock(lock)  # held by this (living) process
     lock.write_text(f"{locks.socket.gethostname()} 999999999")  # a process that does not exist
     assert locks.acquire_lock(lock)
+
+
+# A runner with one long run (Pendulum-v1, SAC, a checkpoint every 100 steps), in a process of its own
+_LONG_RUN = """
+import dataclasses, pathlib, sys
+from sb3_qsm.benchmarks import runner, suite
+quick = suite.SUITES["quick"]
+spec = dataclasses.replace(runner.spec_of(quick, quick.tasks[0], "sac", 0), budget=1_000_000, eval_freq=100)
+sys.exit(0 if runner.execute([spec], pathlib.Path(sys.argv[1]), 1, "cpu", None) else 1)
+"""
+
+
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "sigterm"])
+def test_a_signalled_runner_checkpoints_its_runs_and_leaves_no_worker(
+    tmp_path: pathlib.Path, signum: int, to_group: bool
+) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) or SIGTERM to the runner alone: the run in progress
+    checkpoints and stops, and the runner ends only after its worker (which would otherwise go on alone, holding the
+    run's lock)."""
+    quick = suite.SUITES["quick"]
+    spec = run.dataclasses.replace(run.spec_of(quick, quick.tasks[0], "sac", 0), budget=1_000_000, eval_freq=100)
+    progress = run.checkpoint_dir(tmp_path, spec) / "progress.json"
+    runner = subprocess.Popen(
+        [sys.executable, "-c", _LONG_RUN, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while not progress.is_file() and runner.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert progress.is_file(), "no checkpoint was written"
+        steps_at_first_checkpoint = json.loads(progress.read_text())["evaluations"][-1]["timesteps"]
+        if to_group:
+            os.killpg(runner.pid, signum)
+        else:
+            runner.send_signal(signum)
+        output, _ = runner.communicate(timeout=300)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+    assert runner.returncode == 0, output
+    assert f"{spec.name}: stopped, checkpoint saved" in output
+    assert json.loads(progress.read_text())["segments"][-1]["steps"] >= steps_at_first_checkpoint
+    assert not run.result_path(tmp_path, spec).exists()
+    assert not run.lock_path(tmp_path, spec).exists()  # the worker ended before the runner
 
 
 def test_worker_skips_a_run_finished_after_the_invocation_listed_it(tmp_path: pathlib.Path) -> None:

@@ -9,7 +9,9 @@ for the policies that sample actions; for QSM also deterministic with the best o
 The runner is idempotent and resumable: a run whose result file exists is skipped; a run in progress saves a
 checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at every evaluation and when
 ``--stop-after`` runs out, and the next invocation goes on from it. A run that stops between checkpoints restarts
-from the last one (the episode in progress is cut). Lock files keep two invocations from running the same run. A
+from the last one (the episode in progress is cut). Ctrl-C (or SIGTERM to the runner) does what ``--stop-after``
+does: every run in progress checkpoints and stops, and the runs not started are left for the next invocation. Lock
+files keep two invocations from running the same run. A
 suite that reuses an earlier one (``Suite.reuses``) first takes over the earlier results of the same runs made with
 the same settings (``sb3_qsm.benchmarks.reuse``); ``--list`` shows them as reusable.
 
@@ -23,6 +25,7 @@ When the suite is complete, ``python -m sb3_qsm.benchmarks aggregate`` turns the
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import gzip
@@ -33,7 +36,10 @@ import os
 import pathlib
 import pickle
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -59,6 +65,8 @@ PROGRESS_EVERY = 200
 # so), under this key of "final": the evaluation rule measured on the same trained model
 PAIRED_BEST_OF_N = 32
 PAIRED_KEY = f"deterministic_best_of_{PAIRED_BEST_OF_N}"
+# In a worker process of ``execute``: the event its runner sets when asked to stop (``_init_worker``)
+_STOP_REQUESTED: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,14 +99,21 @@ def checkpoint_dir(out: pathlib.Path, spec: RunSpec) -> pathlib.Path:
 class EvalCheckpointCallback(BaseCallback):
     """
     Evaluates every ``eval_freq`` steps, saves a checkpoint after each evaluation and stops training once the
-    deadline has passed.
+    deadline has passed or the stop event is set.
     """
 
-    def __init__(self, run: "Run", deadline: float | None):
+    def __init__(self, run: "Run", deadline: float | None, stop_requested: Any = None):
         super().__init__()
         self.run = run
         self.deadline = deadline
+        self.stop_requested = stop_requested
         self.stopped = False
+
+    def _due(self) -> bool:
+        """:return: Whether the run is to stop now"""
+        if self.deadline is not None and time.time() > self.deadline:
+            return True
+        return self.stop_requested is not None and self.stop_requested.is_set()
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:  # the Monitor wrapper's summary of each finished training episode
@@ -111,7 +126,7 @@ class EvalCheckpointCallback(BaseCallback):
             self.run.evaluate_now()
             if self.num_timesteps < self.run.spec.budget:
                 self.run.save_checkpoint()
-        if self.deadline is not None and time.time() > self.deadline and self.num_timesteps < self.run.spec.budget:
+        if self.num_timesteps < self.run.spec.budget and self._due():
             self.stopped = True
             return False
         return True
@@ -211,17 +226,18 @@ class Run:
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
 
-    def execute(self, deadline: float | None) -> dict[str, Any] | None:
+    def execute(self, deadline: float | None, stop_requested: Any = None) -> dict[str, Any] | None:
         """
-        Train to the budget (or the deadline), then evaluate and write the result file.
+        Train to the budget (or until asked to stop), then evaluate and write the result file.
 
         :param deadline: ``time.time()`` after which to checkpoint and stop
-        :return: The result, or None if the deadline stopped the run
+        :param stop_requested: An event (``multiprocessing.Event``) whose setting makes the run checkpoint and stop
+        :return: The result, or None if the run was stopped
         """
         steps_before = self.model.num_timesteps
         if steps_before == 0:
             self.evaluate_now()
-        callback = EvalCheckpointCallback(self, deadline)
+        callback = EvalCheckpointCallback(self, deadline, stop_requested)
         remaining = self.spec.budget - self.model.num_timesteps
         self.model.learn(remaining, callback=callback, reset_num_timesteps=steps_before == 0)
         self.report(self.model.num_timesteps % PROGRESS_EVERY)
@@ -253,6 +269,8 @@ def run_worker(spec: RunSpec, out: pathlib.Path, device: str, deadline: float | 
     """
     if deadline is not None and time.time() > deadline:
         return f"{spec.name}: not started, the deadline has passed"
+    if _STOP_REQUESTED is not None and _STOP_REQUESTED.is_set():
+        return f"{spec.name}: not started, the runner was asked to stop"
     th.set_num_threads(1)
     lock = lock_path(out, spec)
     if not acquire_lock(lock):
@@ -261,11 +279,11 @@ def run_worker(spec: RunSpec, out: pathlib.Path, device: str, deadline: float | 
         # Another invocation may have finished it since this one listed the pending runs
         if result_path(out, spec).is_file():
             return f"{spec.name}: skipped, finished by another process"
-        result = Run(spec, out, device, progress).execute(deadline)
+        result = Run(spec, out, device, progress).execute(deadline, _STOP_REQUESTED)
     finally:
         lock.unlink(missing_ok=True)
     if result is None:
-        return f"{spec.name}: stopped at the deadline, checkpoint saved"
+        return f"{spec.name}: stopped, checkpoint saved"
     returns = result["final"]["deterministic"]["returns"]
     return f"{spec.name}: done, final return {np.mean(returns):.1f} +- {np.std(returns):.1f}"
 
@@ -313,6 +331,38 @@ def pending(specs: list[RunSpec], out: pathlib.Path) -> list[RunSpec]:
     return todo
 
 
+def _init_worker(stop_requested: Any) -> None:
+    """
+    Worker process initializer: Ctrl-C is left to the runner (it reaches every process of the terminal's group), which
+    asks the runs to checkpoint and stop through ``stop_requested``.
+    """
+    global _STOP_REQUESTED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _STOP_REQUESTED = stop_requested
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop_requested: Any, bar: tqdm) -> Iterator[None]:
+    """
+    While in the block, SIGINT and SIGTERM set ``stop_requested`` instead of ending the runner: its workers would
+    otherwise lose the steps since their last checkpoint (on SIGINT) or go on alone (on SIGTERM to the runner only).
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        stop_requested.set()
+        bar.write(f"{signal.Signals(signum).name}: every run in progress checkpoints and stops")
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def execute(specs: list[RunSpec], out: pathlib.Path, workers: int, device: str, stop_after: float | None) -> bool:
     """
     Run the specs in worker processes with a progress display.
@@ -323,9 +373,13 @@ def execute(specs: list[RunSpec], out: pathlib.Path, workers: int, device: str, 
     total = sum(spec.budget for spec in specs)
     ok = True
     context = multiprocessing.get_context("spawn")
+    stop_requested = context.Event()
     with context.Manager() as manager, tqdm(total=total, unit="step", smoothing=0.05) as bar:
         progress = manager.Queue()
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pool = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(stop_requested,)
+        )
+        with pool, _stop_on_signals(stop_requested, bar):
             futures = {pool.submit(run_worker, spec, out, device, deadline, progress): spec for spec in specs}
             not_done = set(futures)
             while not_done:
