@@ -130,7 +130,7 @@ plot_training_curves(SHIPPED_AGENTS, ZOO_SAC, "SAC, zoo entry, same seed").savef
 
 def _benchmark_pages() -> None:
     """The benchmark report (tables and figures) and the cost tables, from benchmarks/results and benchmarks/cost."""
-    for suite in ("v1", "v2"):
+    for suite in ("v1", "v2", "dmc"):
         write_report(pathlib.Path(ROOT, "benchmarks", "results", suite), pathlib.Path(GENERATED, f"benchmarks_{suite}"))
     sections = []
     for path in sorted(glob.glob(os.path.join(ROOT, "benchmarks", "cost", "*.json"))):

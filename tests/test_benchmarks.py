@@ -411,6 +411,39 @@ def _fake_run(algo: str, seed: int, curve: list[float], final: list[float]) -> d
     }
 
 
+def test_results_of_a_task_whose_id_holds_a_folder_are_aggregated(tmp_path: pathlib.Path) -> None:
+    """A DeepMind Control id (``dm_control/walker-walk-v0``) puts its result files a folder deeper; the checkpoints'
+    progress files (hidden folders) are not results."""
+    dmc = suite.SUITES["dmc"]
+    specs = [run.spec_of(dmc, dmc.tasks[0], algo, 0) for algo in ("qsm", "sac")]
+    for spec, final in zip(specs, ([500.0], [400.0]), strict=True):
+        record = _fake_run(spec.algo, 0, [0.0, final[0]], final)
+        record["spec"] = run.dataclasses.asdict(spec)
+        run.write_json(run.result_path(tmp_path, spec), record)
+    checkpoint = {**record, "spec": run.dataclasses.asdict(specs[0])}
+    run.write_json(run.checkpoint_dir(tmp_path, specs[0]) / "progress.json", checkpoint)
+    runs = aggregate.load_runs(tmp_path / "dmc")
+    assert sorted((r["spec"]["env_id"], r["spec"]["algo"]) for r in runs) == [
+        ("dm_control/walker-walk-v0", "qsm"),
+        ("dm_control/walker-walk-v0", "sac"),
+    ]
+    coverage = aggregate.coverage_table("dmc", runs)
+    # SAC runs with SB3's defaults there (the zoo has no entry): a column spanning tasks names no hyperparameters
+    assert coverage.splitlines()[0] == "| Task (budget) | QSM (defaults) | QSM (paper preset) | SAC |"
+    assert "| dm_control/walker-walk-v0 (100,000) | 1 / 3 | 0 / 3 | 1 / 3 |" in coverage
+    summaries = {
+        env: {algo: aggregate.summarize(runs_) for algo, runs_ in algos.items()}
+        for env, algos in aggregate.group(runs).items()
+    }
+    assert aggregate.verdict_table(summaries).splitlines()[:3] == [
+        "| Task | QSM vs SAC |",
+        "| --- | --- |",
+        "| dm_control/walker-walk-v0 | too few seeds to compare |",
+    ]
+    del summaries["dm_control/walker-walk-v0"]["sac"]
+    assert aggregate.verdict_table(summaries) == "No baseline has finished a run yet.\n"
+
+
 def test_statistics_are_exact() -> None:
     # IQM cuts 25% at each end: of 1..8, the mean of 3..6
     assert aggregate.iqm(np.arange(1.0, 9.0)) == pytest.approx(4.5)

@@ -38,9 +38,11 @@ REFERENCE, BASELINES = "qsm", ("sac", "td3")
 def load_runs(suite_dir: pathlib.Path) -> list[dict[str, Any]]:
     """
     :param suite_dir: Folder of a suite's raw results (``<out>/<suite>``)
-    :return: The finished runs, in a stable order
+    :return: The finished runs, in a stable order: the result files at any depth (an environment id may hold a
+        folder, ``dm_control/walker-walk-v0``), outside the hidden folders of checkpoints and locks
     """
-    runs = [json.loads(path.read_text()) for path in sorted(suite_dir.glob("*/*.json"))]
+    paths = [path for path in suite_dir.rglob("*.json") if not path.relative_to(suite_dir).parts[0].startswith(".")]
+    runs = [json.loads(path.read_text()) for path in sorted(paths)]
     return [run for run in runs if "spec" in run and "final" in run]
 
 
@@ -154,6 +156,14 @@ def verdict(reference: dict[str, Any], baseline: dict[str, Any]) -> str:
     return f"intervals overlap (IQM {higher})"
 
 
+def column_label(algo: str) -> str:
+    """
+    The algorithm's label over a column that spans tasks: a baseline by its name alone, since its hyperparameters
+    are the RL Zoo's on some tasks and SB3's defaults on others (``row_label`` says which, per task).
+    """
+    return algo.upper() if algo in BASELINES else LABELS.get(algo, algo)
+
+
 def row_label(algo: str, summary: dict[str, Any]) -> str:
     """
     The algorithm's label for one task: a zoo algorithm run with SB3's defaults (no zoo entry) says so, and so do
@@ -209,7 +219,9 @@ def summary_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
 def verdict_table(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
     """QSM (defaults) against each baseline, per task, by the final-return IQM and its interval."""
     present = [b for b in BASELINES if any(b in algos for algos in summaries.values())]
-    lines = ["| Task | " + " | ".join(f"QSM vs {LABELS[b]}" for b in present) + " |"]
+    if not present:
+        return "No baseline has finished a run yet.\n"
+    lines = ["| Task | " + " | ".join(f"QSM vs {column_label(b)}" for b in present) + " |"]
     lines.append("| --- |" + " --- |" * len(present))
     for env, algos in summaries.items():
         if REFERENCE in algos:
@@ -232,7 +244,7 @@ def statement(summaries: dict[str, dict[str, dict[str, Any]]]) -> str:
             groups[key].append(f"{env} ({number(ref['final_iqm'], 0)} vs {number(base['final_iqm'], 0)})")
         parts = [f"{key} on {', '.join(envs)}" for key, envs in groups.items() if envs]
         if parts:
-            lines.append(f"- Against {LABELS[baseline]}, QSM (defaults) is " + "; ".join(parts) + ".")
+            lines.append(f"- Against {column_label(baseline)}, QSM (defaults) is " + "; ".join(parts) + ".")
     note = (
         "\n(Final-return IQMs, QSM first. Ahead or behind: the 95% intervals of the final-return IQM do not overlap; "
         "with fewer than 2 seeds, or overlapping intervals, neither.)\n"
@@ -269,7 +281,8 @@ def coverage_table(suite_name: str, runs: list[dict[str, Any]]) -> str:
     finished = Counter((run["spec"]["env_id"], run["spec"]["algo"]) for run in runs)
     suite = SUITES[suite_name]
     algos = [algo for algo in LABELS if any(algo in task.algorithms for task in suite.tasks)]
-    lines = ["| Task (budget) | " + " | ".join(LABELS[algo] for algo in algos) + " |", "| --- |" + " --- |" * len(algos)]
+    header = " | ".join(column_label(algo) for algo in algos)
+    lines = [f"| Task (budget) | {header} |", "| --- |" + " --- |" * len(algos)]
     for task in suite.tasks:
         planned = len(suite.seeds_of(task))
         cells = [f"{finished[(task.env_id, algo)]} / {planned}" if algo in task.algorithms else "-" for algo in algos]
@@ -368,7 +381,7 @@ def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) 
             steps = curves[0][0][:n_points]
             returns = np.stack([r[:n_points] for _, r in curves])
             colour = colours[algo]
-            (line,) = ax.plot(steps, returns.mean(axis=0), color=colour, label=LABELS.get(algo, algo))
+            (line,) = ax.plot(steps, returns.mean(axis=0), color=colour, label=column_label(algo))
             legend.setdefault(algo, line)
             low, high = bootstrap_ci(returns, statistic=np.mean)
             if not np.isnan(low).all():
@@ -380,7 +393,7 @@ def learning_curves_figure(grouped: dict[str, dict[str, list[dict[str, Any]]]]) 
     fig.tight_layout()
     fig.legend(
         [legend[algo] for algo in order],
-        [LABELS.get(algo, algo) for algo in order],
+        [column_label(algo) for algo in order],
         loc="upper center",
         bbox_to_anchor=(0.5, 0),
         ncol=min(len(order), 2 * n_cols),
