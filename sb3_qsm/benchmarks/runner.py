@@ -11,9 +11,9 @@ checkpoint (model and replay buffer, under ``<out>/<suite>/.checkpoints/``) at e
 ``--stop-after`` runs out, and the next invocation goes on from it. A run that stops between checkpoints restarts
 from the last one (the episode in progress is cut). Ctrl-C (or SIGTERM to the runner) does what ``--stop-after``
 does: every run in progress checkpoints and stops, and the runs not started are left for the next invocation. Lock
-files keep two invocations from running the same run. A
-suite that reuses an earlier one (``Suite.reuses``) first takes over the earlier results of the same runs made with
-the same settings (``sb3_qsm.benchmarks.reuse``); ``--list`` shows them as reusable.
+files keep two invocations from running the same run. A suite that reuses an earlier one (``Suite.reuses``) first
+takes over the earlier results of the same runs made with the same settings (``sb3_qsm.benchmarks.reuse``);
+``--list`` shows them as reusable.
 
     python -m sb3_qsm.benchmarks run --suite v1 --workers 2              # the whole suite, 2 processes
     python -m sb3_qsm.benchmarks run --suite v1 --envs Hopper-v5 --algos qsm sac --seeds 0
