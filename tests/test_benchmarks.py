@@ -596,11 +596,11 @@ def test_learning_curves_give_each_algorithm_one_colour_and_a_legend_entry() -> 
     assert len({to_rgba(colour) for colour in every.values()}) == min(len(every), 20)
     for ax, (env, algos) in zip(fig.axes, grouped.items(), strict=False):
         drawn = {line.get_label(): to_rgba(line.get_color()) for line in ax.get_lines()}
-        assert drawn == {aggregate.LABELS[algo]: colours[algo] for algo in algos}, env
+        assert drawn == {aggregate.column_label(algo): colours[algo] for algo in algos}, env
     (legend,) = fig.legends
     handles = zip(legend.get_texts(), legend.legend_handles, strict=True)
     entries = {text.get_text(): to_rgba(handle.get_color()) for text, handle in handles}
-    assert entries == {aggregate.LABELS[algo]: colour for algo, colour in colours.items()}
+    assert entries == {aggregate.column_label(algo): colour for algo, colour in colours.items()}
 
 
 def test_cheaper_table_pairs_each_settings_time_with_its_returns() -> None:
