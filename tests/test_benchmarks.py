@@ -134,12 +134,11 @@ def test_lock_is_exclusive_and_taken_over_when_stale(tmp_path: pathlib.Path) -> 
     assert locks.acquire_lock(lock)
 
 
-# A runner with one long run (Pendulum-v1, SAC, a checkpoint every 100 steps), in a process of its own
-_LONG_RUN = """
-import dataclasses, pathlib, sys
-from sb3_qsm.benchmarks import runner, suite
-quick = suite.SUITES["quick"]
-spec = dataclasses.replace(runner.spec_of(quick, quick.tasks[0], "sac", 0), budget=1_000_000, eval_freq=100)
+# A runner, in a process of its own, of the one run given as JSON
+_RUNNER = """
+import json, pathlib, sys
+from sb3_qsm.benchmarks import runner
+spec = runner.RunSpec(**json.loads(sys.argv[2]))
 sys.exit(0 if runner.execute([spec], pathlib.Path(sys.argv[1]), 1, "cpu", None) else 1)
 """
 
@@ -152,10 +151,11 @@ def test_a_signalled_runner_checkpoints_its_runs_and_leaves_no_worker(
     checkpoints and stops, and the runner ends only after its worker (which would otherwise go on alone, holding the
     run's lock)."""
     quick = suite.SUITES["quick"]
+    # One long run (Pendulum-v1, SAC), with a checkpoint every 100 steps
     spec = run.dataclasses.replace(run.spec_of(quick, quick.tasks[0], "sac", 0), budget=1_000_000, eval_freq=100)
     progress = run.checkpoint_dir(tmp_path, spec) / "progress.json"
     runner = subprocess.Popen(
-        [sys.executable, "-c", _LONG_RUN, str(tmp_path)],
+        [sys.executable, "-c", _RUNNER, str(tmp_path), json.dumps(run.dataclasses.asdict(spec))],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
