@@ -1,5 +1,6 @@
 """DeepMind Control through Shimmy: the zoo entries train and replay, the paper preset runs, the dmc suite builds."""
 
+import inspect
 import os
 import pathlib
 import subprocess
@@ -8,10 +9,12 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from torch import nn
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import suite
 from sb3_qsm.benchmarks.settings import make_model
+from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
 from sb3_qsm.zoo import default_hyperparams_file
 
 pytest.importorskip("shimmy")
@@ -27,6 +30,22 @@ def test_zoo_has_an_entry_for_each_of_the_papers_tasks():
     for task in PAPER_TASKS:
         entry = hyperparams[f"dm_control/{task}-v0"]
         assert entry["env_wrapper"] == "gymnasium.wrappers.FlattenObservation", task
+
+
+def test_zoo_entries_of_the_papers_tasks_are_the_paper_preset():
+    """The entries run QSM.from_paper_config's settings, which the dmc suite measured on walker-walk (YAML cannot
+    import them): each of the preset's arguments is the entry's or, where the entry leaves it out, QSM's default."""
+    with open(default_hyperparams_file()) as file:
+        hyperparams = yaml.safe_load(file)
+    defaults = {name: parameter.default for name, parameter in inspect.signature(QSM.__init__).parameters.items()}
+    for task in PAPER_TASKS:
+        entry = hyperparams[f"dm_control/{task}-v0"]
+        for key, value in PAPER_HYPERPARAMS.items():
+            if key == "policy_kwargs":
+                assert eval(entry[key], {"nn": nn}) == value, task  # the zoo evaluates the string with torch's nn
+            else:
+                assert entry.get(key, defaults[key]) == value, (task, key)
+        assert (entry["noise_type"], entry["noise_std"]) == ("normal", PAPER_NOISE_STD), task
 
 
 def test_suite_flattens_the_observations_of_a_dm_control_task():

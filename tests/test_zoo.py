@@ -11,6 +11,7 @@ import pytest
 import rl_zoo3
 import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+from torch import nn
 
 from sb3_qsm import QSM
 from sb3_qsm.qsm.presets import CRITICS_0_1, CRITICS_0_1_POLICY_KWARGS, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
@@ -54,7 +55,8 @@ def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments():
         unknown = set(entry) - ZOO_KEYS - qsm_args
         assert not unknown, f"{env_id}: {unknown}"
         if isinstance(entry.get("policy_kwargs"), str):
-            assert isinstance(eval(entry["policy_kwargs"]), dict)  # the zoo evaluates the string the same way
+            # the zoo evaluates the string the same way, with torch.nn imported as nn
+            assert isinstance(eval(entry["policy_kwargs"], {"nn": nn}), dict)
 
 
 def test_gradient_target_block_is_the_papers_update():
