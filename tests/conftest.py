@@ -1,9 +1,11 @@
 """Shared fixtures: small networks and short runs, so that the default suite stays fast on a CPU."""
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch as th
+from torch import nn
 
 # One torch thread per test process: `pytest -n auto` already runs one process per core, and more threads than cores
 # make the small networks of the tests many times slower (one test went from 42 s to over 14 minutes on a loaded
@@ -24,3 +26,10 @@ SMALL: dict[str, Any] = dict(
 def small_kwargs() -> dict[str, Any]:
     """Fresh copy of the small-model keyword arguments (policy_kwargs included)."""
     return {**SMALL, "policy_kwargs": dict(SMALL["policy_kwargs"])}
+
+
+@pytest.fixture
+def zoo_kwargs() -> Callable[[str], Any]:
+    """Evaluate a keyword-argument string of a zoo entry (``policy_kwargs``) as rl_zoo3 does: ``eval`` with torch's
+    ``nn`` in scope."""
+    return lambda text: eval(text, {"nn": nn})

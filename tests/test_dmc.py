@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from torch import nn
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import suite
@@ -32,7 +31,7 @@ def test_zoo_has_an_entry_for_each_of_the_papers_tasks():
         assert entry["env_wrapper"] == "gymnasium.wrappers.FlattenObservation", task
 
 
-def test_zoo_entries_of_the_papers_tasks_are_the_paper_preset():
+def test_zoo_entries_of_the_papers_tasks_are_the_paper_preset(zoo_kwargs):
     """The entries run QSM.from_paper_config's settings, which the dmc suite measured on walker-walk (YAML cannot
     import them): each of the preset's arguments is the entry's or, where the entry leaves it out, QSM's default."""
     with open(default_hyperparams_file()) as file:
@@ -42,7 +41,7 @@ def test_zoo_entries_of_the_papers_tasks_are_the_paper_preset():
         entry = hyperparams[f"dm_control/{task}-v0"]
         for key, value in PAPER_HYPERPARAMS.items():
             if key == "policy_kwargs":
-                assert eval(entry[key], {"nn": nn}) == value, task  # the zoo evaluates the string with torch's nn
+                assert zoo_kwargs(entry[key]) == value, task
             else:
                 assert entry.get(key, defaults[key]) == value, (task, key)
         assert (entry["noise_type"], entry["noise_std"]) == ("normal", PAPER_NOISE_STD), task

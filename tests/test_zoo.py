@@ -11,7 +11,6 @@ import pytest
 import rl_zoo3
 import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
-from torch import nn
 
 from sb3_qsm import QSM
 from sb3_qsm.qsm.presets import CRITICS_0_1, CRITICS_0_1_POLICY_KWARGS, PAPER_UPDATE, PAPER_UPDATE_POLICY_KWARGS
@@ -45,7 +44,7 @@ def _zoo(*args: str, cwd: pathlib.Path, timeout: int = 300) -> subprocess.Comple
     )
 
 
-def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments():
+def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments(zoo_kwargs):
     with open(default_hyperparams_file()) as file:
         hyperparams = yaml.safe_load(file)
     assert set(REQUIRED_ENVS) <= set(hyperparams)
@@ -55,18 +54,17 @@ def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments():
         unknown = set(entry) - ZOO_KEYS - qsm_args
         assert not unknown, f"{env_id}: {unknown}"
         if isinstance(entry.get("policy_kwargs"), str):
-            # the zoo evaluates the string the same way, with torch.nn imported as nn
-            assert isinstance(eval(entry["policy_kwargs"], {"nn": nn}), dict)
+            assert isinstance(zoo_kwargs(entry["policy_kwargs"]), dict)
 
 
-def test_gradient_target_block_is_the_papers_update():
+def test_gradient_target_block_is_the_papers_update(zoo_kwargs):
     """The zoo file's gradient-target block, which the entries measured with the paper's update merge, holds the
     values of sb3_qsm.qsm.presets (YAML cannot import them)."""
     with open(default_hyperparams_file()) as file:
         block = yaml.safe_load(file)["gradient-target"]
     assert {key: block[key] for key in PAPER_UPDATE} == PAPER_UPDATE
     assert {key: block[key] for key in CRITICS_0_1} == CRITICS_0_1
-    assert eval(block["policy_kwargs"]) == {**PAPER_UPDATE_POLICY_KWARGS, **CRITICS_0_1_POLICY_KWARGS}
+    assert zoo_kwargs(block["policy_kwargs"]) == {**PAPER_UPDATE_POLICY_KWARGS, **CRITICS_0_1_POLICY_KWARGS}
 
 
 def test_default_conf_file_only_for_qsm():
