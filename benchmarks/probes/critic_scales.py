@@ -18,9 +18,11 @@ import sys
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
 
 import sb3_qsm.envs  # noqa: F401  (registers the bandit)
 from sb3_qsm import QSM
+from sb3_qsm.benchmarks.suite import make_env
 from sb3_qsm.common.critics import candidate_q_values
 
 
@@ -72,7 +74,8 @@ def main() -> None:
     env_id, steps, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     kwargs = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     th.set_num_threads(1)
-    QSM("MlpPolicy", env_id, seed=0, **kwargs).learn(steps, callback=CriticScales(every))
+    # The environment as the suites build it (a DeepMind Control task's observations flattened)
+    QSM("MlpPolicy", Monitor(make_env(env_id)), seed=0, **kwargs).learn(steps, callback=CriticScales(every))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ The algorithms the benchmark runs, in one table (``ALGORITHMS``), and where each
 
 Beside them, QSM variants that differ from the defaults in a few arguments: cheaper arithmetic (``qsm-k*``,
 ``qsm-tt*``, suite ``cheaper``) and candidate changes to the defaults screened on short budgets (``SCREEN_VARIANTS``,
-suite ``screen``).
+suite ``screen``) and on DeepMind Control (``DMC_VARIANTS``, suite ``dmc-screen``).
 """
 
 import argparse
@@ -253,6 +253,14 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
+# Candidate changes for DeepMind Control, whose rewards are at most 1 per step, about a tenth of Gymnasium's MuJoCo
+# locomotion, where the defaults were chosen (suite "dmc-screen", against the dmc suite's defaults). The spread floor
+# scaled with the rewards: the default 0.6, in the units of Q, may keep the posterior target broad while walker-walk's
+# critics prefer one action to another by less than that
+DMC_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "qsm-floor006": ("QSM (spread floor 0.06)", {"q_spread_floor": 0.06}),
+}
+
 ALGORITHMS: dict[str, Algorithm] = {
     algorithm.name: algorithm
     for algorithm in (
@@ -278,7 +286,10 @@ ALGORITHMS: dict[str, Algorithm] = {
             _qsm_variant(f"qsm-tt{t}", f"QSM (critic target T={t})", {"target_diffusion_steps": t})
             for t in CHEAPER_TARGET_STEPS
         ),
-        *(_qsm_variant(name, label, hyperparams) for name, (label, hyperparams) in SCREEN_VARIANTS.items()),
+        *(
+            _qsm_variant(name, label, hyperparams)
+            for name, (label, hyperparams) in (*SCREEN_VARIANTS.items(), *DMC_VARIANTS.items())
+        ),
         Algorithm("sac", "SAC (RL Zoo)", SAC, _zoo("sac"), samples=True),
         Algorithm("td3", "TD3 (RL Zoo)", TD3, _zoo("td3"), samples=False),
         Algorithm("sac-sb3", "SAC (SB3 defaults)", SAC, _fixed("SB3 defaults", {}), samples=True),

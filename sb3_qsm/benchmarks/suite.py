@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from sb3_qsm.benchmarks.algorithms import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, SCREEN_VARIANTS
+from sb3_qsm.benchmarks.algorithms import CHEAPER_CANDIDATES, CHEAPER_TARGET_STEPS, DMC_VARIANTS, SCREEN_VARIANTS
 from sb3_qsm.qsm.presets import (
     CRITICS_0_1,
     CRITICS_0_1_POLICY_KWARGS,
@@ -188,6 +188,13 @@ SUITES = {
         "dmc",
         tasks=(Task("dm_control/walker-walk-v0", 100_000, ("qsm", "qsm-paper", "sac")),),
         seeds=(0, 1, 2),
+    ),
+    # Candidate changes for DeepMind Control (DMC_VARIANTS), on the dmc suite's task, budget and first seeds, to be
+    # read against its QSM defaults
+    "dmc-screen": Suite(
+        "dmc-screen",
+        tasks=(Task("dm_control/walker-walk-v0", 100_000, tuple(DMC_VARIANTS)),),
+        seeds=(0, 1),
     ),
     # Smoke test of the whole pipeline: every algorithm, tiny budgets, one seed
     "quick": Suite(
