@@ -5,7 +5,10 @@ from typing import Any
 
 import pytest
 import torch as th
+import yaml
 from torch import nn
+
+from sb3_qsm.zoo import default_hyperparams_file
 
 # One torch thread per test process: `pytest -n auto` already runs one process per core, and more threads than cores
 # make the small networks of the tests many times slower (one test went from 42 s to over 14 minutes on a loaded
@@ -26,6 +29,13 @@ SMALL: dict[str, Any] = dict(
 def small_kwargs() -> dict[str, Any]:
     """Fresh copy of the small-model keyword arguments (policy_kwargs included)."""
     return {**SMALL, "policy_kwargs": dict(SMALL["policy_kwargs"])}
+
+
+@pytest.fixture
+def zoo_hyperparams() -> dict[str, Any]:
+    """The packaged zoo hyperparameter file (``qsm.yml``), parsed: entry id -> entry."""
+    with open(default_hyperparams_file()) as file:
+        return yaml.safe_load(file)
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from sb3_qsm import QSM
 from sb3_qsm.benchmarks import suite
 from sb3_qsm.benchmarks.settings import make_model
 from sb3_qsm.qsm.presets import PAPER_HYPERPARAMS, PAPER_NOISE_STD
-from sb3_qsm.zoo import default_hyperparams_file
 
 pytest.importorskip("shimmy")
 pytest.importorskip("dm_control")
@@ -23,22 +21,18 @@ pytest.importorskip("dm_control")
 PAPER_TASKS = ("cartpole-balance", "walker-walk", "quadruped-walk", "humanoid-walk")
 
 
-def test_zoo_has_an_entry_for_each_of_the_papers_tasks():
-    with open(default_hyperparams_file()) as file:
-        hyperparams = yaml.safe_load(file)
+def test_zoo_has_an_entry_for_each_of_the_papers_tasks(zoo_hyperparams):
     for task in PAPER_TASKS:
-        entry = hyperparams[f"dm_control/{task}-v0"]
+        entry = zoo_hyperparams[f"dm_control/{task}-v0"]
         assert entry["env_wrapper"] == "gymnasium.wrappers.FlattenObservation", task
 
 
-def test_zoo_entries_of_the_papers_tasks_are_the_paper_preset(zoo_kwargs):
+def test_zoo_entries_of_the_papers_tasks_are_the_paper_preset(zoo_hyperparams, zoo_kwargs):
     """The entries run QSM.from_paper_config's settings, which the dmc suite measured on walker-walk (YAML cannot
     import them): each of the preset's arguments is the entry's or, where the entry leaves it out, QSM's default."""
-    with open(default_hyperparams_file()) as file:
-        hyperparams = yaml.safe_load(file)
     defaults = {name: parameter.default for name, parameter in inspect.signature(QSM.__init__).parameters.items()}
     for task in PAPER_TASKS:
-        entry = hyperparams[f"dm_control/{task}-v0"]
+        entry = zoo_hyperparams[f"dm_control/{task}-v0"]
         for key, value in PAPER_HYPERPARAMS.items():
             if key == "policy_kwargs":
                 assert zoo_kwargs(entry[key]) == value, task

@@ -53,15 +53,11 @@ def test_enjoy_replays_shipped_agent(run, tmp_path):
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[run.name for run in RUNS])
-def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run, zoo_kwargs):
+def test_packaged_zoo_entry_still_trains_with_the_shipped_agents_settings(run, zoo_hyperparams, zoo_kwargs):
     """Each shipped agent was trained from its packaged qsm.yml entry (its command.txt): the entry must still give
     QSM the settings the agent holds, whatever QSM's defaults have become since."""
-    import yaml
-
-    from sb3_qsm.zoo import default_hyperparams_file
-
     env_id = run.name[: -len("_1")]
-    entry = yaml.safe_load(pathlib.Path(default_hyperparams_file()).read_text())[env_id]
+    entry = zoo_hyperparams[env_id]
     policy_kwargs = zoo_kwargs(entry.get("policy_kwargs", "dict()"))
     shipped = QSM.load(run / f"{env_id}.zip", buffer_size=1, device="cpu")
     settings = ("score_target", "score_scale", "n_diffusion_steps", "beta_schedule", "policy_delay", "score_actions")

@@ -44,12 +44,10 @@ def _zoo(*args: str, cwd: pathlib.Path, timeout: int = 300) -> subprocess.Comple
     )
 
 
-def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments(zoo_kwargs):
-    with open(default_hyperparams_file()) as file:
-        hyperparams = yaml.safe_load(file)
-    assert set(REQUIRED_ENVS) <= set(hyperparams)
+def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments(zoo_hyperparams, zoo_kwargs):
+    assert set(REQUIRED_ENVS) <= set(zoo_hyperparams)
     qsm_args = set(inspect.signature(QSM.__init__).parameters)
-    for env_id, entry in hyperparams.items():
+    for env_id, entry in zoo_hyperparams.items():
         assert isinstance(entry["n_timesteps"], int | float), env_id
         unknown = set(entry) - ZOO_KEYS - qsm_args
         assert not unknown, f"{env_id}: {unknown}"
@@ -57,11 +55,10 @@ def test_hyperparams_file_covers_tasks_with_valid_qsm_arguments(zoo_kwargs):
             assert isinstance(zoo_kwargs(entry["policy_kwargs"]), dict)
 
 
-def test_gradient_target_block_is_the_papers_update(zoo_kwargs):
+def test_gradient_target_block_is_the_papers_update(zoo_hyperparams, zoo_kwargs):
     """The zoo file's gradient-target block, which the entries measured with the paper's update merge, holds the
     values of sb3_qsm.qsm.presets (YAML cannot import them)."""
-    with open(default_hyperparams_file()) as file:
-        block = yaml.safe_load(file)["gradient-target"]
+    block = zoo_hyperparams["gradient-target"]
     assert {key: block[key] for key in PAPER_UPDATE} == PAPER_UPDATE
     assert {key: block[key] for key in CRITICS_0_1} == CRITICS_0_1
     assert zoo_kwargs(block["policy_kwargs"]) == {**PAPER_UPDATE_POLICY_KWARGS, **CRITICS_0_1_POLICY_KWARGS}
