@@ -255,8 +255,8 @@ SCREEN_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 # Candidate changes for DeepMind Control, whose rewards are at most 1 per step, about a tenth of Gymnasium's MuJoCo
 # locomotion, where the defaults were chosen (suite "dmc-screen", against the dmc suite's defaults). The spread floor
-# scaled with the rewards: the default 0.6, in the units of Q, may keep the posterior target broad while walker-walk's
-# critics prefer one action to another by less than that
+# scaled with the rewards: walker-walk's critics spread by 0.04 to 0.16 over the actions for its first 30k steps
+# (benchmarks/probes/critic_scales_walker_walk_seed0.jsonl), so the default 0.6 sets the posterior target's breadth
 DMC_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "qsm-floor006": ("QSM (spread floor 0.06)", {"q_spread_floor": 0.06}),
 }
